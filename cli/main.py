@@ -1,0 +1,241 @@
+"""The `provenance` command: parse, call one library function, format the result. No logic lives here."""
+from __future__ import annotations
+
+import json
+import os
+import sys
+from dataclasses import asdict
+
+import click
+from tqdm import tqdm
+
+import provenance
+from provenance import config, keys, selftest as selftest_mod
+from provenance.errors import KeystoreError, ProvenanceError
+from provenance.ledger import Ledger
+from provenance.matching import explain
+
+PASSPHRASE_ENV = "PROVENANCE_PASSPHRASE"
+
+
+class ProvenanceGroup(click.Group):
+    """Turns every ProvenanceError into its diagnostics and exit code, in this one place."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except ProvenanceError as e:
+            click.echo(f"error: {e.diagnostics()}", err=True)
+            ctx.exit(e.exit_code)
+
+
+def _ledger(ctx: click.Context) -> Ledger:
+    return Ledger.open(config.ledger_path(ctx.obj["ledger"]))
+
+
+def _passphrase(confirm: bool = False) -> str:
+    if os.environ.get(PASSPHRASE_ENV):
+        return os.environ[PASSPHRASE_ENV]
+    if not sys.stdin.isatty():
+        raise KeystoreError("a passphrase is needed to use the key", hint=f"set {PASSPHRASE_ENV} or run in a terminal")
+    return click.prompt("Passphrase", hide_input=True, confirmation_prompt=confirm)
+
+
+def _progress(batch, label: str):
+    """A progress bar on stderr when it is a terminal; plain results otherwise."""
+    return tqdm(batch.results, total=batch.total, desc=label, unit="img", leave=False,
+                disable=not sys.stderr.isatty(), file=sys.stderr)
+
+
+def _emit_json(obj) -> None:
+    click.echo(json.dumps(obj, ensure_ascii=False))
+
+
+@click.group(cls=ProvenanceGroup)
+@click.version_option(provenance.__version__, prog_name="provenance")
+@click.option("--ledger", envvar="PROVENANCE_LEDGER", type=click.Path(dir_okay=False),
+              help="Ledger file (default: $PROVENANCE_HOME or the XDG data dir, /ledger.db).")
+@click.pass_context
+def cli(ctx, ledger):
+    """Register artworks, find their reposted copies, prove who made them first."""
+    ctx.obj = {"ledger": ledger}
+
+
+@cli.command()
+@click.option("--chain-id", type=int, default=31337, show_default=True,
+              help="Chain id that registration signatures are bound to.")
+@click.pass_context
+def init(ctx, chain_id):
+    """Create a new, empty ledger."""
+    ledger = Ledger.create(config.ledger_path(ctx.obj["ledger"]), chain_id=chain_id)
+    click.echo(f"created ledger {ledger.path} (id {ledger.ledger_id}, chain id {ledger.chain_id})")
+
+
+# -- keys ------------------------------------------------------------------------------------------------------
+@cli.group()
+def key():
+    """Manage signing keys (encrypted keystore files)."""
+
+
+@key.command("new")
+@click.option("--name", required=True, help="Your name as the artist; also names the key.")
+def key_new(name):
+    """Create a new Ethereum key, stored encrypted with a passphrase."""
+    info = keys.new_key(config.keys_dir(), name, _passphrase(confirm=True))
+    click.echo(f"created key {info.name!r}  address {info.address}\n  stored encrypted in {info.path}")
+
+
+@key.command("list")
+@click.option("--json", "as_json", is_flag=True, help="JSON Lines output.")
+def key_list(as_json):
+    """List signing keys."""
+    for k in keys.list_keys(config.keys_dir()):
+        if as_json:
+            _emit_json({"name": k.name, "address": k.address, "path": str(k.path)})
+        else:
+            click.echo(f"{k.name:20}  {k.address}  {k.path}")
+
+
+# -- register --------------------------------------------------------------------------------------------------
+@cli.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path())
+@click.option("--key", "key_name", help="Signing key name (default: the only key).")
+@click.option("--artist", help="Artist name (default: the key's name).")
+@click.option("--license", "license_", default="All rights reserved", show_default=True)
+@click.option("--title", help="Title (only when registering one file).")
+@click.option("--title-from-filename", is_flag=True, help="Title from the file name: 'sunset_hills.jpg' -> 'Sunset Hills'.")
+@click.option("--created", help="Creation date of the work(s), e.g. 2024-05-01 (default: the file's date).")
+@click.option("--workers", type=int, help="Worker processes (default: all cores).")
+@click.option("--json", "as_json", is_flag=True, help="JSON Lines output, one object per file.")
+@click.pass_context
+def register(ctx, paths, key_name, artist, license_, title, title_from_filename, created, workers, as_json):
+    """Register every image under PATHS (files or folders, recursively)."""
+    ledger = _ledger(ctx)
+    info = keys.find_key(config.keys_dir(), key_name)
+    account = keys.unlock(info, _passphrase())
+    batch = provenance.register(ledger, list(paths), account, artist=artist or info.name, license=license_,
+                                title=title, pretty_titles=title_from_filename, created=created, workers=workers)
+    counts = {"registered": 0, "already": 0, "failed": 0, "prior_claims": 0}
+    for r in _progress(batch, "registering"):
+        counts["failed" if r.error else "registered" if r.created else "already"] += 1
+        counts["prior_claims"] += bool(r.prior_claims)
+        if as_json:
+            _emit_json(asdict(r))
+        elif r.error:
+            tqdm.write(f"error: {r.item}: {r.error}", file=sys.stderr)
+        else:
+            verb = "registered" if r.created else "already registered as"
+            click.echo(f"{verb} #{r.work_id} {r.title!r}  {r.item}")
+            for c in r.prior_claims:
+                click.echo(f"  possible prior claim: looks like work #{c['work_id']} registered earlier by another"
+                           f" key ({c['signal']} distance {c['distance']}, {c['transform']})")
+    click.echo(f"{counts['registered']} registered, {counts['already']} already registered, "
+               f"{counts['failed']} failed, {counts['prior_claims']} possible prior claims", err=True)
+    ctx.exit(1 if counts["failed"] else 0)
+
+
+# -- works -----------------------------------------------------------------------------------------------------
+@cli.group()
+def works():
+    """List and show registered works."""
+
+
+def _work_dict(w) -> dict:
+    d = asdict(w)
+    d["fingerprints"] = {alg: asdict(f) for alg, f in w.fingerprints.items()}
+    return d
+
+
+@works.command("list")
+@click.option("--json", "as_json", is_flag=True, help="JSON Lines output.")
+@click.pass_context
+def works_list(ctx, as_json):
+    """List registered works."""
+    for w in _ledger(ctx).works():
+        if as_json:
+            _emit_json(_work_dict(w))
+        else:
+            flag = "  (possible prior claim)" if w.prior_claims else ""
+            click.echo(f"#{w.id:<4} {w.title[:40]:40}  {w.artist[:20]:20}  {w.width}x{w.height}  {w.registered_at}{flag}")
+
+
+@works.command("show")
+@click.argument("work_id", type=int)
+@click.option("--json", "as_json", is_flag=True, help="JSON output.")
+@click.pass_context
+def works_show(ctx, work_id, as_json):
+    """Show one work with its fingerprints and signature."""
+    w = _ledger(ctx).work(work_id)
+    if as_json:
+        _emit_json(_work_dict(w))
+        return
+    for label, value in [("work", f"#{w.id}"), ("title", w.title), ("artist", w.artist), ("license", w.license),
+                         ("size", f"{w.width}x{w.height}"), ("created", w.created),
+                         ("registered", w.registered_at), ("registrant", w.registrant),
+                         ("signature", w.signature), ("ledger entry", w.entry_seq)]:
+        click.echo(f"{label:>14}: {value}")
+    for alg, f in sorted(w.fingerprints.items()):
+        quality = f"  (quality {f.quality})" if f.quality is not None else ""
+        click.echo(f"{alg:>14}: {f.value}{quality}")
+    for c in w.prior_claims:
+        click.echo(f"{'prior claim':>14}: work #{c['work_id']} ({c['signal']} distance {c['distance']})")
+
+
+# -- scan ------------------------------------------------------------------------------------------------------
+@cli.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path())
+@click.option("--workers", type=int, help="Worker processes (default: all cores).")
+@click.option("--json", "as_json", is_flag=True, help="JSON Lines: one object per match.")
+@click.pass_context
+def scan(ctx, paths, workers, as_json):
+    """Scan every image under PATHS for copies of registered works."""
+    ledger = _ledger(ctx)
+    titles = {w.id: w.title for w in ledger.works()}
+    batch = provenance.scan(ledger, list(paths), workers=workers)
+    n = matched = failed = 0
+    for r in _progress(batch, "scanning"):
+        n += 1
+        if r.error:
+            failed += 1
+            tqdm.write(f"error: {r.item}: {r.error}", file=sys.stderr)
+            continue
+        matched += bool(r.matches)
+        for m in r.matches:
+            if as_json:
+                _emit_json({"item": r.item, "work_title": titles.get(m.work_id), **m.to_dict()})
+            else:
+                click.echo(f"{r.item}  ->  #{m.work_id} {titles.get(m.work_id)!r}  {explain(m)}"
+                           f"  score {m.score:.2f} ({m.confidence})")
+    click.echo(f"scanned {n} items: {matched} with copies, {n - matched - failed} without, {failed} failed",
+               err=True)
+    ctx.exit(1 if failed else 0)
+
+
+# -- ledger ----------------------------------------------------------------------------------------------------
+@cli.group("ledger")
+def ledger_group():
+    """Inspect and verify the ledger."""
+
+
+@ledger_group.command("verify")
+@click.option("--json", "as_json", is_flag=True, help="JSON output.")
+@click.pass_context
+def ledger_verify(ctx, as_json):
+    """Recompute the hash chain, Merkle checkpoints and signatures; exit 1 on any tampering."""
+    report = _ledger(ctx).verify()
+    if as_json:
+        _emit_json({"ok": True, **asdict(report)})
+    else:
+        click.echo(f"ledger OK: {report.entries} entries, {report.works} works, {report.checkpoints} checkpoints,"
+                   f" root {report.root}")
+
+
+@cli.command()
+def selftest():
+    """Check every fingerprint algorithm against its golden vectors."""
+    checks = selftest_mod.run()
+    click.echo(f"selftest OK: {len(checks)} golden vectors over {len({c.image for c in checks})} images")
+
+
+def main():
+    cli(prog_name="provenance")

@@ -1,0 +1,160 @@
+"""Versioned, pure fingerprint functions.
+
+Every stored value carries its algorithm id and version ("pdq/1"), so a ledger row written today stays
+comparable after an upgrade: a new version gets a new id, and the old one is still computed for old rows.
+The golden vectors in provenance/golden/ pin each version's output (see `selftest`).
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import asdict, dataclass, field
+
+import imagehash
+import numpy as np
+import pdqhash
+from PIL import Image
+
+from .imaging import Decoded, decode
+
+#: The eight dihedral transforms, in the order pdqhash.compute_dihedral returns them. Each name says what was
+#: done to the ORIGINAL to get a copy whose k-th variant matches it: variant k undoes transform k.
+DIHEDRAL = (
+    "none",
+    "rotated 90° clockwise",
+    "rotated 180°",
+    "rotated 90° counter-clockwise",
+    "flipped vertically",
+    "flipped horizontally",
+    "transposed (mirrored across the main diagonal)",
+    "mirrored across the anti-diagonal",
+)
+# The Pillow transpose that maps a copy made by DIHEDRAL[k] back to the original (used for pHash variants).
+_UNDO = (
+    None,
+    Image.Transpose.ROTATE_90,  # Pillow's ROTATE_90 is counter-clockwise
+    Image.Transpose.ROTATE_180,
+    Image.Transpose.ROTATE_270,
+    Image.Transpose.FLIP_TOP_BOTTOM,
+    Image.Transpose.FLIP_LEFT_RIGHT,
+    Image.Transpose.TRANSPOSE,
+    Image.Transpose.TRANSVERSE,
+)
+
+SHA256 = "sha256/1"
+PDQ = "pdq/1"  # pdqhash (Meta's reference C++) on the working image, longest side 512
+PHASH = "phash/1"  # imagehash.phash (8x8 DCT of a 32x32 grey Lanczos thumbnail of the working image)
+DHASH = "dhash/1"  # imagehash.dhash (horizontal gradient, 9x8 grey thumbnail of the working image)
+ALGORITHMS = (SHA256, PDQ, PHASH, DHASH)
+BITS = {PDQ: 256, PHASH: 64, DHASH: 64, SHA256: 256}
+
+
+@dataclass(frozen=True)
+class Fingerprint:
+    """One signal value. `algorithm` is "name/version"; `value` is lowercase hex."""
+
+    algorithm: str
+    value: str
+    quality: int | None = None  # PDQ's 0-100 quality; hashes of flat images (quality < 50) are unreliable
+
+
+@dataclass(frozen=True)
+class FingerprintSet:
+    """All fingerprints of one image, plus the dihedral variants used on the query side of matching."""
+
+    sha256: str
+    width: int
+    height: int
+    format: str
+    fingerprints: tuple[Fingerprint, ...]
+    # Query-side only (not stored): 8 variants per signal, index k matches a copy made by DIHEDRAL[k].
+    pdq_variants: tuple[str, ...] = field(default=(), repr=False)
+    phash_variants: tuple[str, ...] = field(default=(), repr=False)
+
+    def get(self, algorithm: str) -> Fingerprint | None:
+        return next((f for f in self.fingerprints if f.algorithm == algorithm), None)
+
+    @property
+    def pdq(self) -> Fingerprint:
+        return self.get(PDQ)
+
+    def stored(self) -> list[dict]:
+        """The fingerprints as stored in the ledger: algorithm id, value, quality."""
+        return [asdict(f) for f in self.fingerprints]
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def bits_to_hex(bits: np.ndarray) -> str:
+    """A 0/1 array (most significant bit first) to hex; the encoding every stored hash uses."""
+    return np.packbits(np.asarray(bits, dtype=np.uint8)).tobytes().hex()
+
+
+def hex_to_bits(value: str) -> np.ndarray:
+    return np.unpackbits(np.frombuffer(bytes.fromhex(value), dtype=np.uint8))
+
+
+def hamming(a: str, b: str) -> int:
+    """Hamming distance between two equal-length hex hashes."""
+    return int.bit_count(int(a, 16) ^ int(b, 16))
+
+
+def pdq_v1(image: Image.Image) -> tuple[str, int]:
+    bits, quality = pdqhash.compute(np.asarray(image))
+    return bits_to_hex(bits), int(quality)
+
+
+def pdq_dihedral_v1(image: Image.Image) -> tuple[tuple[str, ...], int]:
+    hashes, quality = pdqhash.compute_dihedral(np.asarray(image))
+    return tuple(bits_to_hex(h) for h in hashes), int(quality)
+
+
+def _grey32(image: Image.Image) -> Image.Image:
+    # The exact thumbnail imagehash.phash builds, made once so the 8 variants cost 8 tiny DCTs.
+    return image.convert("L").resize((32, 32), Image.Resampling.LANCZOS)
+
+
+def phash_v1(image: Image.Image) -> str:
+    return str(imagehash.phash(_grey32(image)))
+
+
+def phash_dihedral_v1(image: Image.Image) -> tuple[str, ...]:
+    g = _grey32(image)
+    return tuple(str(imagehash.phash(g if t is None else g.transpose(t))) for t in _UNDO)
+
+
+def dhash_v1(image: Image.Image) -> str:
+    return str(imagehash.dhash(image))
+
+
+def fingerprint_decoded(data: bytes, decoded: Decoded, *, variants: bool = False) -> FingerprintSet:
+    """Fingerprints of already-decoded bytes. With `variants`, also the dihedral variants for matching."""
+    im = decoded.image
+    if variants:
+        pdq_vars, quality = pdq_dihedral_v1(im)
+        pdq_value, ph_vars = pdq_vars[0], phash_dihedral_v1(im)
+        ph_value = ph_vars[0]
+    else:
+        (pdq_value, quality), ph_value = pdq_v1(im), phash_v1(im)
+        pdq_vars, ph_vars = (), ()
+    digest = sha256_bytes(data)
+    return FingerprintSet(
+        sha256=digest,
+        width=decoded.width,
+        height=decoded.height,
+        format=decoded.format,
+        fingerprints=(
+            Fingerprint(SHA256, digest),
+            Fingerprint(PDQ, pdq_value, quality),
+            Fingerprint(PHASH, ph_value),
+            Fingerprint(DHASH, dhash_v1(im)),
+        ),
+        pdq_variants=pdq_vars,
+        phash_variants=ph_vars,
+    )
+
+
+def fingerprint(data: bytes, *, variants: bool = False) -> FingerprintSet:
+    """Decode image bytes and compute every fingerprint. Raises ImageError for unusable input."""
+    return fingerprint_decoded(data, decode(data), variants=variants)

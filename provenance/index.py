@@ -1,0 +1,69 @@
+"""Candidate lookup over registered works' global hashes.
+
+An exact Hamming scan with NumPy's popcount: O(N) per query, ~35 ms per query at 1 M works, well under 1 ms at
+the thousands of works one artist has. The interface (add / nearest) is what a sub-linear index (multi-index
+hashing, FAISS) will implement when ledgers grow past that.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .fingerprints import PDQ, PHASH
+from .ledger import Work
+
+_BYTES = {PDQ: 32, PHASH: 8}
+
+
+@dataclass(frozen=True)
+class Nearest:
+    """Per work: the smallest distance over the query's variants, and which variant gave it."""
+
+    work_ids: np.ndarray  # (k,)
+    distances: np.ndarray  # (k,)
+    variants: np.ndarray  # (k,) index into fingerprints.DIHEDRAL
+
+
+class Index:
+    """In-memory Hamming index, rebuilt from the ledger's works (cheap: one row per work)."""
+
+    def __init__(self, works: list[Work] = ()):
+        self.work_ids = np.zeros(0, dtype=np.int64)
+        self.codes = {alg: np.zeros((0, n), dtype=np.uint8) for alg, n in _BYTES.items()}
+        self.pdq_quality = np.zeros(0, dtype=np.int16)
+        self.by_sha256: dict[str, list[int]] = {}
+        self.add(list(works))
+
+    def __len__(self) -> int:
+        return len(self.work_ids)
+
+    def add(self, works: list[Work]) -> None:
+        if not works:
+            return
+        self.work_ids = np.concatenate([self.work_ids, [w.id for w in works]])
+        for alg, n in _BYTES.items():
+            rows = [bytes.fromhex(w.fingerprints[alg].value) if alg in w.fingerprints else bytes(n) for w in works]
+            new = np.frombuffer(b"".join(rows), dtype=np.uint8).reshape(len(works), n)
+            self.codes[alg] = np.concatenate([self.codes[alg], new])
+        q = [w.fingerprints[PDQ].quality if PDQ in w.fingerprints else 0 for w in works]
+        self.pdq_quality = np.concatenate([self.pdq_quality, np.asarray(q, dtype=np.int16)])
+        for w in works:
+            self.by_sha256.setdefault(w.sha256, []).append(w.id)
+
+    def nearest(self, algorithm: str, variants: tuple[str, ...] | list[str], max_distance: int,
+                min_quality: int = 0) -> Nearest:
+        """Works within `max_distance` of any query variant, with the best variant for each.
+
+        `min_quality` skips works whose PDQ quality is lower (their hashes are near-random).
+        """
+        if not len(self) or not variants:
+            empty = np.zeros(0, dtype=np.int64)
+            return Nearest(empty, empty, empty)
+        q = np.frombuffer(b"".join(bytes.fromhex(v) for v in variants), dtype=np.uint8).reshape(len(variants), -1)
+        # (variants, works) distance matrix; the XOR is the only O(N) step.
+        d = np.bitwise_count(q[:, None, :] ^ self.codes[algorithm][None, :, :]).sum(axis=2, dtype=np.int32)
+        best_variant = d.argmin(axis=0)
+        best = d[best_variant, np.arange(d.shape[1])]
+        hit = np.flatnonzero((best <= max_distance) & (self.pdq_quality >= min_quality))
+        return Nearest(self.work_ids[hit], best[hit], best_variant[hit])

@@ -1,0 +1,349 @@
+"""The append-only, tamper-evident ledger: a plain SQLite file you can open in Datasette.
+
+Tables
+  entries      the log itself: one row per event, each hashing its predecessor (a hash chain)
+  works        one row per registered work, a projection of its `register` entry (for humans and queries)
+  fingerprints one row per (work, algorithm id)
+  checkpoints  (size, Merkle root) after each batch: RFC 6962 roots over entry hashes, later anchored on chain
+  meta         ledger id, schema version, chain id
+
+Only `entries` is authoritative. `verify()` recomputes the chain, the checkpoint roots and every signature, and
+checks that the `works` and `fingerprints` rows still say what their entries say.
+
+Every append is one `BEGIN IMMEDIATE` transaction, so a killed process leaves either the whole work or nothing,
+and several processes can append to one file at once (SQLite serialises the writers; WAL lets readers go on).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+import uuid
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterator
+
+import sqlite_utils
+
+from . import merkle
+from .errors import LedgerError, TamperedLedgerError, UsageError
+from .fingerprints import Fingerprint
+from .signing import DEFAULT_CHAIN_ID, recover_registrant
+
+SCHEMA_VERSION = 1
+GENESIS = "00" * 32
+
+
+def canonical_json(value: Any) -> str:
+    """Sorted keys, no whitespace, UTF-8: identical to RFC 8785 (JCS) for the strings/ints/bools we store."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def entry_hash(seq: int, kind: str, work_id: int | None, recorded_at: str, payload: str, prev_hash: str) -> str:
+    body = {"seq": seq, "kind": kind, "work_id": work_id, "recorded_at": recorded_at,
+            "payload": json.loads(payload), "prev_hash": prev_hash}
+    return hashlib.sha256(canonical_json(body).encode()).hexdigest()
+
+
+def utc_now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+@dataclass(frozen=True)
+class Work:
+    id: int
+    sha256: str
+    title: str
+    artist: str
+    license: str
+    width: int
+    height: int
+    created: str
+    registered_at: str
+    registrant: str
+    signature: str
+    entry_seq: int
+    fingerprints: dict[str, Fingerprint] = field(default_factory=dict)
+    prior_claims: list[dict] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    size: int
+    root: str
+    recorded_at: str
+
+
+@dataclass(frozen=True)
+class VerifyReport:
+    entries: int
+    works: int
+    checkpoints: int
+    root: str  # Merkle root over every entry
+
+
+@dataclass(frozen=True)
+class Appended:
+    work_id: int
+    created: bool  # False when these bytes were already registered by this registrant
+
+
+def _work_row(work_id: int, seq: int, payload: dict) -> dict:
+    """The `works` row an entry's payload implies. verify() compares stored rows against this."""
+    r = payload["record"]
+    return {
+        "id": work_id, "sha256": r["sha256"], "title": r["title"], "artist": r["artist"], "license": r["license"],
+        "width": r["width"], "height": r["height"], "created": r["created"],
+        "registered_at": datetime.fromtimestamp(r["registeredAt"], timezone.utc).isoformat().replace("+00:00", "Z"),
+        "registrant": r["registrant"], "signature": payload["signature"],
+        "prior_claims": canonical_json(payload.get("prior_claims", [])), "entry_seq": seq,
+    }
+
+
+class Ledger:
+    """A ledger file. Use `Ledger.create(path)` once, then `Ledger.open(path)`."""
+
+    def __init__(self, path: Path, conn: sqlite3.Connection):
+        self.path = path
+        self.conn = conn
+        self.db = sqlite_utils.Database(conn)
+
+    # -- opening -------------------------------------------------------------------------------------------------
+    @staticmethod
+    def _connect(path: Path) -> sqlite3.Connection:
+        try:
+            conn = sqlite3.connect(str(path), timeout=60, isolation_level=None, check_same_thread=False)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=FULL")
+            conn.execute("PRAGMA busy_timeout=60000")
+            return conn
+        except sqlite3.Error as e:
+            raise LedgerError(f"cannot open ledger {path}: {e}") from None
+
+    @classmethod
+    def create(cls, path: Path | str, chain_id: int = DEFAULT_CHAIN_ID) -> "Ledger":
+        """Create a new empty ledger at `path` (its folder is created). Refuses to overwrite an existing one."""
+        path = Path(path)
+        if path.exists() and path.stat().st_size > 0:
+            raise UsageError(f"a ledger already exists at {path}", hint="use it as it is, or choose another --ledger")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        ledger = cls(path, cls._connect(path))
+        with ledger.transaction():
+            ledger._create_schema(chain_id)
+        return ledger
+
+    @classmethod
+    def open(cls, path: Path | str) -> "Ledger":
+        path = Path(path)
+        if not path.exists():
+            raise UsageError(f"no ledger at {path}", hint="create one with: provenance init")
+        ledger = cls(path, cls._connect(path))
+        try:
+            version = ledger.meta("schema_version")
+        except sqlite3.DatabaseError as e:
+            raise LedgerError(f"{path} is not a provenance ledger ({e})") from None
+        if version is None:
+            raise LedgerError(f"{path} is not a provenance ledger (no meta table)")
+        if int(version) > SCHEMA_VERSION:
+            raise LedgerError(f"{path} was written by a newer provenance (schema {version})",
+                              hint="upgrade provenance to read it")
+        return ledger
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def _create_schema(self, chain_id: int) -> None:
+        db = self.db
+        db["meta"].create({"key": str, "value": str}, pk="key")
+        db["entries"].create({"seq": int, "kind": str, "work_id": int, "recorded_at": str, "payload": str,
+                              "prev_hash": str, "entry_hash": str}, pk="seq")
+        db["works"].create({"id": int, "sha256": str, "title": str, "artist": str, "license": str, "width": int,
+                            "height": int, "created": str, "registered_at": str, "registrant": str,
+                            "signature": str, "prior_claims": str, "entry_seq": int}, pk="id",
+                           foreign_keys=[("entry_seq", "entries", "seq")])
+        db["works"].create_index(["sha256", "registrant"], unique=True)
+        db["fingerprints"].create({"work_id": int, "algorithm": str, "value": str, "quality": int},
+                                  pk=("work_id", "algorithm"), foreign_keys=[("work_id", "works", "id")])
+        db["checkpoints"].create({"size": int, "root": str, "recorded_at": str}, pk="size")
+        for key, value in {"schema_version": SCHEMA_VERSION, "ledger_id": str(uuid.uuid4()),
+                           "chain_id": chain_id, "created_at": utc_now()}.items():
+            self.conn.execute("INSERT INTO meta (key, value) VALUES (?, ?)", (key, str(value)))
+
+    # -- small reads -------------------------------------------------------------------------------------------
+    def meta(self, key: str) -> str | None:
+        row = self.conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return row[0] if row else None
+
+    @property
+    def chain_id(self) -> int:
+        return int(self.meta("chain_id"))
+
+    @property
+    def ledger_id(self) -> str:
+        return self.meta("ledger_id")
+
+    def size(self) -> int:
+        return self.conn.execute("SELECT COUNT(*) FROM entries").fetchone()[0]
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """An IMMEDIATE transaction: takes the write lock up front, so read-then-append cannot race."""
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.conn
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        else:
+            self.conn.execute("COMMIT")
+
+    # -- appending ---------------------------------------------------------------------------------------------
+    def append_work(self, record: dict, signature: str, fingerprints: list[dict],
+                    prior_claims: list[dict] | None = None) -> Appended:
+        """Append a signed registration. Idempotent: the same bytes by the same registrant return the old work."""
+        with self.transaction() as c:
+            row = c.execute("SELECT id FROM works WHERE sha256 = ? AND registrant = ?",
+                            (record["sha256"], record["registrant"])).fetchone()
+            if row:
+                return Appended(row[0], created=False)
+            work_id = c.execute("SELECT COALESCE(MAX(id), 0) + 1 FROM works").fetchone()[0]
+            payload = {"record": record, "signature": signature, "chain_id": self.chain_id,
+                       "fingerprints": fingerprints, "prior_claims": prior_claims or []}
+            seq = self._append_entry(c, "register", work_id, payload)
+            c.execute("INSERT INTO works VALUES (:id, :sha256, :title, :artist, :license, :width, :height, :created,"
+                      " :registered_at, :registrant, :signature, :prior_claims, :entry_seq)",
+                      _work_row(work_id, seq, payload))
+            c.executemany("INSERT INTO fingerprints VALUES (?, ?, ?, ?)",
+                          [(work_id, f["algorithm"], f["value"], f.get("quality")) for f in fingerprints])
+            return Appended(work_id, created=True)
+
+    def _append_entry(self, c: sqlite3.Connection, kind: str, work_id: int | None, payload: dict) -> int:
+        last = c.execute("SELECT seq, entry_hash FROM entries ORDER BY seq DESC LIMIT 1").fetchone()
+        seq, prev = (last[0] + 1, last[1]) if last else (1, GENESIS)
+        text, at = canonical_json(payload), utc_now()
+        c.execute("INSERT INTO entries VALUES (?, ?, ?, ?, ?, ?, ?)",
+                  (seq, kind, work_id, at, text, prev, entry_hash(seq, kind, work_id, at, text, prev)))
+        return seq
+
+    def checkpoint(self) -> Checkpoint | None:
+        """Record the Merkle root over all entries, if entries were added since the last checkpoint."""
+        with self.transaction() as c:
+            hashes = [bytes.fromhex(h) for (h,) in c.execute("SELECT entry_hash FROM entries ORDER BY seq")]
+            last = c.execute("SELECT MAX(size) FROM checkpoints").fetchone()[0] or 0
+            if len(hashes) <= last:
+                return None
+            cp = Checkpoint(len(hashes), merkle.root(hashes).hex(), utc_now())
+            c.execute("INSERT INTO checkpoints VALUES (?, ?, ?)", (cp.size, cp.root, cp.recorded_at))
+            return cp
+
+    # -- reading works -----------------------------------------------------------------------------------------
+    def works(self) -> list[Work]:
+        fps: dict[int, dict[str, Fingerprint]] = {}
+        for work_id, alg, value, quality in self.conn.execute("SELECT * FROM fingerprints"):
+            fps.setdefault(work_id, {})[alg] = Fingerprint(alg, value, quality)
+        cols = [d[1] for d in self.conn.execute("PRAGMA table_info(works)")]
+        out = []
+        for row in self.conn.execute("SELECT * FROM works ORDER BY id"):
+            d = dict(zip(cols, row))
+            d["prior_claims"] = json.loads(d["prior_claims"] or "[]")
+            out.append(Work(**d, fingerprints=fps.get(d["id"], {})))
+        return out
+
+    def work(self, work_id: int) -> Work:
+        for w in self.works():  # small ledgers; an indexed lookup comes with the scale work
+            if w.id == work_id:
+                return w
+        raise UsageError(f"no work with id {work_id}", hint="list works with: provenance works list")
+
+    def checkpoints(self) -> list[Checkpoint]:
+        return [Checkpoint(*r) for r in self.conn.execute("SELECT size, root, recorded_at FROM checkpoints ORDER BY size")]
+
+    def entry_hashes(self) -> list[bytes]:
+        return [bytes.fromhex(h) for (h,) in self.conn.execute("SELECT entry_hash FROM entries ORDER BY seq")]
+
+    # -- verification ------------------------------------------------------------------------------------------
+    def verify(self) -> VerifyReport:
+        """Recompute everything derivable. Raises TamperedLedgerError naming the first bad row."""
+        chain_id = self.chain_id
+        prev, expected_seq, leaves = GENESIS, 1, []
+        work_entries: dict[int, tuple[int, dict]] = {}
+        rows = self.conn.execute("SELECT seq, kind, work_id, recorded_at, payload, prev_hash, entry_hash"
+                                 " FROM entries ORDER BY seq")
+        for seq, kind, work_id, at, text, prev_hash, stored in rows:
+            if seq != expected_seq:
+                raise TamperedLedgerError(f"entry {expected_seq} is missing (deleted or renumbered)", expected_seq)
+            if prev_hash != prev:
+                raise TamperedLedgerError(f"entry {seq} does not follow entry {seq - 1}: hash chain broken"
+                                          " (an entry was deleted, reordered or edited)", seq)
+            try:
+                payload = json.loads(text)
+                digest = entry_hash(seq, kind, work_id, at, text, prev_hash)
+            except (ValueError, TypeError):
+                raise TamperedLedgerError(f"entry {seq} has an unreadable payload (edited)", seq) from None
+            if digest != stored:
+                raise TamperedLedgerError(f"entry {seq} was edited: its content no longer matches its hash", seq)
+            if kind == "register":
+                self._verify_registration(seq, payload, chain_id)
+                work_entries[work_id] = (seq, payload)
+            prev, expected_seq = stored, expected_seq + 1
+            leaves.append(bytes.fromhex(stored))
+
+        self._verify_projection(work_entries)
+        checkpoints = self.checkpoints()
+        for cp in checkpoints:
+            if cp.size > len(leaves):
+                raise TamperedLedgerError(f"checkpoint {cp.size} covers {cp.size} entries but only {len(leaves)} exist"
+                                          " (entries were deleted from the end)", len(leaves) + 1)
+            if merkle.root(leaves[: cp.size]).hex() != cp.root:
+                raise TamperedLedgerError(f"the first {cp.size} entries no longer have the Merkle root recorded in"
+                                          f" checkpoint {cp.size}", cp.size)
+        return VerifyReport(len(leaves), len(work_entries), len(checkpoints), merkle.root(leaves).hex())
+
+    @staticmethod
+    def _verify_registration(seq: int, payload: dict, chain_id: int) -> None:
+        record = payload.get("record", {})
+        try:
+            signer = recover_registrant(record, payload.get("signature", ""), payload.get("chain_id", chain_id))
+        except (KeyError, TypeError, ValueError):
+            signer = None
+        if signer is None or signer.lower() != str(record.get("registrant", "")).lower():
+            raise TamperedLedgerError(f"entry {seq}: signature does not match the registrant", seq)
+
+    def _verify_projection(self, work_entries: dict[int, tuple[int, dict]]) -> None:
+        cols = [d[1] for d in self.conn.execute("PRAGMA table_info(works)")]
+        seen = set()
+        for row in self.conn.execute("SELECT * FROM works ORDER BY id"):
+            stored = dict(zip(cols, row))
+            work_id = stored["id"]
+            if work_id not in work_entries:
+                raise TamperedLedgerError(f"works row {work_id} has no ledger entry (added outside provenance)")
+            seq, payload = work_entries[work_id]
+            expected = _work_row(work_id, seq, payload)
+            changed = sorted(k for k in expected if stored.get(k) != expected[k])
+            if changed:
+                raise TamperedLedgerError(f"works row {work_id} was edited ({', '.join(changed)}) and no longer"
+                                          f" matches ledger entry {seq}", seq)
+            seen.add(work_id)
+        missing = sorted(set(work_entries) - seen)
+        if missing:
+            raise TamperedLedgerError(f"works row {missing[0]} was deleted (ledger entry"
+                                      f" {work_entries[missing[0]][0]} still records it)", work_entries[missing[0]][0])
+        stored_fps: dict[int, list] = {}
+        for work_id, alg, value, quality in self.conn.execute("SELECT * FROM fingerprints ORDER BY work_id, algorithm"):
+            stored_fps.setdefault(work_id, []).append((alg, value, quality))
+        for work_id, (seq, payload) in sorted(work_entries.items()):
+            expected = sorted((f["algorithm"], f["value"], f.get("quality")) for f in payload["fingerprints"])
+            if stored_fps.pop(work_id, []) != expected:
+                raise TamperedLedgerError(f"fingerprints of work {work_id} were edited and no longer match ledger"
+                                          f" entry {seq}", seq)
+        if stored_fps:
+            raise TamperedLedgerError(f"fingerprints rows for unknown work {min(stored_fps)} (added outside provenance)")
+

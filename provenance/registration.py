@@ -1,0 +1,122 @@
+"""Register works: decode, fingerprint, sign, append to the ledger, checkpoint."""
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+from typing import Iterator
+
+from eth_account.signers.local import LocalAccount
+
+from ._parallel import imap
+from .errors import ImageError
+from .fingerprints import PDQ, PHASH, FingerprintSet, fingerprint
+from .imaging import read_bytes
+from .index import Index
+from .ledger import Ledger
+from .matching import find_matches
+from .signing import sign_registration
+from .sources import collect_files
+
+
+@dataclass(frozen=True)
+class RegisterResult:
+    """The outcome for one file: registered (created), already registered, or an error."""
+
+    item: str
+    work_id: int | None = None
+    created: bool = False
+    title: str | None = None
+    error: str | None = None
+    prior_claims: list[dict] = field(default_factory=list)
+
+
+@dataclass
+class Batch:
+    """A batch in progress: `total` items, results as they complete (iterate `results`)."""
+
+    total: int
+    results: Iterator
+
+
+@dataclass(frozen=True)
+class _Fingerprinted:
+    path: Path
+    fps: FingerprintSet | None
+    error: str | None
+    mtime: float | None
+
+
+def _fingerprint_file(path: Path) -> _Fingerprinted:
+    try:
+        data = read_bytes(path)
+        mtime = path.stat().st_mtime
+        # Variants are needed to find prior claims on flipped or rotated versions of the same work.
+        return _Fingerprinted(path, fingerprint(data, variants=True), None, mtime)
+    except ImageError as e:
+        return _Fingerprinted(path, None, e.message, None)
+    except Exception as e:  # never let one file end the batch
+        return _Fingerprinted(path, None, f"unexpected error: {type(e).__name__}: {e}", None)
+
+
+def title_from_filename(path: Path) -> str:
+    """'sunset_hills-02.jpg' -> 'Sunset Hills 02'."""
+    words = re.sub(r"[_\-.]+", " ", path.stem).split()
+    return " ".join(w[:1].upper() + w[1:] for w in words) or path.name
+
+
+def register(ledger: Ledger, paths: list[str | Path], account: LocalAccount, *, artist: str,
+             license: str = "All rights reserved", title: str | None = None, pretty_titles: bool = False,
+             created: str | None = None, workers: int | None = None) -> Batch:
+    """Register every image under `paths`, signed by `account`.
+
+    Idempotent per (bytes, registrant). Each work is committed on its own, so an interrupted batch keeps every
+    completed work and a re-run finishes the rest. A work that perceptually matches a work registered earlier by
+    another key is registered with a `prior_claims` note. Ends with a ledger checkpoint.
+    """
+    files, source_errors = collect_files(paths)
+    if title is not None and len(files) > 1:
+        title = None  # one title for many files would be wrong; fall back to file names
+
+    def run() -> Iterator[RegisterResult]:
+        for e in source_errors:
+            yield RegisterResult(e.item, error=e.error)
+        others = Index([w for w in ledger.works() if w.registrant.lower() != account.address.lower()])
+        try:
+            for fp in imap(_fingerprint_file, files, workers):
+                if fp.error:
+                    yield RegisterResult(str(fp.path), error=fp.error)
+                    continue
+                name = title or (title_from_filename(fp.path) if pretty_titles else fp.path.name)
+                claims = [{"work_id": m.work_id, "signal": m.signal, "distance": m.distance,
+                           "transform": m.transform} for m in find_matches(fp.fps, others)]
+                record = _record(fp, account.address, name, artist, license, created)
+                signature = sign_registration(account, record, ledger.chain_id)
+                appended = ledger.append_work(record, signature, list(fp.fps.stored()), claims)
+                yield RegisterResult(str(fp.path), appended.work_id, appended.created, name,
+                                     prior_claims=claims if appended.created else [])
+        finally:
+            ledger.checkpoint()
+
+    return Batch(len(files) + len(source_errors), run())
+
+
+def _record(fp: _Fingerprinted, registrant: str, title: str, artist: str, license: str,
+            created: str | None) -> dict:
+    fps = fp.fps
+    return {
+        "sha256": fps.sha256,
+        "pdq": fps.get(PDQ).value,
+        "phash": fps.get(PHASH).value,
+        "title": title,
+        "artist": artist,
+        "license": license,
+        "created": created or date.fromtimestamp(fp.mtime).isoformat(),
+        "registeredAt": int(time.time()),
+        "width": fps.width,
+        "height": fps.height,
+        "registrant": registrant,
+    }
+

@@ -1,0 +1,56 @@
+"""Scan images for copies of registered works."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ._parallel import imap
+from .errors import ImageError
+from .fingerprints import fingerprint
+from .imaging import read_bytes
+from .index import Index
+from .ledger import Ledger, Work
+from .matching import Match, find_matches
+from .registration import Batch
+from .sources import collect_files
+
+
+@dataclass(frozen=True)
+class ScanResult:
+    """One scanned item: its matches (possibly none), or the error that kept it from being checked."""
+
+    item: str
+    sha256: str | None = None
+    matches: list[Match] = field(default_factory=list)
+    error: str | None = None
+
+
+_index: Index | None = None  # per worker process, built once by _init
+
+
+def _init(works: list[Work]) -> None:
+    global _index
+    _index = Index(works)
+
+
+def _scan_file(path: Path) -> ScanResult:
+    try:
+        fps = fingerprint(read_bytes(path), variants=True)
+        return ScanResult(str(path), fps.sha256, find_matches(fps, _index))
+    except ImageError as e:
+        return ScanResult(str(path), error=e.message)
+    except Exception as e:  # never let one file end the batch
+        return ScanResult(str(path), error=f"unexpected error: {type(e).__name__}: {e}")
+
+
+def scan(ledger: Ledger, paths: list[str | Path], *, workers: int | None = None) -> Batch:
+    """Check every image under `paths` against every registered work. Results come in input order."""
+    files, source_errors = collect_files(paths)
+    works = ledger.works()
+
+    def run():
+        for e in source_errors:
+            yield ScanResult(e.item, error=e.error)
+        yield from imap(_scan_file, files, workers, initializer=_init, initargs=(works,))
+
+    return Batch(len(files) + len(source_errors), run())
