@@ -1,0 +1,67 @@
+"""Shared fixtures: real example images, a real SQLite ledger file, real (encrypted) keystores."""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from eth_account import Account
+
+from provenance import keys
+from provenance.ledger import Ledger
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = ROOT / "examples"
+PASSPHRASE = "correct horse battery staple"
+
+
+@pytest.fixture(scope="session")
+def works_dir() -> Path:
+    return EXAMPLES / "works"
+
+
+@pytest.fixture(scope="session")
+def feed_dir() -> Path:
+    return EXAMPLES / "feed"
+
+
+@pytest.fixture(scope="session")
+def truth() -> dict:
+    return json.loads((EXAMPLES / "truth.json").read_text())
+
+
+@pytest.fixture(scope="session")
+def account():
+    """A deterministic signing account for library tests (no keystore round trip needed there)."""
+    return Account.from_key("0x" + "11" * 32)
+
+
+@pytest.fixture(scope="session")
+def other_account():
+    return Account.from_key("0x" + "22" * 32)
+
+
+@pytest.fixture
+def ledger(tmp_path) -> Ledger:
+    with Ledger.create(tmp_path / "ledger.db") as led:
+        yield led
+
+
+@pytest.fixture(scope="session")
+def _keystore_template(tmp_path_factory) -> Path:
+    # scrypt makes each keystore cost ~1 s; make one per session and copy it into each test's home.
+    keys_dir = tmp_path_factory.mktemp("keys-template")
+    keys.new_key(keys_dir, "Aigerim", PASSPHRASE)
+    return keys_dir
+
+
+@pytest.fixture
+def home(tmp_path, monkeypatch, _keystore_template) -> Path:
+    """An isolated PROVENANCE_HOME holding one key ("Aigerim") and the passphrase in the environment."""
+    home = tmp_path / "home"
+    shutil.copytree(_keystore_template, home / "keys")
+    monkeypatch.setenv("PROVENANCE_HOME", str(home))
+    monkeypatch.setenv("PROVENANCE_PASSPHRASE", PASSPHRASE)
+    monkeypatch.delenv("PROVENANCE_LEDGER", raising=False)
+    return home
