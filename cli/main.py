@@ -126,6 +126,8 @@ def register(ctx, paths, key_name, artist, license_, title, title_from_filename,
         else:
             verb = "registered" if r.created else "already registered as"
             click.echo(f"{verb} #{r.work_id} {r.title!r}  {r.item}")
+            if r.low_detail:
+                click.echo("  note: this image has very little detail; only exact copies of its bytes will be found")
             for c in r.prior_claims:
                 click.echo(f"  possible prior claim: looks like work #{c['work_id']} registered earlier by another"
                            f" key ({c['signal']} distance {c['distance']}, {c['transform']})")

@@ -16,7 +16,7 @@ from .fingerprints import PDQ, PHASH, FingerprintSet, fingerprint
 from .imaging import read_bytes
 from .index import Index
 from .ledger import Ledger
-from .matching import find_matches
+from .matching import PDQ_MIN_QUALITY, find_matches
 from .signing import sign_registration
 from .sources import collect_files
 
@@ -31,6 +31,7 @@ class RegisterResult:
     title: str | None = None
     error: str | None = None
     prior_claims: list[dict] = field(default_factory=list)
+    low_detail: bool = False  # near-flat image: copies will be recognised by exact bytes only
 
 
 @dataclass
@@ -96,7 +97,8 @@ def register(ledger: Ledger, paths: list[str | Path], account: LocalAccount, *, 
                 signature = sign_registration(account, record, ledger.chain_id)
                 appended = ledger.append_work(record, signature, list(fp.fps.stored()), claims)
                 yield RegisterResult(str(fp.path), appended.work_id, appended.created, name,
-                                     prior_claims=claims if appended.created else [])
+                                     prior_claims=claims if appended.created else [],
+                                     low_detail=(fp.fps.pdq.quality or 0) < PDQ_MIN_QUALITY)
         finally:
             ledger.checkpoint()
 
