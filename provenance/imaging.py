@@ -24,6 +24,8 @@ WORK_SIDE = 512
 
 # Without this a truncated JPEG decodes "successfully" into grey; we want the error.
 ImageFile.LOAD_TRUNCATED_IMAGES = False
+# Pillow's own bomb limit (~89 Mpx) would refuse legitimate large scans below ours; ours is checked first anyway.
+Image.MAX_IMAGE_PIXELS = MAX_PIXELS
 
 
 @dataclass(frozen=True)
@@ -103,14 +105,20 @@ def decode(data: bytes, work_side: int = WORK_SIDE) -> Decoded:
 
 def to_rgb(im: Image.Image) -> Image.Image:
     """Any Pillow mode to 8-bit RGB: transparency flattened on white, 16/32-bit and float scaled, CMYK converted."""
-    if im.mode == "P":
-        im = im.convert("RGBA" if "transparency" in im.info else "RGB")
-    if im.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
-        a = np.asarray(im, dtype=np.float64)
-        hi = a.max()
-        if hi > 255:
-            a = a * (255.0 / (65535.0 if hi <= 65535 else hi))
+    if "transparency" in im.info and im.mode in ("P", "L", "RGB"):
+        im = im.convert("RGBA")  # palette transparency and PNG colour keys alike
+    if im.mode.startswith("I;16"):
+        a = np.asarray(im, dtype=np.float64) * (255.0 / 65535.0)  # by bit depth, never by content
         im = Image.fromarray(np.clip(a, 0, 255).astype(np.uint8), "L")
+    elif im.mode in ("I", "F"):
+        # 32-bit int and float images carry no declared range: 16-bit data in "I", 0..1 or 0..255 in "F".
+        a = np.asarray(im, dtype=np.float64)
+        hi = a.max() if a.size else 0
+        if hi > 65535:
+            scale = 255.0 / hi
+        else:
+            scale = 255.0 / 65535.0 if hi > 255 else 255.0 if im.mode == "F" and hi <= 1.0 else 1.0
+        im = Image.fromarray(np.clip(a * scale, 0, 255).astype(np.uint8), "L")
     if im.mode in ("RGBA", "LA", "PA", "La", "RGBa"):
         im = im.convert("RGBA")
         white = Image.new("RGBA", im.size, (255, 255, 255, 255))

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -68,12 +69,16 @@ def new_key(keys_dir: Path, name: str, passphrase: str) -> KeyInfo:
     account = Account.create()
     keystore = Account.encrypt(account.key, passphrase, kdf="scrypt")
     keystore["provenance_name"] = name
-    # Write-then-rename with 0600 from the start: no window where the file is readable by others or half written.
-    tmp = path.with_suffix(".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as f:
-        json.dump(keystore, f)
-    os.replace(tmp, path)
+    # Write-then-rename with 0600 from the start: no window where the file is readable by others or half written;
+    # mkstemp is 0600 and unique, so a temp file left by a killed attempt never blocks the next one.
+    fd, tmp = tempfile.mkstemp(dir=keys_dir, prefix=".new-", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(keystore, f)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
     return KeyInfo(name=name, address=account.address, path=path)
 
 

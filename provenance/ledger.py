@@ -291,12 +291,18 @@ class Ledger:
             if digest != stored:
                 raise TamperedLedgerError(f"entry {seq} was edited: its content no longer matches its hash", seq)
             if kind == "register":
+                # append_work numbers works densely; a second entry for an id would silently take the work over.
+                if work_id in work_entries:
+                    raise TamperedLedgerError(f"entry {seq} re-registers work {work_id} (already entry"
+                                              f" {work_entries[work_id][0]})", seq)
+                if work_id != len(work_entries) + 1:
+                    raise TamperedLedgerError(f"entry {seq} registers work {work_id}, expected work"
+                                              f" {len(work_entries) + 1}", seq)
                 self._verify_registration(seq, payload, chain_id)
                 work_entries[work_id] = (seq, payload)
             prev, expected_seq = stored, expected_seq + 1
             leaves.append(bytes.fromhex(stored))
 
-        self._verify_projection(work_entries)
         checkpoints = self.checkpoints()
         for cp in checkpoints:
             if cp.size > len(leaves):
@@ -305,6 +311,7 @@ class Ledger:
             if merkle.root(leaves[: cp.size]).hex() != cp.root:
                 raise TamperedLedgerError(f"the first {cp.size} entries no longer have the Merkle root recorded in"
                                           f" checkpoint {cp.size}", cp.size)
+        self._verify_projection(work_entries)
         return VerifyReport(len(leaves), len(work_entries), len(checkpoints), merkle.root(leaves).hex())
 
     @staticmethod

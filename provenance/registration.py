@@ -11,14 +11,14 @@ from typing import Iterator
 from eth_account.signers.local import LocalAccount
 
 from ._parallel import imap
-from .errors import ImageError
+from .errors import ImageError, UsageError
 from .fingerprints import PDQ, PHASH, FingerprintSet, fingerprint
 from .imaging import read_bytes
 from .index import Index
 from .ledger import Ledger
 from .matching import PDQ_MIN_QUALITY, find_matches
 from .signing import sign_registration
-from .sources import collect_files
+from .sources import collect_files, display
 
 
 @dataclass(frozen=True)
@@ -64,8 +64,8 @@ def _fingerprint_file(path: Path) -> _Fingerprinted:
 
 def title_from_filename(path: Path) -> str:
     """'sunset_hills-02.jpg' -> 'Sunset Hills 02'."""
-    words = re.sub(r"[_\-.]+", " ", path.stem).split()
-    return " ".join(w[:1].upper() + w[1:] for w in words) or path.name
+    words = re.sub(r"[_\-.]+", " ", display(path.stem)).split()
+    return " ".join(w[:1].upper() + w[1:] for w in words) or display(path.name)
 
 
 def register(ledger: Ledger, paths: list[str | Path], account: LocalAccount, *, artist: str,
@@ -79,7 +79,8 @@ def register(ledger: Ledger, paths: list[str | Path], account: LocalAccount, *, 
     """
     files, source_errors = collect_files(paths)
     if title is not None and len(files) > 1:
-        title = None  # one title for many files would be wrong; fall back to file names
+        raise UsageError(f"--title names one work, but {len(files)} files were given",
+                         hint="use --title-from-filename for several files")
 
     def run() -> Iterator[RegisterResult]:
         for e in source_errors:
@@ -87,16 +88,21 @@ def register(ledger: Ledger, paths: list[str | Path], account: LocalAccount, *, 
         others = Index([w for w in ledger.works() if w.registrant.lower() != account.address.lower()])
         try:
             for fp in imap(_fingerprint_file, files, workers):
+                item = display(fp.path)
                 if fp.error:
-                    yield RegisterResult(str(fp.path), error=fp.error)
+                    yield RegisterResult(item, error=fp.error)
                     continue
-                name = title or (title_from_filename(fp.path) if pretty_titles else fp.path.name)
+                name = title or (title_from_filename(fp.path) if pretty_titles else display(fp.path.name))
                 claims = [{"work_id": m.work_id, "signal": m.signal, "distance": m.distance,
                            "transform": m.transform} for m in find_matches(fp.fps, others)]
                 record = _record(fp, account.address, name, artist, license, created)
-                signature = sign_registration(account, record, ledger.chain_id)
+                try:
+                    signature = sign_registration(account, record, ledger.chain_id)
+                except Exception as e:  # one unsignable record must not end the batch
+                    yield RegisterResult(item, error=f"cannot sign the registration: {type(e).__name__}: {e}")
+                    continue
                 appended = ledger.append_work(record, signature, list(fp.fps.stored()), claims)
-                yield RegisterResult(str(fp.path), appended.work_id, appended.created, name,
+                yield RegisterResult(item, appended.work_id, appended.created, name,
                                      prior_claims=claims if appended.created else [],
                                      low_detail=(fp.fps.pdq.quality or 0) < PDQ_MIN_QUALITY)
         finally:

@@ -12,7 +12,7 @@ from .index import Index
 from .ledger import Ledger, Work
 from .matching import Match, find_matches
 from .registration import Batch
-from .sources import collect_files
+from .sources import collect_files, display
 
 
 @dataclass(frozen=True)
@@ -36,11 +36,11 @@ def _init(works: list[Work]) -> None:
 def _scan_file(path: Path) -> ScanResult:
     try:
         fps = fingerprint(read_bytes(path), variants=True)
-        return ScanResult(str(path), fps.sha256, find_matches(fps, _index))
+        return ScanResult(display(path), fps.sha256, find_matches(fps, _index))
     except ImageError as e:
-        return ScanResult(str(path), error=e.message)
+        return ScanResult(display(path), error=e.message)
     except Exception as e:  # never let one file end the batch
-        return ScanResult(str(path), error=f"unexpected error: {type(e).__name__}: {e}")
+        return ScanResult(display(path), error=f"unexpected error: {type(e).__name__}: {e}")
 
 
 def scan(ledger: Ledger, paths: list[str | Path], *, workers: int | None = None) -> Batch:

@@ -11,7 +11,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import SelftestError
+from .errors import ProvenanceError, SelftestError
 from .fingerprints import ALGORITHMS, fingerprint
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -43,7 +43,12 @@ def run() -> list[Check]:
     vectors = json.loads(VECTORS.read_text())
     checks = []
     for name, expected in sorted(vectors.items()):
-        actual = _compute(GOLDEN / name)
+        try:
+            actual = _compute(GOLDEN / name)
+        except (OSError, ProvenanceError) as e:
+            reason = e.message if isinstance(e, ProvenanceError) else (e.strerror or str(e))
+            raise SelftestError(f"golden image {name} cannot be read: {reason}",
+                                hint="the installation is damaged; reinstall provenance") from None
         checks += [Check(name, alg, value, actual.get(alg, "")) for alg, value in sorted(expected.items())]
     untested = set(ALGORITHMS) - {c.algorithm for c in checks}
     if untested:

@@ -6,6 +6,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 
+def display(path: str | Path) -> str:
+    """A path as printable UTF-8 text. Linux file names may be any bytes; undecodable ones become U+FFFD."""
+    return os.fsdecode(path).encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
 @dataclass(frozen=True)
 class SourceError:
     item: str
@@ -26,13 +31,18 @@ def collect_files(paths: list[str | Path]) -> tuple[list[Path], list[SourceError
             files.append(p)
         elif p.is_dir():
             def onerror(e: OSError) -> None:
-                errors.append(SourceError(str(e.filename), f"cannot list folder: {e.strerror}"))
+                errors.append(SourceError(display(e.filename), f"cannot list folder: {e.strerror}"))
 
             for root, dirs, names in os.walk(p, onerror=onerror):
                 dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-                files.extend(Path(root) / n for n in sorted(names) if not n.startswith("."))
+                for name in sorted(n for n in names if not n.startswith(".")):
+                    f = Path(root) / name
+                    if f.is_file():  # a FIFO or device would block the batch on read
+                        files.append(f)
+                    else:
+                        errors.append(SourceError(display(f), "not a regular file"))
         elif not p.exists():
-            errors.append(SourceError(str(p), "no such file or folder"))
+            errors.append(SourceError(display(p), "no such file or folder"))
         else:
-            errors.append(SourceError(str(p), "not a regular file or folder"))
+            errors.append(SourceError(display(p), "not a regular file or folder"))
     return files, errors

@@ -1,0 +1,222 @@
+"""Tests for the `provenance` command through click's CliRunner, on real files in tmp_path.
+
+Only the full-flow test registers through the CLI (each CLI register unlocks the keystore: ~0.5 s of scrypt);
+the other tests build their ledger with the library."""
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+
+import click
+import pytest
+from click.testing import CliRunner
+
+import provenance
+from cli.main import cli
+from provenance.ledger import Ledger
+
+WORK_TITLES = {"Sunset Hills", "Brush Abstract", "Geometric Poster", "Figure Portrait", "Flow Field",
+               "Tiled Mandala"}
+SCAN_KEYS = {"item", "work_id", "work_title", "sha256_exact", "distance", "signal", "transform", "score"}
+# Edits the current fingerprints are expected to survive (crops, captions and letterboxes are not, yet).
+ROBUST = {"exact_copy", "hflip", "rotate_90", "rescale_40pct_jpeg_q35", "grayscale", "brightness_contrast",
+          "webp_reencode"}
+
+
+def title_of(work_file: str) -> str:
+    return Path(work_file).stem.replace("-", " ").title()
+
+
+@pytest.fixture
+def runner():
+    return CliRunner()
+
+
+@pytest.fixture
+def library_ledger(tmp_path, works_dir, account) -> Path:
+    """A ledger of examples/works with file-name titles, registered by the library (no scrypt)."""
+    path = tmp_path / "lib-ledger.db"
+    with Ledger.create(path) as led:
+        results = list(provenance.register(led, [works_dir], account, artist="Aigerim", license="CC BY-NC 4.0",
+                                           pretty_titles=True, workers=1).results)
+    assert all(r.created for r in results)
+    return path
+
+
+def _all_commands(group: click.Group, prefix=()):
+    for name, command in group.commands.items():
+        yield prefix + (name,), command
+        if isinstance(command, click.Group):
+            yield from _all_commands(command, prefix + (name,))
+
+
+def test_every_command_has_help_text(runner):
+    commands = list(_all_commands(cli))
+    names = {" ".join(path) for path, _ in commands}
+    assert {"init", "key", "key new", "key list", "register", "works", "works list", "works show", "scan",
+            "ledger", "ledger verify", "selftest"} <= names
+    assert cli.help
+    for path, command in commands:
+        assert command.help and command.help.strip(), f"{' '.join(path)} has no help text"
+        result = runner.invoke(cli, [*path, "--help"])
+        assert result.exit_code == 0, path
+        first_sentence = " ".join(command.help.split(".")[0].split())
+        assert first_sentence in " ".join(result.stdout.split()), path  # help is shown (re-wrapped)
+
+
+def _scan_lines(stdout: str) -> list[dict]:
+    return [json.loads(line) for line in stdout.splitlines()]
+
+
+def _check_scan_against_truth(found: list[dict], truth: dict) -> None:
+    by_item: dict[str, list[dict]] = {}
+    for m in found:
+        assert SCAN_KEYS <= set(m), m
+        assert 0 < m["score"] <= 1
+        by_item.setdefault(Path(m["item"]).name, []).append(m)
+
+    for item, matches in by_item.items():
+        expected = truth[item]["work"]
+        assert expected is not None, f"distractor {item} matched {matches}"
+        assert {m["work_title"] for m in matches} == {title_of(expected)}, item
+    for item, t in truth.items():
+        if t["attack"] in ROBUST:
+            assert item in by_item, f"{item} ({t['attack']}) was not found"
+    [exact] = [item for item, t in truth.items() if t["attack"] == "exact_copy"]
+    assert by_item[exact][0]["sha256_exact"] is True
+    assert not any(m["sha256_exact"] for item, ms in by_item.items() if item != exact for m in ms)
+
+
+def test_full_flow(home, runner, works_dir, feed_dir, truth):
+    assert runner.invoke(cli, ["init"]).exit_code == 0
+    assert (home / "ledger.db").exists()  # the default ledger lives in PROVENANCE_HOME
+
+    result = runner.invoke(cli, ["register", str(works_dir), "--title-from-filename", "--license", "CC BY-NC 4.0"])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.count("registered #") == 6
+    assert "6 registered, 0 already registered, 0 failed" in result.stderr
+
+    result = runner.invoke(cli, ["works", "list"])
+    assert result.exit_code == 0
+    lines = result.stdout.splitlines()
+    assert len(lines) == 6
+    assert {t for t in WORK_TITLES if any(t in line for line in lines)} == WORK_TITLES
+    assert all("Aigerim" in line for line in lines)  # artist defaults to the key's name
+
+    result = runner.invoke(cli, ["works", "show", "1"])
+    assert result.exit_code == 0
+    assert "CC BY-NC 4.0" in result.stdout
+    for algorithm in ("sha256/1", "pdq/1", "phash/1", "dhash/1"):
+        assert f"{algorithm}: " in result.stdout
+    assert "(quality " in result.stdout
+
+    result = runner.invoke(cli, ["scan", str(feed_dir), "--json"])
+    assert result.exit_code == 0, result.output
+    _check_scan_against_truth(_scan_lines(result.stdout), truth)
+    assert "scanned 17 items:" in result.stderr and "0 failed" in result.stderr
+    assert "scanned" not in result.stdout
+
+    result = runner.invoke(cli, ["ledger", "verify"])
+    assert result.exit_code == 0
+    assert "ledger OK: 6 entries, 6 works, 1 checkpoints" in result.stdout
+
+    result = runner.invoke(cli, ["register", str(works_dir), "--title-from-filename"])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.count("already registered as #") == 6
+    assert "0 registered, 6 already registered" in result.stderr
+    assert len(runner.invoke(cli, ["works", "list"]).stdout.splitlines()) == 6
+
+
+def test_scan_text_output(home, runner, library_ledger, feed_dir, truth):
+    result = runner.invoke(cli, ["--ledger", str(library_ledger), "scan", str(feed_dir)])
+    assert result.exit_code == 0
+    [exact] = [item for item, t in truth.items() if t["attack"] == "exact_copy"]
+    [line] = [line for line in result.stdout.splitlines() if exact in line]
+    assert "'Sunset Hills'" in line and "identical file bytes (SHA-256)" in line and "(exact)" in line
+    [hflip] = [item for item, t in truth.items() if t["attack"] == "hflip"]
+    assert "flipped horizontally" in next(line for line in result.stdout.splitlines() if hflip in line)
+
+
+def test_scan_json_with_library_ledger(home, runner, library_ledger, feed_dir, truth):
+    result = runner.invoke(cli, ["--ledger", str(library_ledger), "scan", str(feed_dir), "--json"])
+    assert result.exit_code == 0
+    found = _scan_lines(result.stdout)
+    _check_scan_against_truth(found, truth)
+    n_matched = len({m["item"] for m in found})
+    assert f"scanned 17 items: {n_matched} with copies, {17 - n_matched} without, 0 failed" in result.stderr
+
+
+def test_scan_reports_unreadable_items_and_exits_1(home, runner, library_ledger, feed_dir, tmp_path):
+    bad = tmp_path / "feed"
+    bad.mkdir()
+    (bad / "not-an-image.jpg").write_bytes(b"GIF89a but not really")
+    (bad / "copy.jpg").write_bytes((feed_dir / "post_02.jpg").read_bytes())
+
+    result = runner.invoke(cli, ["--ledger", str(library_ledger), "scan", str(bad), str(tmp_path / "missing")])
+
+    assert result.exit_code == 1
+    assert "not-an-image.jpg" in result.stderr and "missing" in result.stderr
+    assert "Traceback" not in result.output
+    assert "copy.jpg" in result.stdout and "Sunset Hills" in result.stdout
+
+
+def test_ledger_verify_detects_tampering(home, runner, library_ledger):
+    result = runner.invoke(cli, ["--ledger", str(library_ledger), "ledger", "verify", "--json"])
+    assert result.exit_code == 0
+    report = json.loads(result.stdout)
+    assert report["ok"] is True and report["works"] == 6
+
+    with sqlite3.connect(library_ledger) as conn:
+        conn.execute("UPDATE works SET title = 'Not Yours' WHERE id = 2")
+    conn.close()
+
+    result = runner.invoke(cli, ["--ledger", str(library_ledger), "ledger", "verify"])
+    assert result.exit_code == 1
+    assert "works row 2 was edited (title)" in result.stderr
+    assert "ledger OK" not in result.stdout
+    assert isinstance(result.exception, SystemExit)
+
+
+def test_init_twice_exits_2(home, runner):
+    assert runner.invoke(cli, ["init"]).exit_code == 0
+    result = runner.invoke(cli, ["init"])
+    assert result.exit_code == 2
+    assert "a ledger already exists" in result.stderr
+    assert "hint:" in result.stderr
+
+
+def test_ledger_option_and_environment(home, runner, tmp_path, monkeypatch, library_ledger):
+    by_option = tmp_path / "by-option" / "ledger.db"
+    result = runner.invoke(cli, ["--ledger", str(by_option), "init"])
+    assert result.exit_code == 0
+    assert str(by_option) in result.stdout
+    assert by_option.exists() and not (home / "ledger.db").exists()
+
+    by_env = tmp_path / "by-env.db"
+    result = runner.invoke(cli, ["init"], env={"PROVENANCE_LEDGER": str(by_env)})
+    assert result.exit_code == 0
+    assert by_env.exists() and not (home / "ledger.db").exists()
+
+    # Both read the ledger they name: the library-built one has six works, the others none.
+    monkeypatch.setenv("PROVENANCE_LEDGER", str(library_ledger))
+    assert len(runner.invoke(cli, ["works", "list"]).stdout.splitlines()) == 6
+    assert runner.invoke(cli, ["--ledger", str(by_option), "works", "list"]).stdout == ""  # the option wins
+
+    monkeypatch.delenv("PROVENANCE_LEDGER")
+    result = runner.invoke(cli, ["works", "list"])
+    assert result.exit_code == 2
+    assert "no ledger at" in result.stderr and "provenance init" in result.stderr
+
+
+def test_works_show_json_and_unknown_id(home, runner, library_ledger):
+    result = runner.invoke(cli, ["--ledger", str(library_ledger), "works", "show", "3", "--json"])
+    assert result.exit_code == 0
+    work = json.loads(result.stdout)
+    assert work["id"] == 3 and work["title"] in WORK_TITLES
+    assert set(work["fingerprints"]) == {"sha256/1", "pdq/1", "phash/1", "dhash/1"}
+    assert work["fingerprints"]["sha256/1"]["value"] == work["sha256"]
+
+    result = runner.invoke(cli, ["--ledger", str(library_ledger), "works", "show", "99"])
+    assert result.exit_code == 2
+    assert "no work with id 99" in result.stderr
