@@ -14,7 +14,8 @@ import numpy as np
 import pdqhash
 from PIL import Image
 
-from .imaging import Decoded, decode
+from . import local
+from .imaging import Decoded, decode, trim_borders
 
 #: The eight dihedral transforms, in the order pdqhash.compute_dihedral returns them. Each name says what was
 #: done to the ORIGINAL to get a copy whose k-th variant matches it: variant k undoes transform k.
@@ -44,7 +45,8 @@ SHA256 = "sha256/1"
 PDQ = "pdq/1"  # pdqhash (Meta's reference C++) on the working image, longest side 512
 PHASH = "phash/1"  # imagehash.phash (8x8 DCT of a 32x32 grey Lanczos thumbnail of the working image)
 DHASH = "dhash/1"  # imagehash.dhash (horizontal gradient, 9x8 grey thumbnail of the working image)
-ALGORITHMS = (SHA256, PDQ, PHASH, DHASH)
+ORB = local.ALGORITHM  # ORB keypoints + thumbnail of the working image; stored as a blob, its SHA-256 as value
+ALGORITHMS = (SHA256, PDQ, PHASH, DHASH, ORB)
 BITS = {PDQ: 256, PHASH: 64, DHASH: 64, SHA256: 256}
 
 
@@ -55,6 +57,16 @@ class Fingerprint:
     algorithm: str
     value: str
     quality: int | None = None  # PDQ's 0-100 quality; hashes of flat images (quality < 50) are unreliable
+
+
+@dataclass(frozen=True)
+class InnerView:
+    """The picture inside a uniform frame (letterbox, story canvas), hashed on its own for matching."""
+
+    box: tuple[float, float, float, float]  # where it sits in the image, fractions (x0, y0, x1, y1)
+    quality: int
+    pdq_variants: tuple[str, ...]
+    phash_variants: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -69,6 +81,9 @@ class FingerprintSet:
     # Query-side only (not stored): 8 variants per signal, index k matches a copy made by DIHEDRAL[k].
     pdq_variants: tuple[str, ...] = field(default=(), repr=False)
     phash_variants: tuple[str, ...] = field(default=(), repr=False)
+    inner: InnerView | None = field(default=None, repr=False)
+    # Registration only: the encoded local features (orb/1); the ORB fingerprint's value is their SHA-256.
+    local_features: bytes | None = field(default=None, repr=False)
 
     def get(self, algorithm: str) -> Fingerprint | None:
         return next((f for f in self.fingerprints if f.algorithm == algorithm), None)
@@ -128,9 +143,20 @@ def dhash_v1(image: Image.Image) -> str:
     return str(imagehash.dhash(image))
 
 
-def fingerprint_decoded(data: bytes, decoded: Decoded, *, variants: bool = False) -> FingerprintSet:
-    """Fingerprints of already-decoded bytes. With `variants`, also the dihedral variants for matching."""
+def fingerprint_decoded(data: bytes, decoded: Decoded, *, variants: bool = False,
+                        local_features: bool = True) -> FingerprintSet:
+    """Fingerprints of already-decoded bytes, local features included.
+
+    With `variants` (the query side), also the dihedral variants, and those of the picture inside a uniform
+    frame when there is one. `local_features=False` skips the ORB blob (the matcher extracts its own when
+    it needs it, from the image and its mirror).
+    """
     im = decoded.image
+    inner = None
+    if variants and (trimmed := trim_borders(im)) is not None:
+        inner_image, box = trimmed
+        inner_pdq, inner_quality = pdq_dihedral_v1(inner_image)
+        inner = InnerView(box, inner_quality, inner_pdq, phash_dihedral_v1(inner_image))
     if variants:
         pdq_vars, quality = pdq_dihedral_v1(im)
         pdq_value, ph_vars = pdq_vars[0], phash_dihedral_v1(im)
@@ -139,6 +165,7 @@ def fingerprint_decoded(data: bytes, decoded: Decoded, *, variants: bool = False
         (pdq_value, quality), ph_value = pdq_v1(im), phash_v1(im)
         pdq_vars, ph_vars = (), ()
     digest = sha256_bytes(data)
+    blob = local.encode(local.extract(im)) if local_features else None
     return FingerprintSet(
         sha256=digest,
         width=decoded.width,
@@ -149,9 +176,12 @@ def fingerprint_decoded(data: bytes, decoded: Decoded, *, variants: bool = False
             Fingerprint(PDQ, pdq_value, quality),
             Fingerprint(PHASH, ph_value),
             Fingerprint(DHASH, dhash_v1(im)),
+            *((Fingerprint(ORB, sha256_bytes(blob)),) if blob is not None else ()),
         ),
         pdq_variants=pdq_vars,
         phash_variants=ph_vars,
+        inner=inner,
+        local_features=blob,
     )
 
 

@@ -131,3 +131,25 @@ def to_rgb(im: Image.Image) -> Image.Image:
 def load(path: str | Path, work_side: int = WORK_SIDE) -> Decoded:
     """read_bytes + decode."""
     return decode(read_bytes(path), work_side)
+
+
+def trim_borders(image: Image.Image, tolerance: int = 14, min_fraction: float = 0.02
+                 ) -> tuple[Image.Image, tuple[float, float, float, float]] | None:
+    """Remove a uniform frame (letterbox bars, a story canvas, a passe-partout) around the picture.
+
+    The frame colour is the median of the four corners; a row or column belongs to the picture once more than
+    `min_fraction` of its pixels differ from it by more than `tolerance` grey levels. Returns the inner image and
+    its box as fractions of the image (x0, y0, x1, y1), or None when there is no frame worth removing.
+    """
+    g = np.asarray(image.convert("L"), dtype=np.int16)
+    h, w = g.shape
+    frame = np.median([g[0, 0], g[0, -1], g[-1, 0], g[-1, -1]])
+    differs = np.abs(g - frame) > tolerance
+    rows = np.flatnonzero(differs.mean(axis=1) > min_fraction)
+    cols = np.flatnonzero(differs.mean(axis=0) > min_fraction)
+    if not len(rows) or not len(cols):
+        return None
+    y0, y1, x0, x1 = int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
+    if (y1 - y0) * (x1 - x0) > 0.92 * h * w or y1 - y0 < 16 or x1 - x0 < 16:
+        return None  # no frame, or too little left to be a picture
+    return image.crop((x0, y0, x1, y1)), (x0 / w, y0 / h, x1 / w, y1 / h)

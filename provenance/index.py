@@ -1,8 +1,9 @@
-"""Candidate lookup over registered works' global hashes.
+"""Candidate lookup over registered works.
 
-An exact Hamming scan with NumPy's popcount: O(N) per query, ~35 ms per query at 1 M works, well under 1 ms at
-the thousands of works one artist has. The interface (add / nearest) is what a sub-linear index (multi-index
-hashing, FAISS) will implement when ledgers grow past that.
+Global hashes: an exact Hamming scan with NumPy's popcount, O(N) per query (~35 ms at 1 M works, well under 1 ms
+at the thousands of works one artist has). Local features: a faiss binary index over every work's descriptors
+(local.LocalIndex), built on first use. The interface (add / nearest / local) is what a sub-linear global index
+(multi-index hashing, FAISS) will implement when ledgers grow past that.
 """
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from . import local
 from .fingerprints import PDQ, PHASH
 from .ledger import Work
 
@@ -28,7 +30,9 @@ class Nearest:
 class Index:
     """In-memory Hamming index, rebuilt from the ledger's works (cheap: one row per work)."""
 
-    def __init__(self, works: list[Work] = ()):
+    def __init__(self, works: list[Work] = (), local_blobs: dict[int, bytes] | None = None):
+        self.local_blobs = dict(local_blobs or {})
+        self._local: tuple[local.LocalIndex, list[int]] | None = None
         self.work_ids = np.zeros(0, dtype=np.int64)
         self.codes = {alg: np.zeros((0, n), dtype=np.uint8) for alg, n in _BYTES.items()}
         self.pdq_quality = np.zeros(0, dtype=np.int16)
@@ -50,6 +54,13 @@ class Index:
         self.pdq_quality = np.concatenate([self.pdq_quality, np.asarray(q, dtype=np.int16)])
         for w in works:
             self.by_sha256.setdefault(w.sha256, []).append(w.id)
+
+    def local(self) -> tuple[local.LocalIndex, list[int]]:
+        """The local-feature index and the work id of each of its positions (built once, on first use)."""
+        if self._local is None:
+            ids = sorted(self.local_blobs)
+            self._local = local.LocalIndex([local.decode(self.local_blobs[i]) for i in ids]), ids
+        return self._local
 
     def nearest(self, algorithm: str, variants: tuple[str, ...] | list[str], max_distance: int,
                 min_quality: int = 0) -> Nearest:

@@ -4,6 +4,7 @@ Tables
   entries      the log itself: one row per event, each hashing its predecessor (a hash chain)
   works        one row per registered work, a projection of its `register` entry (for humans and queries)
   fingerprints one row per (work, algorithm id)
+  local_features the ORB blob of each work; its SHA-256 is the `orb/1` fingerprint value in the entry
   checkpoints  (size, Merkle root) after each batch: RFC 6962 roots over entry hashes, later anchored on chain
   meta         ledger id, schema version, chain id
 
@@ -172,6 +173,8 @@ class Ledger:
         db["works"].create_index(["sha256", "registrant"], unique=True)
         db["fingerprints"].create({"work_id": int, "algorithm": str, "value": str, "quality": int},
                                   pk=("work_id", "algorithm"), foreign_keys=[("work_id", "works", "id")])
+        db["local_features"].create({"work_id": int, "algorithm": str, "data": bytes}, pk=("work_id", "algorithm"),
+                                    foreign_keys=[("work_id", "works", "id")])
         db["checkpoints"].create({"size": int, "root": str, "recorded_at": str}, pk="size")
         for key, value in {"schema_version": SCHEMA_VERSION, "ledger_id": str(uuid.uuid4()),
                            "chain_id": chain_id, "created_at": utc_now()}.items():
@@ -207,8 +210,12 @@ class Ledger:
 
     # -- appending ---------------------------------------------------------------------------------------------
     def append_work(self, record: dict, signature: str, fingerprints: list[dict],
-                    prior_claims: list[dict] | None = None) -> Appended:
-        """Append a signed registration. Idempotent: the same bytes by the same registrant return the old work."""
+                    prior_claims: list[dict] | None = None, blobs: dict[str, bytes] | None = None) -> Appended:
+        """Append a signed registration. Idempotent: the same bytes by the same registrant return the old work.
+
+        `blobs` holds bulky signals (local features) by algorithm id; the entry records only their SHA-256, as
+        the value of the fingerprint with that algorithm id.
+        """
         with self.transaction() as c:
             row = c.execute("SELECT id FROM works WHERE sha256 = ? AND registrant = ?",
                             (record["sha256"], record["registrant"])).fetchone()
@@ -223,6 +230,8 @@ class Ledger:
                       _work_row(work_id, seq, payload))
             c.executemany("INSERT INTO fingerprints VALUES (?, ?, ?, ?)",
                           [(work_id, f["algorithm"], f["value"], f.get("quality")) for f in fingerprints])
+            c.executemany("INSERT INTO local_features VALUES (?, ?, ?)",
+                          [(work_id, alg, data) for alg, data in (blobs or {}).items()])
             return Appended(work_id, created=True)
 
     def _append_entry(self, c: sqlite3.Connection, kind: str, work_id: int | None, payload: dict) -> int:
@@ -262,6 +271,11 @@ class Ledger:
             if w.id == work_id:
                 return w
         raise UsageError(f"no work with id {work_id}", hint="list works with: provenance works list")
+
+    def local_features(self, algorithm: str) -> dict[int, bytes]:
+        """work id -> stored blob of `algorithm`."""
+        rows = self.conn.execute("SELECT work_id, data FROM local_features WHERE algorithm = ?", (algorithm,))
+        return dict(rows.fetchall())
 
     def checkpoints(self) -> list[Checkpoint]:
         return [Checkpoint(*r) for r in self.conn.execute("SELECT size, root, recorded_at FROM checkpoints ORDER BY size")]
@@ -353,4 +367,10 @@ class Ledger:
                                           f" entry {seq}", seq)
         if stored_fps:
             raise TamperedLedgerError(f"fingerprints rows for unknown work {min(stored_fps)} (added outside provenance)")
+        for work_id, alg, data in self.conn.execute("SELECT work_id, algorithm, data FROM local_features"):
+            seq, payload = work_entries.get(work_id, (None, {"fingerprints": []}))
+            recorded = {f["algorithm"]: f["value"] for f in payload["fingerprints"]}
+            if recorded.get(alg) != hashlib.sha256(data).hexdigest():
+                raise TamperedLedgerError(f"{alg} features of work {work_id} were edited and no longer match their"
+                                          f" hash in ledger entry {seq}", seq)
 

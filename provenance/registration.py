@@ -12,7 +12,7 @@ from eth_account.signers.local import LocalAccount
 
 from ._parallel import imap
 from .errors import ImageError, UsageError
-from .fingerprints import PDQ, PHASH, FingerprintSet, fingerprint
+from .fingerprints import ORB, PDQ, PHASH, FingerprintSet, fingerprint
 from .imaging import read_bytes
 from .index import Index
 from .ledger import Ledger
@@ -101,7 +101,8 @@ def register(ledger: Ledger, paths: list[str | Path], account: LocalAccount, *, 
                 except Exception as e:  # one unsignable record must not end the batch
                     yield RegisterResult(item, error=f"cannot sign the registration: {type(e).__name__}: {e}")
                     continue
-                appended = ledger.append_work(record, signature, list(fp.fps.stored()), claims)
+                appended = ledger.append_work(record, signature, list(fp.fps.stored()), claims,
+                                              {ORB: fp.fps.local_features})
                 yield RegisterResult(item, appended.work_id, appended.created, name,
                                      prior_claims=claims if appended.created else [],
                                      low_detail=(fp.fps.pdq.quality or 0) < PDQ_MIN_QUALITY)

@@ -6,8 +6,8 @@ from pathlib import Path
 
 from ._parallel import imap
 from .errors import ImageError
-from .fingerprints import fingerprint
-from .imaging import read_bytes
+from .fingerprints import ORB, fingerprint_decoded
+from .imaging import decode, read_bytes
 from .index import Index
 from .ledger import Ledger, Work
 from .matching import Match, find_matches
@@ -28,15 +28,17 @@ class ScanResult:
 _index: Index | None = None  # per worker process, built once by _init
 
 
-def _init(works: list[Work]) -> None:
+def _init(works: list[Work], local_blobs: dict[int, bytes]) -> None:
     global _index
-    _index = Index(works)
+    _index = Index(works, local_blobs)
 
 
 def _scan_file(path: Path) -> ScanResult:
     try:
-        fps = fingerprint(read_bytes(path), variants=True)
-        return ScanResult(display(path), fps.sha256, find_matches(fps, _index))
+        data = read_bytes(path)
+        decoded = decode(data)
+        fps = fingerprint_decoded(data, decoded, variants=True, local_features=False)
+        return ScanResult(display(path), fps.sha256, find_matches(fps, _index, decoded.image))
     except ImageError as e:
         return ScanResult(display(path), error=e.message)
     except Exception as e:  # never let one file end the batch
@@ -46,11 +48,11 @@ def _scan_file(path: Path) -> ScanResult:
 def scan(ledger: Ledger, paths: list[str | Path], *, workers: int | None = None) -> Batch:
     """Check every image under `paths` against every registered work. Results come in input order."""
     files, source_errors = collect_files(paths)
-    works = ledger.works()
+    works, local_blobs = ledger.works(), ledger.local_features(ORB)
 
     def run():
         for e in source_errors:
             yield ScanResult(e.item, error=e.error)
-        yield from imap(_scan_file, files, workers, initializer=_init, initargs=(works,))
+        yield from imap(_scan_file, files, workers, initializer=_init, initargs=(works, local_blobs))
 
     return Batch(len(files) + len(source_errors), run())
