@@ -1,6 +1,6 @@
 """Copy-detection quality and speed on a corpus, for provenance and for PDQ / pHash baselines in the same run.
 
-    python benchmarks/detection.py DIR [--pad-to 1000] [--holdout ATTACK ...]
+    python benchmarks/detection.py DIR [--pad-to 1000]
 
 DIR holds works/ (originals to register), feed/ (copies and distractors) and truth.json
 ({feed file: {"work": works file or null, "attack": name}}), as ../shared/corpus/make_dev_corpus.py writes it.
@@ -138,7 +138,6 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("dir", type=Path)
     ap.add_argument("--pad-to", type=int, default=1000, help="registered works to search against (default 1000)")
-    ap.add_argument("--holdout", nargs="*", default=[], help="attacks to report separately as held out")
     args = ap.parse_args()
     truth = json.loads((args.dir / "truth.json").read_text())
     feed = sorted(args.dir / "feed" / f for f in truth)
@@ -204,8 +203,13 @@ def main() -> None:
             table.print()
             print()
 
-    if args.holdout:
-        print("held-out attacks (not used for tuning):", ", ".join(args.holdout))
+    print("provenance wrong-work attributions:")
+    for f in rows:
+        t, r = truth[f], results[f]
+        if r.matches and t["work"] and name_of.get(r.matches[0].work_id) != t["work"]:
+            m = r.matches[0]
+            print(f"  {f} ({t['attack']} of {t['work']}) -> {name_of.get(m.work_id)} via {m.signal}: {m.transform},"
+                  f" score {m.score}")
     n = len(feed)
     print(f"speed over {n} feed images vs {len(works)} works, {cores} processes:")
     print(f"  decode + PDQ (baseline)        {n / pdq_s:7.1f} images/s")
