@@ -9,8 +9,9 @@ The ledger is padded with synthetic works up to --pad-to so that speed is measur
 works (padding works are procedural images unlike any corpus image; a match to one counts as a wrong work).
 Baselines are scored at the threshold where at most 0.1 % (and 1 %) of distractors match, chosen on this corpus
 (which favours them); provenance is scored at its shipped thresholds, and its distractor rate is reported.
-Works with no detail (PDQ quality < 50: blank or flat images) cannot be told apart from one another; figures
-are given with and without their copies.
+Blank works (uniform images, grey standard deviation < 3: e.g. a fully transparent PNG flattened on white)
+cannot be told apart from one another or from any other blank image; figures are given with and without their
+copies. Byte-identical works are registered once (idempotence), so a copy of either counts for that one work.
 """
 from __future__ import annotations
 
@@ -35,7 +36,7 @@ import provenance  # noqa: E402
 from provenance._parallel import default_workers, imap  # noqa: E402
 from provenance.fingerprints import PDQ, PHASH, fingerprint  # noqa: E402
 from provenance.ledger import Ledger  # noqa: E402
-from provenance.matching import PDQ_MIN_QUALITY  # noqa: E402
+from provenance.imaging import load  # noqa: E402
 
 
 def padding_image(seed: int, size=(640, 480)) -> Image.Image:
@@ -113,8 +114,11 @@ class Table:
         row("distractors matched", lambda c: f"{c[3]}/{c[4]}")
 
 
-def score_rows(rows, truth, names, scores: np.ndarray, thr: float, skip: set[str]):
-    """per-attack [found, total], wrong-work count and distractor hits, for one method at one threshold."""
+def score_rows(rows, truth, work_of, columns, scores: np.ndarray, thr: float, skip: set[str]):
+    """per-attack [found, total], wrong-work count and distractor hits, for one method at one threshold.
+
+    `work_of` maps a works file name to its work id; `columns` gives the work id of each column of `scores`.
+    """
     per, wrong, fp = collections.defaultdict(lambda: [0, 0]), 0, 0
     for i, f in enumerate(rows):
         t = truth[f]
@@ -127,7 +131,7 @@ def score_rows(rows, truth, names, scores: np.ndarray, thr: float, skip: set[str
             continue
         per[t["attack"]][1] += 1
         if hit:
-            if names[best] == t["work"]:
+            if columns[best] == work_of[t["work"]]:
                 per[t["attack"]][0] += 1
             else:
                 wrong += 1
@@ -173,14 +177,14 @@ def main() -> None:
         # Baselines from the same fingerprints.
         fps = dict(imap(_fingerprint, feed, cores))
         rows = [f for f in truth if fps.get(f) is not None]
-        wnames = [name_of[w.id] for w in works]
+        columns = [w.id for w in works]
         wq = np.array([w.fingerprints[PDQ].quality for w in works])
         d_pdq8 = _hamming_matrix([list(fps[f].pdq_variants) for f in rows], [w.fingerprints[PDQ].value for w in works])
         d_pdq1 = _hamming_matrix([[fps[f].pdq_variants[0]] for f in rows], [w.fingerprints[PDQ].value for w in works])
         d_ph1 = _hamming_matrix([[fps[f].phash_variants[0]] for f in rows], [w.fingerprints[PHASH].value for w in works])
         ledger.close()
 
-    flat = {name_of[w.id] for w in works if w.fingerprints[PDQ].quality < PDQ_MIN_QUALITY} & {p.name for p in work_files}
+    blank = {p.name for p in work_files if np.asarray(load(p).image.convert("L"), np.float32).std() < 3}
     distractor = np.array([truth[f]["work"] is None for f in rows])
     attacks = sorted({t["attack"] for t in truth.values() if t["work"]})
 
@@ -190,14 +194,14 @@ def main() -> None:
         for m in results[f].matches:
             prov_scores[i, col[m.work_id]] = max(prov_scores[i, col[m.work_id]], m.score)
 
-    for skip, label in ((set(), "all works"), (flat, f"without the {len(flat)} flat works (PDQ quality < 50)")):
+    for skip, label in ((set(), "all works"), (blank, f"without the {len(blank)} blank works")):
         for fpr in (0.001, 0.01):
             table = Table(attacks)
             for name, scores in (("pHash", -d_ph1.astype(float)), ("PDQ", -d_pdq1.astype(float)),
                                  ("PDQ+dihedral", -d_pdq8.astype(float))):
-                table.add(name, *score_rows(rows, truth, wnames, scores, threshold_for(fpr, scores[distractor].max(1)),
+                table.add(name, *score_rows(rows, truth, work_of, columns, scores, threshold_for(fpr, scores[distractor].max(1)),
                                             skip), int(distractor.sum()))
-            table.add("provenance", *score_rows(rows, truth, wnames, prov_scores, 0.5, skip), int(distractor.sum()))
+            table.add("provenance", *score_rows(rows, truth, work_of, columns, prov_scores, 0.5, skip), int(distractor.sum()))
             print(f"== recall, {label}; baselines at <= {fpr:.1%} distractor FPR, provenance at its shipped"
                   f" thresholds")
             table.print()
@@ -206,7 +210,7 @@ def main() -> None:
     print("provenance wrong-work attributions:")
     for f in rows:
         t, r = truth[f], results[f]
-        if r.matches and t["work"] and name_of.get(r.matches[0].work_id) != t["work"]:
+        if r.matches and t["work"] and r.matches[0].work_id != work_of[t["work"]]:
             m = r.matches[0]
             print(f"  {f} ({t['attack']} of {t['work']}) -> {name_of.get(m.work_id)} via {m.signal}: {m.transform},"
                   f" score {m.score}")

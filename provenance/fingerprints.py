@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field
 import imagehash
 import numpy as np
 import pdqhash
-from PIL import Image
+from PIL import Image, ImageOps
 
 from . import local
 from .imaging import Decoded, decode, trim_borders
@@ -45,9 +45,12 @@ SHA256 = "sha256/1"
 PDQ = "pdq/1"  # pdqhash (Meta's reference C++) on the working image, longest side 512
 PHASH = "phash/1"  # imagehash.phash (8x8 DCT of a 32x32 grey Lanczos thumbnail of the working image)
 DHASH = "dhash/1"  # imagehash.dhash (horizontal gradient, 9x8 grey thumbnail of the working image)
+PDQEQ = "pdqeq/1"  # PDQ of the histogram-equalised grey image (long side 256); quality 0 for blank images
 ORB = local.ALGORITHM  # ORB keypoints + thumbnail of the working image; stored as a blob, its SHA-256 as value
-ALGORITHMS = (SHA256, PDQ, PHASH, DHASH, ORB)
-BITS = {PDQ: 256, PHASH: 64, DHASH: 64, SHA256: 256}
+ALGORITHMS = (SHA256, PDQ, PHASH, DHASH, PDQEQ, ORB)
+BITS = {PDQ: 256, PHASH: 64, DHASH: 64, SHA256: 256, PDQEQ: 256}
+#: Below this grey-level standard deviation an image is blank: equalising it would only amplify noise.
+BLANK_STD = 3.0
 
 
 @dataclass(frozen=True)
@@ -81,6 +84,7 @@ class FingerprintSet:
     # Query-side only (not stored): 8 variants per signal, index k matches a copy made by DIHEDRAL[k].
     pdq_variants: tuple[str, ...] = field(default=(), repr=False)
     phash_variants: tuple[str, ...] = field(default=(), repr=False)
+    pdqeq_variants: tuple[str, ...] = field(default=(), repr=False)
     inner: InnerView | None = field(default=None, repr=False)
     # Registration only: the encoded local features (orb/1); the ORB fingerprint's value is their SHA-256.
     local_features: bytes | None = field(default=None, repr=False)
@@ -139,6 +143,22 @@ def phash_dihedral_v1(image: Image.Image) -> tuple[str, ...]:
     return tuple(str(imagehash.phash(g if t is None else g.transpose(t))) for t in _UNDO)
 
 
+def pdqeq_dihedral_v1(image: Image.Image) -> tuple[tuple[str, ...], int]:
+    """PDQ of the histogram-equalised grey image: dark or low-contrast art gets hashes as informative as any.
+
+    Blank images have nothing to equalise but noise, so their quality is 0 by definition (never matched).
+    """
+    grey = image.convert("L")
+    if max(grey.size) > 256:
+        grey = grey.resize((max(1, grey.width * 256 // max(grey.size)), max(1, grey.height * 256 // max(grey.size))),
+                           Image.Resampling.BILINEAR)
+    if np.asarray(grey, dtype=np.float32).std() < BLANK_STD:
+        return (bits_to_hex(np.zeros(256)),) * 8, 0
+    equalised = np.asarray(ImageOps.equalize(grey).convert("RGB"))
+    hashes, quality = pdqhash.compute_dihedral(equalised)
+    return tuple(bits_to_hex(h) for h in hashes), int(quality)
+
+
 def dhash_v1(image: Image.Image) -> str:
     return str(imagehash.dhash(image))
 
@@ -164,6 +184,7 @@ def fingerprint_decoded(data: bytes, decoded: Decoded, *, variants: bool = False
     else:
         (pdq_value, quality), ph_value = pdq_v1(im), phash_v1(im)
         pdq_vars, ph_vars = (), ()
+    eq_vars, eq_quality = pdqeq_dihedral_v1(im)
     digest = sha256_bytes(data)
     blob = local.encode(local.extract(im)) if local_features else None
     return FingerprintSet(
@@ -176,10 +197,12 @@ def fingerprint_decoded(data: bytes, decoded: Decoded, *, variants: bool = False
             Fingerprint(PDQ, pdq_value, quality),
             Fingerprint(PHASH, ph_value),
             Fingerprint(DHASH, dhash_v1(im)),
+            Fingerprint(PDQEQ, eq_vars[0], eq_quality),
             *((Fingerprint(ORB, sha256_bytes(blob)),) if blob is not None else ()),
         ),
         pdq_variants=pdq_vars,
         phash_variants=ph_vars,
+        pdqeq_variants=eq_vars if variants else (),
         inner=inner,
         local_features=blob,
     )

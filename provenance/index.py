@@ -12,10 +12,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import local
-from .fingerprints import PDQ, PHASH
+from .fingerprints import PDQ, PDQEQ, PHASH
 from .ledger import Work
 
-_BYTES = {PDQ: 32, PHASH: 8}
+_BYTES = {PDQ: 32, PHASH: 8, PDQEQ: 32}
 
 
 @dataclass(frozen=True)
@@ -35,7 +35,7 @@ class Index:
         self._local: tuple[local.LocalIndex, list[int]] | None = None
         self.work_ids = np.zeros(0, dtype=np.int64)
         self.codes = {alg: np.zeros((0, n), dtype=np.uint8) for alg, n in _BYTES.items()}
-        self.pdq_quality = np.zeros(0, dtype=np.int16)
+        self.quality = {PDQ: np.zeros(0, dtype=np.int16), PDQEQ: np.zeros(0, dtype=np.int16)}
         self.by_sha256: dict[str, list[int]] = {}
         self.add(list(works))
 
@@ -50,8 +50,9 @@ class Index:
             rows = [bytes.fromhex(w.fingerprints[alg].value) if alg in w.fingerprints else bytes(n) for w in works]
             new = np.frombuffer(b"".join(rows), dtype=np.uint8).reshape(len(works), n)
             self.codes[alg] = np.concatenate([self.codes[alg], new])
-        q = [w.fingerprints[PDQ].quality if PDQ in w.fingerprints else 0 for w in works]
-        self.pdq_quality = np.concatenate([self.pdq_quality, np.asarray(q, dtype=np.int16)])
+        for alg in self.quality:
+            q = [(w.fingerprints[alg].quality or 0) if alg in w.fingerprints else 0 for w in works]
+            self.quality[alg] = np.concatenate([self.quality[alg], np.asarray(q, dtype=np.int16)])
         for w in works:
             self.by_sha256.setdefault(w.sha256, []).append(w.id)
 
@@ -63,10 +64,11 @@ class Index:
         return self._local
 
     def nearest(self, algorithm: str, variants: tuple[str, ...] | list[str], max_distance: int,
-                min_quality: int = 0) -> Nearest:
+                eligible: np.ndarray | None = None) -> Nearest:
         """Works within `max_distance` of any query variant, with the best variant for each.
 
-        `min_quality` skips works whose PDQ quality is lower (their hashes are near-random).
+        `eligible` (a boolean per work, in index order) restricts the search, e.g. to works whose hashes of this
+        kind are informative.
         """
         if not len(self) or not variants:
             empty = np.zeros(0, dtype=np.int64)
@@ -76,5 +78,5 @@ class Index:
         d = np.bitwise_count(q[:, None, :] ^ self.codes[algorithm][None, :, :]).sum(axis=2, dtype=np.int32)
         best_variant = d.argmin(axis=0)
         best = d[best_variant, np.arange(d.shape[1])]
-        hit = np.flatnonzero((best <= max_distance) & (self.pdq_quality >= min_quality))
+        hit = np.flatnonzero((best <= max_distance) & (True if eligible is None else eligible))
         return Nearest(self.work_ids[hit], best[hit], best_variant[hit])

@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 from . import local
-from .fingerprints import BITS, DIHEDRAL, PDQ, PHASH, FingerprintSet
+from .fingerprints import BITS, DIHEDRAL, PDQ, PDQEQ, PHASH, FingerprintSet
 from .index import Index
 
 #: Maximum Hamming distance for a match, per signal (dihedral variants included). Calibrated with
@@ -15,7 +15,7 @@ from .index import Index
 #: unrelated designs): the nearest distractor is at PDQ 80 / pHash 8, and wrong-work attributions start at PDQ 50.
 #: At these values 0 of 222 distractors match (< 0.45 %, the finest the corpus resolves) and 0 copies are
 #: attributed to the wrong work. See README "How matching works".
-THRESHOLDS = {PDQ: 40, PHASH: 6}
+THRESHOLDS = {PDQ: 40, PHASH: 6, PDQEQ: 40}
 #: Two weaker signals that agree on the same work are as good as one strong one: both within these distances.
 #: On the dev corpus this finds most captioned and watermarked copies and still matches 0 of 222 distractors.
 AGREEMENT = {PDQ: 72, PHASH: 10}
@@ -55,7 +55,8 @@ def _global(best: dict[int, Match], index: Index, pdq_variants, phash_variants, 
     """Hash matches of one view of the image (the whole image, or the picture inside a frame)."""
     if quality < PDQ_MIN_QUALITY:
         return
-    near = {signal: index.nearest(signal, variants, AGREEMENT[signal], PDQ_MIN_QUALITY)
+    detailed = index.quality[PDQ] >= PDQ_MIN_QUALITY
+    near = {signal: index.nearest(signal, variants, AGREEMENT[signal], detailed)
             for signal, variants in ((PDQ, pdq_variants), (PHASH, phash_variants))}
     found = {signal: {w: (d, v) for w, d, v in zip(n.work_ids.tolist(), n.distances.tolist(), n.variants.tolist())}
              for signal, n in near.items()}
@@ -75,6 +76,19 @@ def _global(best: dict[int, Match], index: Index, pdq_variants, phash_variants, 
             transform = f"framed (border removed){'' if variant == 0 else ', ' + transform}"
             geometry = {"placed": tuple(round(v, 4) for v in box)}
         best[work_id] = Match(work_id, signal, distance, transform, score, False, _confidence(score), geometry)
+
+
+def _low_detail(best: dict[int, Match], index: Index, query: FingerprintSet) -> None:
+    """Dark or low-contrast works, whose plain PDQ is too weak to use, by their equalised PDQ."""
+    eligible = (index.quality[PDQ] < PDQ_MIN_QUALITY) & (index.quality[PDQEQ] >= PDQ_MIN_QUALITY)
+    eq = query.get(PDQEQ)
+    if not eligible.any() or eq is None or (eq.quality or 0) < PDQ_MIN_QUALITY:
+        return
+    near = index.nearest(PDQEQ, query.pdqeq_variants, THRESHOLDS[PDQEQ], eligible)
+    for work_id, distance, variant in zip(near.work_ids.tolist(), near.distances.tolist(), near.variants.tolist()):
+        score = _score(distance, THRESHOLDS[PDQEQ])
+        if work_id not in best or (not best[work_id].sha256_exact and best[work_id].score < score):
+            best[work_id] = Match(work_id, PDQEQ, distance, DIHEDRAL[variant], score, False, _confidence(score))
 
 
 def _local_score(m: local.LocalMatch) -> float:
@@ -117,6 +131,7 @@ def find_matches(query: FingerprintSet, index: Index, image=None) -> list[Match]
     if query.inner is not None:
         i = query.inner
         _global(best, index, i.pdq_variants, i.phash_variants, i.quality, i.box)
+    _low_detail(best, index, query)
     if not best and image is not None and index.local_blobs:
         local_index, work_ids = index.local()
         for m in local_index.query(image):
@@ -139,5 +154,5 @@ def explain(match: Match) -> str:
     if "+" in match.signal:
         return f"{what}: PDQ distance {match.distance}/256 and pHash agree (both within {AGREEMENT[PDQ]}/256 and" \
                f" {AGREEMENT[PHASH]}/64)"
-    name = match.signal.split("/")[0].upper().replace("PHASH", "pHash")
+    name = {PDQ: "PDQ", PHASH: "pHash", PDQEQ: "PDQ of the equalised image"}.get(match.signal, match.signal)
     return f"{what}: {name} distance {match.distance}/{BITS[match.signal]} (threshold {THRESHOLDS[match.signal]})"

@@ -11,17 +11,20 @@ from pathlib import Path
 import click
 import pytest
 from click.testing import CliRunner
+from PIL import Image
 
 import provenance
 from cli.main import cli
+from provenance.fingerprints import ALGORITHMS
 from provenance.ledger import Ledger
 
 WORK_TITLES = {"Sunset Hills", "Brush Abstract", "Geometric Poster", "Figure Portrait", "Flow Field",
                "Tiled Mandala"}
-SCAN_KEYS = {"item", "work_id", "work_title", "sha256_exact", "distance", "signal", "transform", "score"}
-# Edits the current fingerprints are expected to survive (crops, captions and letterboxes are not, yet).
+SCAN_KEYS = {"item", "work_id", "work_title", "sha256_exact", "distance", "signal", "transform", "score",
+             "confidence", "geometry"}
+# Every edit in the example feed is expected to be found (crops, captions, watermarks and letterboxes included).
 ROBUST = {"exact_copy", "hflip", "rotate_90", "rescale_40pct_jpeg_q35", "grayscale", "brightness_contrast",
-          "webp_reencode"}
+          "webp_reencode", "center_crop_10pct", "caption_bar", "watermark_text", "letterbox"}
 
 
 def title_of(work_file: str) -> str:
@@ -147,6 +150,36 @@ def test_scan_json_with_library_ledger(home, runner, library_ledger, feed_dir, t
     assert f"scanned 17 items: {n_matched} with copies, {17 - n_matched} without, 0 failed" in result.stderr
 
 
+def test_scan_json_gives_the_geometry_of_local_feature_matches(home, runner, library_ledger, works_dir, tmp_path):
+    feed = tmp_path / "feed"
+    feed.mkdir()
+    with Image.open(works_dir / "figure-portrait.jpg") as im:
+        w, h = im.size
+        im.convert("RGB").crop((round(0.15 * w), round(0.15 * h), round(0.85 * w), round(0.85 * h))).save(
+            feed / "cropped.jpg", quality=90)
+
+    result = runner.invoke(cli, ["--ledger", str(library_ledger), "scan", str(feed), "--json"])
+
+    assert result.exit_code == 0, result.output
+    [m] = _scan_lines(result.stdout)
+    assert SCAN_KEYS <= set(m)
+    assert (m["work_title"], m["signal"], m["distance"]) == ("Figure Portrait", "orb/1", None)
+    g = m["geometry"]
+    assert set(g) == {"angle", "scale", "crop", "placed", "flip", "ncc", "coverage", "inliers"}
+    assert type(g["flip"]) is bool and g["flip"] is False
+    assert type(g["inliers"]) is int and g["inliers"] > 0
+    for key in ("angle", "scale", "ncc", "coverage"):
+        assert type(g[key]) in (int, float), key
+    for key in ("crop", "placed"):
+        assert len(g[key]) == 4 and all(type(v) in (int, float) and 0 <= v <= 1 for v in g[key]), key
+    assert all(abs(a - b) <= 0.05 for a, b in zip(g["crop"], (0.15, 0.15, 0.85, 0.85)))
+    assert m["transform"].startswith("cropped to 70% x 70% of the work")
+
+    result = runner.invoke(cli, ["--ledger", str(library_ledger), "scan", str(feed)])
+    assert result.exit_code == 0
+    assert "cropped to 70% x 70% of the work" in result.stdout and "matching keypoints" in result.stdout
+
+
 def test_scan_reports_unreadable_items_and_exits_1(home, runner, library_ledger, feed_dir, tmp_path):
     bad = tmp_path / "feed"
     bad.mkdir()
@@ -214,7 +247,7 @@ def test_works_show_json_and_unknown_id(home, runner, library_ledger):
     assert result.exit_code == 0
     work = json.loads(result.stdout)
     assert work["id"] == 3 and work["title"] in WORK_TITLES
-    assert set(work["fingerprints"]) == {"sha256/1", "pdq/1", "phash/1", "dhash/1"}
+    assert set(work["fingerprints"]) == set(ALGORITHMS)
     assert work["fingerprints"]["sha256/1"]["value"] == work["sha256"]
 
     result = runner.invoke(cli, ["--ledger", str(library_ledger), "works", "show", "99"])
