@@ -34,6 +34,8 @@ from .fingerprints import Fingerprint
 from .signing import DEFAULT_CHAIN_ID, recover_registrant
 
 SCHEMA_VERSION = 1
+#: Signals stored as blobs in `local_features`; the entry records their SHA-256 as the fingerprint value.
+BLOB_ALGORITHMS = ("orb/1",)
 GENESIS = "00" * 32
 
 
@@ -367,10 +369,19 @@ class Ledger:
                                           f" entry {seq}", seq)
         if stored_fps:
             raise TamperedLedgerError(f"fingerprints rows for unknown work {min(stored_fps)} (added outside provenance)")
-        for work_id, alg, data in self.conn.execute("SELECT work_id, algorithm, data FROM local_features"):
-            seq, payload = work_entries.get(work_id, (None, {"fingerprints": []}))
-            recorded = {f["algorithm"]: f["value"] for f in payload["fingerprints"]}
-            if recorded.get(alg) != hashlib.sha256(data).hexdigest():
-                raise TamperedLedgerError(f"{alg} features of work {work_id} were edited and no longer match their"
-                                          f" hash in ledger entry {seq}", seq)
+        blobs = {(w, alg): data for w, alg, data in self.conn.execute("SELECT work_id, algorithm, data FROM local_features")}
+        for work_id, alg in sorted(blobs):
+            if work_id not in work_entries:
+                raise TamperedLedgerError(f"{alg} features for unknown work {work_id} (added outside provenance)")
+        for work_id, (seq, payload) in sorted(work_entries.items()):
+            for f in payload["fingerprints"]:
+                if f["algorithm"] not in BLOB_ALGORITHMS:
+                    continue
+                data = blobs.get((work_id, f["algorithm"]))
+                if data is None:
+                    raise TamperedLedgerError(f"{f['algorithm']} features of work {work_id} were deleted (ledger"
+                                              f" entry {seq} records them)", seq)
+                if hashlib.sha256(data).hexdigest() != f["value"]:
+                    raise TamperedLedgerError(f"{f['algorithm']} features of work {work_id} were edited and no longer"
+                                              f" match their hash in ledger entry {seq}", seq)
 

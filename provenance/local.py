@@ -111,6 +111,8 @@ def encode(f: Features) -> bytes:
 
 
 def decode(blob: bytes) -> Features:
+    if len(blob) < _HEADER.size:
+        raise ValueError("not an orb/1 feature blob")
     magic, h, w, n = _HEADER.unpack_from(blob)
     if magic != _MAGIC or len(blob) != _HEADER.size + n * 4 + n * 32 + THUMB * THUMB:
         raise ValueError("not an orb/1 feature blob")
@@ -207,7 +209,9 @@ def _pixel_check(q: np.ndarray, M: np.ndarray, work: Features) -> tuple[float, f
     if s > 1.5:  # shrink the copy first so the sampling does not alias
         small = cv2.resize(q, (max(1, round(q.shape[1] / s)), max(1, round(q.shape[0] / s))),
                            interpolation=cv2.INTER_AREA)
-        A = np.diag([small.shape[1] / q.shape[1], small.shape[0] / q.shape[0], 1.0]) @ A
+        fx, fy = small.shape[1] / q.shape[1], small.shape[0] / q.shape[0]
+        # Pixel centres, not corners, scale: without the half-pixel terms fine line work misaligns by ~1 pixel.
+        A = np.array([[fx, 0, 0.5 * fx - 0.5], [0, fy, 0.5 * fy - 0.5], [0, 0, 1]]) @ A
         q = small
     A2 = A[:2].astype(np.float32)
     warped = cv2.warpAffine(q.astype(np.float32), A2, (THUMB, THUMB), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP)
@@ -237,5 +241,5 @@ def _geometry(M, flip: bool, wshape, qshape, ncc: float, coverage: float) -> Geo
         x0, x1 = 1 - x1, 1 - x0
         angle = -angle
     placed = (max(0.0, x0), max(0.0, placed_px[:, 1].min() / qh), min(1.0, x1), min(1.0, placed_px[:, 1].max() / qh))
-    return Geometry(round(angle, 2), round(scale, 4), tuple(round(v, 4) for v in crop),
-                    tuple(round(v, 4) for v in placed), flip, round(ncc, 4), round(coverage, 4))
+    return Geometry(round(angle, 2), round(scale, 4), tuple(round(float(v), 4) for v in crop),
+                    tuple(round(float(v), 4) for v in placed), flip, round(ncc, 4), round(coverage, 4))

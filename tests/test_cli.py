@@ -16,6 +16,7 @@ from PIL import Image
 import provenance
 from cli.main import cli
 from provenance.fingerprints import ALGORITHMS
+from provenance.fingerprints import ALGORITHMS
 from provenance.ledger import Ledger
 
 WORK_TITLES = {"Sunset Hills", "Brush Abstract", "Geometric Poster", "Figure Portrait", "Flow Field",

@@ -17,19 +17,26 @@ from provenance.fingerprints import (
     ALGORITHMS,
     BITS,
     DIHEDRAL,
+    ORB,
     PDQ,
+    PDQEQ,
     PHASH,
     SHA256,
     bits_to_hex,
     fingerprint,
+    fingerprint_decoded,
     hamming,
     hex_to_bits,
 )
+from provenance import local
+from provenance.imaging import decode
 from provenance.index import Index
 from provenance.matching import find_matches
 from provenance.selftest import GOLDEN
 
 ALGORITHM_ID = re.compile(r"^[a-z][a-z0-9]*/[1-9][0-9]*$")
+# Stored value sizes: the hashes by BITS; orb/1 stores the SHA-256 of its feature blob (the blob lives elsewhere).
+STORED_BITS = {**BITS, ORB: 256}
 
 bit_arrays = st.integers(1, 64).flatmap(
     lambda n: st.lists(st.integers(0, 1), min_size=8 * n, max_size=8 * n)).map(lambda b: np.array(b, np.uint8))
@@ -82,9 +89,11 @@ def test_hamming_triangle_inequality(pair, data):
 
 def test_algorithm_ids_are_versioned_and_sized():
     assert len(set(ALGORITHMS)) == len(ALGORITHMS)
+    assert set(STORED_BITS) == set(ALGORITHMS)  # every algorithm has a known stored size, and only those do
+    assert ORB not in BITS  # orb/1 is not a Hamming-comparable hash: nothing may compare its values bitwise
     for alg in ALGORITHMS:
         assert ALGORITHM_ID.match(alg), alg
-        assert BITS[alg] % 8 == 0
+        assert STORED_BITS[alg] % 8 == 0
 
 
 def _all_images(works_dir):
@@ -98,12 +107,24 @@ def test_every_fingerprint_carries_its_algorithm_id(works_dir):
         stored = fps.stored()
         assert sorted(s["algorithm"] for s in stored) == sorted(ALGORITHMS), path.name
         for s in stored:
-            assert re.fullmatch(r"[0-9a-f]+", s["value"]) and len(s["value"]) * 4 == BITS[s["algorithm"]]
-            if s["algorithm"] == PDQ:
+            assert re.fullmatch(r"[0-9a-f]+", s["value"]) and len(s["value"]) * 4 == STORED_BITS[s["algorithm"]]
+            if s["algorithm"] in (PDQ, PDQEQ):  # PDQ hashes come with PDQ's quality
                 assert 0 <= s["quality"] <= 100
             else:
                 assert s["quality"] is None
         assert fps.get(SHA256).value == fps.sha256 == hashlib.sha256(data).hexdigest()
+        # orb/1's value is the SHA-256 of the blob the ledger keeps next to the entry, and the blob decodes.
+        assert fps.get(ORB).value == hashlib.sha256(fps.local_features).hexdigest(), path.name
+        assert local.decode(fps.local_features).size == local.extract(decode(data).image).size
+
+
+def test_local_features_can_be_skipped_on_the_query_side(works_dir):
+    data = (works_dir / "brush-abstract.jpg").read_bytes()
+    full = fingerprint_decoded(data, decode(data), variants=True)
+    light = fingerprint_decoded(data, decode(data), variants=True, local_features=False)
+    assert light.local_features is None and light.get(ORB) is None
+    assert [f for f in full.fingerprints if f.algorithm != ORB] == list(light.fingerprints)
+    assert full.local_features == fingerprint(data).local_features
 
 
 def test_registered_works_store_every_algorithm_by_id(ledger, account, works_dir):

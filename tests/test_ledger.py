@@ -20,7 +20,7 @@ from PIL import Image
 import provenance
 from provenance import merkle
 from provenance.errors import LedgerError, TamperedLedgerError, UsageError
-from provenance.fingerprints import DHASH, PDQ, PHASH, SHA256, fingerprint
+from provenance.fingerprints import ALGORITHMS, ORB, PDQ, PHASH, SHA256, fingerprint
 from provenance.ledger import Ledger, canonical_json, entry_hash
 from provenance.signing import sign_registration
 
@@ -91,17 +91,22 @@ def test_register_examples_then_verify(ledger, works_dir, account):
 
     works = ledger.works()
     by_title = {w.title: w for w in works}
+    blobs = ledger.local_features(ORB)
+    assert sorted(blobs) == [w.id for w in works]
     for r in results:
         w = by_title[r.title]
         data = Path(r.item).read_bytes()
         assert w.sha256 == hashlib.sha256(data).hexdigest()
         assert w.registrant == account.address
         assert (w.artist, w.license) == ("Aigerim", "CC BY-NC 4.0")
-        assert set(w.fingerprints) == {SHA256, PDQ, PHASH, DHASH}
+        assert set(w.fingerprints) == set(ALGORITHMS)
         # The stored fingerprints are exactly what the pure function computes from the file.
         fresh = fingerprint(data)
         assert {a: f.value for a, f in w.fingerprints.items()} == {f.algorithm: f.value for f in fresh.fingerprints}
         assert (w.width, w.height) == (fresh.width, fresh.height)
+        # The local features are kept beside the entry, which records their hash.
+        assert blobs[w.id] == fresh.local_features
+        assert hashlib.sha256(blobs[w.id]).hexdigest() == w.fingerprints[ORB].value
 
     report = ledger.verify()
     assert (report.entries, report.works, report.checkpoints) == (N_WORKS, N_WORKS, 1)
@@ -209,7 +214,7 @@ def _insert_work_without_entry(led):
 def _delete_last_entry_and_its_rows(led):
     # A consistent truncation: the chain, the works and the fingerprints all still agree; only the checkpoint knows.
     raw(led, ("DELETE FROM entries WHERE seq = 6",), ("DELETE FROM fingerprints WHERE work_id = 6",),
-        ("DELETE FROM works WHERE id = 6",))
+        ("DELETE FROM local_features WHERE work_id = 6",), ("DELETE FROM works WHERE id = 6",))
 
 
 def _edit_fingerprint(led):
@@ -218,11 +223,25 @@ def _edit_fingerprint(led):
     raw(led, ("UPDATE fingerprints SET value = ? WHERE work_id = 4 AND algorithm = 'pdq/1'", (flipped,)))
 
 
+def _edit_local_features(led):
+    blob = led.local_features(ORB)[3]
+    raw(led, ("UPDATE local_features SET data = ? WHERE work_id = 3", (blob[:-1] + bytes([blob[-1] ^ 1]),)))
+
+
+def _swap_local_features(led):
+    # Two genuine blobs, each under the other's work: every blob still decodes, only the entry hashes disagree.
+    blobs = led.local_features(ORB)
+    raw(led, ("UPDATE local_features SET data = ? WHERE work_id = 2", (blobs[5],)),
+        ("UPDATE local_features SET data = ? WHERE work_id = 5", (blobs[2],)))
+
+
 TAMPERS = {
     "edit entry payload": (_edit_payload_title, "entry 3 was edited", 3),
     "edit works title": (lambda led: raw(led, ("UPDATE works SET title = 'Stolen' WHERE id = 2",)),
                          "works row 2 was edited (title)", 2),
     "edit fingerprint": (_edit_fingerprint, "fingerprints of work 4 were edited", 4),
+    "edit local features": (_edit_local_features, "orb/1 features of work 3 were edited", 3),
+    "swap local features": (_swap_local_features, "orb/1 features of work 2 were edited", 2),
     "delete middle entry": (lambda led: raw(led, ("DELETE FROM entries WHERE seq = 3",)), "entry 3 is missing", 3),
     "delete last entry": (_delete_last_entry_and_its_rows, "checkpoint 6 covers 6 entries but only 5 exist", 6),
     "reorder entries": (_swap_entries, "entry 2 does not follow entry 1", 2),
@@ -243,6 +262,14 @@ def test_tampering_is_detected_and_named(registered, tamper):
     with pytest.raises(TamperedLedgerError, match=re.escape(message)) as info:
         registered.verify()
     assert info.value.seq == seq
+
+
+def test_deleted_local_features_are_detected(registered):
+    raw(registered, ("DELETE FROM local_features WHERE work_id = 4",))
+
+    with pytest.raises(TamperedLedgerError, match="work 4") as info:
+        registered.verify()
+    assert info.value.seq == 4
 
 
 def test_signature_by_another_key_is_detected(registered, other_account):

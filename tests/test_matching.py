@@ -9,12 +9,15 @@ import pytest
 
 import provenance
 from provenance import _parallel
-from provenance.matching import THRESHOLDS, explain
+from provenance import local
+from provenance.fingerprints import ORB, PDQ, PHASH
+from provenance.matching import AGREEMENT, THRESHOLDS, explain
 
-# Edits the current fingerprints must survive. Crops, caption bars, watermarks and letterboxes need the planned
-# local-feature upgrade: they may or may not be found, but must never be attributed to the wrong work.
+# Every edit in the example feed: with the inner view, the PDQ+pHash agreement rule and local features, all of them
+# must be found (tests/test_robust_matching.py covers each family on more works).
 ROBUST = {"exact_copy", "hflip", "rotate_90", "rescale_40pct_jpeg_q35", "grayscale", "brightness_contrast",
-          "webp_reencode"}
+          "webp_reencode", "center_crop_10pct", "caption_bar", "watermark_text", "letterbox"}
+GEOMETRY = {"angle", "scale", "crop", "placed", "flip", "ncc", "coverage", "inliers"}
 
 
 @pytest.fixture
@@ -57,6 +60,10 @@ def test_feed_against_truth(registered, work_file_of, feed_dir, truth):
     assert ROBUST <= found, f"missed: {ROBUST - found}"
 
 
+def test_feed_covers_every_kind_of_edit(truth):
+    assert {t["attack"] for t in truth.values()} - {"distractor"} == ROBUST
+
+
 def test_scores_and_thresholds(registered, feed_dir):
     matches = [m for r in _scan(registered, [feed_dir], workers=1) for m in r.matches]
     assert matches
@@ -64,9 +71,22 @@ def test_scores_and_thresholds(registered, feed_dir):
         assert 0 < m.score <= 1
         if m.sha256_exact:
             assert (m.signal, m.distance, m.score, m.confidence) == ("sha256/1", 0, 1.0, "exact")
+            continue
+        assert 0.5 <= m.score  # every accepted signal scores 0.5 at its decision threshold
+        assert m.confidence == ("high" if m.score >= 0.75 else "medium")
+        if m.signal == ORB:
+            # Local features have no Hamming distance; the decision rule is inliers and pixel correlation.
+            assert m.distance is None and set(m.geometry) == GEOMETRY
+            assert m.geometry["inliers"] >= local.MIN_INLIERS and m.geometry["ncc"] >= local.MIN_NCC
+            assert explain(m).endswith(f"{m.geometry['inliers']} matching keypoints,"
+                                       f" pixel correlation {m.geometry['ncc']:.2f}")
+        elif m.signal == f"{PDQ}+{PHASH}":
+            # Agreement of two weaker signals: the reported distance is PDQ's, within the agreement bound.
+            assert 0 <= m.distance <= AGREEMENT[PDQ]
+            assert "pHash agree" in explain(m)
         else:
+            assert m.signal in THRESHOLDS
             assert 0 <= m.distance <= THRESHOLDS[m.signal]
-            assert m.confidence == ("high" if m.score >= 0.75 else "medium")
 
 
 def test_exact_copy(registered, work_file_of, feed_dir, truth):

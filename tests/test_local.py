@@ -1,0 +1,116 @@
+"""Tests for provenance.local: the orb/1 blob encoding, and what a registered work's features look like."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from provenance import local
+from provenance.fingerprints import ORB, fingerprint, sha256_bytes
+from provenance.imaging import decode
+
+HEADER = 10  # magic, height, width, n
+
+
+def _features(size, xy, descriptors, thumb) -> local.Features:
+    return local.Features(size, np.asarray(xy, np.float32).reshape(-1, 2),
+                          np.frombuffer(descriptors, np.uint8).reshape(-1, 32),
+                          np.frombuffer(thumb, np.uint8).reshape(local.THUMB, local.THUMB))
+
+
+@st.composite
+def features(draw, on_grid: bool = True):
+    """Random features; keypoints on the 1/8 px grid the encoding stores exactly, or anywhere it can hold.
+
+    Bulk bytes come from a drawn seed (Hypothesis cannot shrink 20 KB of raw bytes usefully); the keypoint count
+    and image size, which the header encodes, are drawn directly, extremes included.
+    """
+    n = draw(st.integers(0, 600))
+    size = draw(st.tuples(st.integers(1, 65535), st.integers(1, 65535)))
+    rng = np.random.default_rng(draw(st.integers(0, 2 ** 32 - 1)))
+    if on_grid:
+        xy = rng.integers(0, 65536, 2 * n) / 8
+        if n:
+            xy[:2] = 0, 65535 / 8  # both ends of the range
+    else:
+        xy = rng.uniform(0, 8191.875, 2 * n)
+    descriptors = rng.integers(0, 256, 32 * n, dtype=np.uint8).tobytes()
+    thumb = rng.integers(0, 256, local.THUMB ** 2, dtype=np.uint8).tobytes()
+    return _features(size, xy, descriptors, thumb)
+
+
+def assert_same(a: local.Features, b: local.Features, xy_tolerance: float = 0.0):
+    assert a.size == b.size
+    assert a.xy.shape == b.xy.shape and a.xy.dtype == b.xy.dtype == np.float32
+    assert np.abs(a.xy - b.xy).max(initial=0) <= xy_tolerance
+    assert a.descriptors.dtype == b.descriptors.dtype == np.uint8
+    assert np.array_equal(a.descriptors, b.descriptors)
+    assert a.thumb.shape == (local.THUMB, local.THUMB) and np.array_equal(a.thumb, b.thumb)
+
+
+@settings(max_examples=60, deadline=None)
+@given(features())
+def test_encode_decode_round_trip(f):
+    blob = local.encode(f)
+    assert blob[:4] == b"orb1"
+    assert len(blob) == HEADER + 36 * len(f.descriptors) + local.THUMB ** 2
+    assert_same(local.decode(blob), f)
+    assert local.encode(local.decode(blob)) == blob
+
+
+@settings(max_examples=40, deadline=None)
+@given(features(on_grid=False))
+def test_keypoints_are_stored_to_the_nearest_eighth_of_a_pixel(f):
+    assert_same(local.decode(local.encode(f)), f, xy_tolerance=1 / 16 + 1e-3)
+
+
+@pytest.fixture(scope="module")
+def blob(works_dir) -> bytes:
+    return fingerprint((works_dir / "flow-field.png").read_bytes()).local_features
+
+
+def test_real_work_features_round_trip_and_are_what_the_fingerprint_hashes(works_dir, blob):
+    data = (works_dir / "flow-field.png").read_bytes()
+    extracted = local.extract(decode(data).image)
+    assert local.MIN_KEYPOINTS <= len(extracted.descriptors) <= local.N_FEATURES
+    assert local.encode(extracted) == blob
+    assert_same(local.decode(blob), extracted, xy_tolerance=1 / 16)
+    assert fingerprint(data).get(ORB).value == sha256_bytes(blob)
+    assert len(blob) <= HEADER + 36 * local.N_FEATURES + local.THUMB ** 2  # ~22 KB at most per work
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.data())
+def test_decode_rejects_a_truncated_blob(blob, data):
+    cut = data.draw(st.integers(HEADER, len(blob) - 1))
+    with pytest.raises(ValueError, match="not an orb/1 feature blob"):
+        local.decode(blob[:cut])
+
+
+def test_decode_rejects_a_blob_shorter_than_its_header(blob):
+    for cut in range(HEADER):
+        try:
+            local.decode(blob[:cut])
+        except ValueError:
+            continue
+        except Exception as e:
+            raise AssertionError(f"{cut} bytes: {type(e).__name__}: {e}") from None
+        raise AssertionError(f"{cut} bytes decoded")
+
+
+def _garble(blob: bytes, at: int, value: int) -> bytes:
+    return blob[:at] + bytes([value]) + blob[at + 1:]
+
+
+@pytest.mark.parametrize("damage", [
+    lambda b: b + b"\x00",  # trailing bytes
+    lambda b: b"ORB1" + b[4:],  # wrong magic
+    lambda b: b"orb2" + b[4:],  # another version
+    lambda b: _garble(b, 8, b[8] ^ 1),  # keypoint count off by one
+    lambda b: _garble(b, 9, b[9] ^ 0x80),  # keypoint count far off
+    lambda b: b[:HEADER] + b[HEADER + 36:],  # one keypoint removed, count left alone
+], ids=["trailing byte", "wrong magic", "other version", "count off by one", "count far off", "keypoint removed"])
+def test_decode_rejects_a_garbled_blob(blob, damage):
+    with pytest.raises(ValueError, match="not an orb/1 feature blob"):
+        local.decode(damage(blob))
