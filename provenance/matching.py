@@ -19,8 +19,9 @@ THRESHOLDS = {PDQ: 40, PHASH: 6, PDQEQ: 40}
 #: Two weaker signals that agree on the same work are as good as one strong one: both within these distances.
 #: On the dev corpus this finds most captioned and watermarked copies and still matches 0 of 222 distractors.
 AGREEMENT = {PDQ: 72, PHASH: 10}
-#: Below this PDQ quality an image is near-flat (blank, a plain gradient): its perceptual hashes are shared with
-#: every other flat image, so it is matched by exact bytes only (Meta's guidance for PDQ is the same: < 50).
+#: Below this PDQ quality a hash carries too little detail to trust (Meta's guidance for PDQ: < 50). Works whose
+#: plain PDQ is that weak (dark, low-contrast) are matched by their equalised PDQ (pdqeq/1) and local features;
+#: blank images (pdqeq quality 0 too) by exact bytes only, since every blank image looks like every other.
 PDQ_MIN_QUALITY = 50
 
 

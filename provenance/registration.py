@@ -12,7 +12,7 @@ from eth_account.signers.local import LocalAccount
 
 from ._parallel import imap
 from .errors import ImageError, UsageError
-from .fingerprints import ORB, PDQ, PHASH, FingerprintSet, fingerprint
+from .fingerprints import ORB, PDQ, PDQEQ, PHASH, FingerprintSet, fingerprint
 from .imaging import read_bytes
 from .index import Index
 from .ledger import Ledger
@@ -31,7 +31,7 @@ class RegisterResult:
     title: str | None = None
     error: str | None = None
     prior_claims: list[dict] = field(default_factory=list)
-    low_detail: bool = False  # near-flat image: copies will be recognised by exact bytes only
+    low_detail: bool = False  # a blank image: copies will be recognised by exact bytes only
 
 
 @dataclass
@@ -105,7 +105,8 @@ def register(ledger: Ledger, paths: list[str | Path], account: LocalAccount, *, 
                                               {ORB: fp.fps.local_features})
                 yield RegisterResult(item, appended.work_id, appended.created, name,
                                      prior_claims=claims if appended.created else [],
-                                     low_detail=(fp.fps.pdq.quality or 0) < PDQ_MIN_QUALITY)
+                                     low_detail=max(fp.fps.pdq.quality or 0,
+                                                    fp.fps.get(PDQEQ).quality or 0) < PDQ_MIN_QUALITY)
         finally:
             ledger.checkpoint()
 

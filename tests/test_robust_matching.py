@@ -364,3 +364,41 @@ def test_symmetric_work_with_a_caption_is_not_called_flipped(registered, work_id
     assert not any(word in m.transform for word in ("flipped", "mirrored", "transposed")), m.transform
     if m.signal == ORB:
         assert m.geometry["flip"] is False
+
+
+# --- dark, low-contrast and blank works --------------------------------------------------------------------------
+
+def dark(im: Image.Image) -> Image.Image:
+    """A night-time version of a work: little light, little contrast (plain PDQ quality falls below 50)."""
+    return ImageEnhance.Contrast(ImageEnhance.Brightness(im).enhance(0.18)).enhance(0.5)
+
+
+@pytest.mark.parametrize("name", [BRUSH, POSTER])
+def test_dark_low_contrast_work_is_found_by_its_equalised_hash(ledger, account, works_dir, tmp_path, name):
+    original = dark(work(works_dir, name))
+    (tmp_path / "art").mkdir()
+    original.save(tmp_path / "art" / "night.png")
+    [reg] = list(provenance.register(ledger, [tmp_path / "art"], account, artist="A").results)
+    w = ledger.work(reg.work_id)
+    assert w.fingerprints["pdq/1"].quality < 50 <= w.fingerprints["pdqeq/1"].quality
+    assert not reg.low_detail
+
+    copy = ImageOps.mirror(original).resize((original.width // 2, original.height // 2))
+    m = only_match(scan_copy(ledger, tmp_path / "feed", copy, quality=70), reg.work_id)
+    assert m.signal in ("pdqeq/1", ORB)
+    assert "flipped horizontally" in m.transform
+
+
+def test_blank_work_is_low_detail_and_matches_only_its_exact_bytes(ledger, account, tmp_path):
+    (tmp_path / "art").mkdir()
+    Image.new("RGB", (400, 300), (250, 250, 250)).save(tmp_path / "art" / "blank.png")
+    Image.new("RGB", (400, 300), (30, 30, 30)).save(tmp_path / "art" / "dark-blank.png")
+    results = list(provenance.register(ledger, [tmp_path / "art"], account, artist="A").results)
+    assert all(r.low_detail and r.error is None for r in results)
+
+    (tmp_path / "feed").mkdir()
+    (tmp_path / "feed" / "same-bytes.png").write_bytes((tmp_path / "art" / "blank.png").read_bytes())
+    Image.new("RGB", (200, 150), (250, 250, 250)).save(tmp_path / "feed" / "another-blank.jpg")
+    found = {Path(r.item).name: r.matches for r in provenance.scan(ledger, [tmp_path / "feed"], workers=1).results}
+    assert [m.sha256_exact for m in found["same-bytes.png"]] == [True]
+    assert found["another-blank.jpg"] == []
