@@ -11,7 +11,12 @@ $(BIN)/.installed: pyproject.toml
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $@
 
-install: $(BIN)/.installed
+# solc-js (compiles contracts/), OpenZeppelin and the Anvil binary (the embedded local chain), from npm.
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+install: $(BIN)/.installed node_modules/.installed
 
 demo: install
 	bash scripts/demo.sh
