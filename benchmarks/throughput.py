@@ -72,7 +72,7 @@ def main() -> None:
 
     pdq_rate = timed("baseline: decode + PDQ (pdqhash), 1 core", n, lambda: [baseline_pdq(b) for b in blobs])
     timed("baseline: decode + pHash (imagehash), 1 core", n, lambda: [baseline_phash(b) for b in blobs])
-    one = timed("provenance fingerprint (sha256+PDQx8+pHashx8+dHash), 1 core", n,
+    one = timed("provenance fingerprint (all signals incl. ORB), 1 core", n,
                 lambda: [fingerprint(b, variants=True) for b in blobs])
     both = timed(f"provenance fingerprint, {cores} processes", n,
                  lambda: list(imap(full_fingerprint, files, cores)))
