@@ -10,7 +10,7 @@ import click
 from tqdm import tqdm
 
 import provenance
-from provenance import config, keys, selftest as selftest_mod
+from provenance import anchoring, chain as chain_mod, config, keys, nft, selftest as selftest_mod
 from provenance.errors import KeystoreError, ProvenanceError
 from provenance.ledger import Ledger
 from provenance.matching import explain
@@ -230,6 +230,124 @@ def ledger_verify(ctx, as_json):
     else:
         click.echo(f"ledger OK: {report.entries} entries, {report.works} works, {report.checkpoints} checkpoints,"
                    f" root {report.root}")
+
+
+# -- chain -----------------------------------------------------------------------------------------------------
+def chain_options(f):
+    f = click.option("--key", "key_name", help="Signing key name (default: the only key).")(f)
+    f = click.option("--mainnet", is_flag=True, help="Allow Ethereum mainnet (chain id 1): real money.")(f)
+    return click.option("--rpc-url", envvar=chain_mod.RPC_URL_ENV,
+                        help="JSON-RPC URL of any EVM node (default: the managed local chain).")(f)
+
+
+def _chain(ctx: click.Context, ledger: Ledger, rpc_url, mainnet, key_name, unlock: bool):
+    """Connect as the CLI always does: the key from the keystore (unlocked only when something is sent)."""
+    info = keys.find_key(config.keys_dir(), key_name) if (unlock or key_name or keys.list_keys(config.keys_dir())) \
+        else None
+    account = keys.unlock(info, _passphrase()) if unlock else None
+    return chain_mod.open_chain(ledger, rpc_url=rpc_url, mainnet=mainnet, account=account,
+                                address=info.address if info else None)
+
+
+def _cost(cost) -> str:
+    return (f"{cost.gas:,} gas, about {chain_mod.format_eth(cost.expected_wei)}"
+            f" (at most {chain_mod.format_eth(cost.max_wei)})")
+
+
+@cli.command()
+@chain_options
+@click.option("--dry-run", is_flag=True, help="Show the root, entry count and gas estimate; send nothing.")
+@click.option("--json", "as_json", is_flag=True, help="JSON output.")
+@click.pass_context
+def anchor(ctx, rpc_url, mainnet, key_name, dry_run, as_json):
+    """Anchor every entry not yet anchored: one transaction with the ledger's Merkle root."""
+    ledger = _ledger(ctx)
+    with _chain(ctx, ledger, rpc_url, mainnet, key_name, unlock=not dry_run) as chain:
+        def show(plan):
+            if not as_json:
+                click.echo(f"anchoring root {plan.root} ({plan.size} entries, {plan.new_entries} new) on {chain.name}:"
+                           f" {_cost(plan.cost)}")
+        r = anchoring.anchor(ledger, chain, dry_run=dry_run, before_send=show)
+    if as_json:
+        _emit_json({"root": r.root, "size": r.size, "new_entries": r.new_entries, "sent": r.sent,
+                    "recovered": r.recovered, "gas": r.cost.gas if r.cost else None,
+                    "anchor": asdict(r.anchor) if r.anchor else None})
+    elif dry_run and not r.nothing_new:
+        cost = _cost(r.cost) if r.cost else "not estimated (the registry is deployed on the first real anchor)"
+        click.echo(f"would anchor root {r.root}: {r.size} entries ({r.new_entries} new) on {chain.name}; {cost}")
+    elif r.nothing_new:
+        click.echo(f"nothing new to anchor: root {r.root} ({r.size} entries) is anchored in block"
+                   f" {r.anchor.block_number}, tx {r.anchor.tx_hash}")
+    else:
+        how = "found mined (sent by an earlier run) and recorded" if r.recovered else "anchored"
+        click.echo(f"{how}: root {r.root} ({r.size} entries, {r.new_entries} new) in block {r.anchor.block_number},"
+                   f" tx {r.anchor.tx_hash}")
+
+
+@cli.group("anchors")
+def anchors_group():
+    """Anchors recorded in the ledger."""
+
+
+@anchors_group.command("list")
+@click.option("--json", "as_json", is_flag=True, help="JSON Lines output.")
+@click.pass_context
+def anchors_list(ctx, as_json):
+    """List every mined anchor: chain, entries covered, block, transaction."""
+    for a in anchoring.anchors(_ledger(ctx)):
+        if as_json:
+            _emit_json(asdict(a))
+        else:
+            click.echo(f"chain {a.chain_id}  entries {a.first_entry}-{a.size}  root {a.root[:18]}…  block"
+                       f" {a.block_number}  tx {a.tx_hash}")
+
+
+@cli.group("chain")
+def chain_group():
+    """The chain the ledger is anchored on."""
+
+
+@chain_group.command("status")
+@chain_options
+@click.option("--json", "as_json", is_flag=True, help="JSON output.")
+@click.pass_context
+def chain_status(ctx, rpc_url, mainnet, key_name, as_json):
+    """Which chain, block height, contracts, balance, and whether each anchor is still on chain."""
+    ledger = _ledger(ctx)
+    with _chain(ctx, ledger, rpc_url, mainnet, key_name, unlock=False) as chain:
+        s = anchoring.chain_status(ledger, chain)
+    if as_json:
+        _emit_json(asdict(s))
+        return
+    click.echo(f"{s.name}, block {s.block_number}, instance {s.instance[:24]}…")
+    if s.address:
+        click.echo(f"account {s.address}  balance {chain_mod.format_eth(s.balance)}")
+    for d, present in s.contracts:
+        click.echo(f"{d.name:>20}: {d.address}" + ("" if present else "  (no code: redeployed on next use)"))
+    if not s.contracts:
+        click.echo("contracts: not deployed yet (deployed on the first anchor or mint)")
+    for st in s.anchors:
+        a = st.anchor
+        click.echo(f"anchor entries {a.first_entry}-{a.size}  block {a.block_number}  {st.reason}")
+
+
+@cli.command()
+@click.argument("work_id", type=int)
+@click.option("--royalty", default="5%", show_default=True, help="EIP-2981 royalty on resales, e.g. 5% or 250bps.")
+@chain_options
+@click.option("--json", "as_json", is_flag=True, help="JSON output.")
+@click.pass_context
+def mint(ctx, work_id, royalty, rpc_url, mainnet, key_name, as_json):
+    """Mint work WORK_ID as an ERC-721 token whose metadata carries its fingerprints and ledger entry."""
+    ledger = _ledger(ctx)
+    bps = nft.parse_royalty(royalty)
+    with _chain(ctx, ledger, rpc_url, mainnet, key_name, unlock=True) as chain:
+        r = nft.mint(ledger, chain, work_id, royalty_bps=bps)
+    if as_json:
+        _emit_json(asdict(r))
+    else:
+        click.echo(f"minted work #{work_id} as token {r.token_id} of {r.contract}  royalty {r.royalty_bps / 100:g}%\n"
+                   f"  token URI {r.token_uri}\n  tx {r.tx_hash} (block {r.block_number})")
 
 
 @cli.command()

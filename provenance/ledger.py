@@ -7,6 +7,10 @@ Tables
   local_features the ORB blob of each work; its SHA-256 is the `orb/1` fingerprint value in the entry
   checkpoints  (size, Merkle root) after each batch: RFC 6962 roots over entry hashes, later anchored on chain
   meta         ledger id, schema version, chain id
+  deployments  contract addresses per chain (chain id + instance: genesis hash, or the managed node's id), written by `chain`
+  anchors      receipts of mined anchor transactions (root, size, tx, block), written by `anchoring`
+  pending_txs  transactions signed and sent but not yet seen mined; never counted as anchors or tokens
+  tokens       minted NFTs with their metadata JSON (its CID is the token URI), written by `nft`
 
 Only `entries` is authoritative. `verify()` recomputes the chain, the checkpoint roots and every signature, and
 checks that the `works` and `fingerprints` rows still say what their entries say.
@@ -105,6 +109,20 @@ def _work_row(work_id: int, seq: int, payload: dict) -> dict:
     }
 
 
+_CHAIN_TABLES = [
+    """CREATE TABLE IF NOT EXISTS deployments (chain_id INTEGER, instance TEXT, name TEXT, address TEXT,
+       tx_hash TEXT, block_number INTEGER, recorded_at TEXT, PRIMARY KEY (chain_id, instance, name))""",
+    """CREATE TABLE IF NOT EXISTS anchors (id INTEGER PRIMARY KEY, chain_id INTEGER, instance TEXT,
+       contract TEXT, root TEXT, size INTEGER, first_entry INTEGER, tx_hash TEXT, block_number INTEGER,
+       block_timestamp INTEGER, sender TEXT, recorded_at TEXT, UNIQUE (chain_id, instance, contract, root))""",
+    """CREATE TABLE IF NOT EXISTS pending_txs (tx_hash TEXT PRIMARY KEY, kind TEXT, chain_id INTEGER,
+       instance TEXT, contract TEXT, detail TEXT, sent_at TEXT)""",
+    """CREATE TABLE IF NOT EXISTS tokens (chain_id INTEGER, instance TEXT, contract TEXT, token_id INTEGER,
+       work_id INTEGER, cid TEXT, metadata TEXT, royalty_bps INTEGER, owner TEXT, tx_hash TEXT,
+       block_number INTEGER, recorded_at TEXT, PRIMARY KEY (chain_id, instance, contract, token_id))""",
+]
+
+
 class Ledger:
     """A ledger file. Use `Ledger.create(path)` once, then `Ledger.open(path)`."""
 
@@ -181,6 +199,14 @@ class Ledger:
         for key, value in {"schema_version": SCHEMA_VERSION, "ledger_id": str(uuid.uuid4()),
                            "chain_id": chain_id, "created_at": utc_now()}.items():
             self.conn.execute("INSERT INTO meta (key, value) VALUES (?, ?)", (key, str(value)))
+
+    def ensure_chain_tables(self) -> None:
+        """Create the chain tables on first use, so ledgers made before chain support keep working unchanged."""
+        if self.conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'tokens'").fetchone():
+            return
+        with self.transaction() as c:
+            for sql in _CHAIN_TABLES:
+                c.execute(sql)
 
     # -- small reads -------------------------------------------------------------------------------------------
     def meta(self, key: str) -> str | None:
@@ -328,7 +354,24 @@ class Ledger:
                 raise TamperedLedgerError(f"the first {cp.size} entries no longer have the Merkle root recorded in"
                                           f" checkpoint {cp.size}", cp.size)
         self._verify_projection(work_entries)
+        self._verify_chain_records(leaves)
         return VerifyReport(len(leaves), len(work_entries), len(checkpoints), merkle.root(leaves).hex())
+
+    def _verify_chain_records(self, leaves: list[bytes]) -> None:
+        """Anchors must be roots of this ledger's entries; tokens must point at the metadata stored with them."""
+        if not self.conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'tokens'").fetchone():
+            return
+        for size, root, tx in self.conn.execute("SELECT size, root, tx_hash FROM anchors ORDER BY size"):
+            if size > len(leaves) or merkle.root(leaves[:size]).hex() != root.removeprefix("0x"):
+                raise TamperedLedgerError(f"the anchor in transaction {tx} covers {size} entries whose Merkle root is"
+                                          " no longer what was anchored (entries were edited or deleted)",
+                                          min(size, len(leaves) + 1))
+        from .nft import cid_of  # late: nft builds on the ledger
+
+        for token_id, metadata, cid in self.conn.execute("SELECT token_id, metadata, cid FROM tokens"):
+            if cid_of(metadata.encode()) != cid:
+                raise TamperedLedgerError(f"the metadata of token {token_id} was edited: it no longer has the CID"
+                                          f" {cid} that the token points at")
 
     @staticmethod
     def _verify_registration(seq: int, payload: dict, chain_id: int) -> None:

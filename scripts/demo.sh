@@ -16,3 +16,6 @@ run provenance works list
 run provenance scan examples/feed
 run provenance ledger verify
 run provenance selftest
+run provenance anchor
+run provenance anchors list
+run provenance chain status

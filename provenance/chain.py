@@ -1,0 +1,329 @@
+"""A connection to an EVM chain: the managed local node or any JSON-RPC endpoint, the contracts, transactions.
+
+`open_chain(ledger, ...)` connects (by default to the managed Anvil node, see `_anvil`), checks that the chain is
+the one the ledger's signatures are bound to, and refuses Ethereum mainnet unless asked. Contracts are deployed
+from the committed artifacts in contracts/build/ on first use and their addresses recorded in the ledger per
+chain instance: its id and its genesis block hash, so a chain restarted from scratch is a new chain. The managed
+node is the exception: anvil 1.7.1 makes a new genesis block each time it loads --state, so its instance is an
+id kept next to the state file and renewed when the state file is (re)created.
+
+Transactions are signed locally with the artist's key and sent raw: nothing needs an unlocked node account.
+"""
+from __future__ import annotations
+
+import json
+import os
+from contextlib import contextmanager
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+from eth_account.signers.local import LocalAccount
+from web3 import Web3
+from web3.exceptions import ContractCustomError, ContractLogicError, TimeExhausted, Web3RPCError
+
+from . import _anvil
+from .errors import ProvenanceError, UsageError
+from .ledger import Ledger, utc_now
+
+RPC_URL_ENV = "PROVENANCE_RPC_URL"
+MAINNET_CHAIN_ID = 1
+ARTIFACTS = Path(__file__).resolve().parent.parent / "contracts" / "build"
+REGISTRY, NFT = "ProvenanceRegistry", "ProvenanceNFT"
+#: What the managed node gives the artist's account: plenty for any local use, never real money.
+LOCAL_FUNDING_WEI = 100 * 10**18
+RECEIPT_TIMEOUT = float(os.environ.get("PROVENANCE_TX_TIMEOUT", "120"))
+
+
+class ChainError(ProvenanceError):
+    """Something went wrong talking to the chain."""
+
+
+class NodeUnreachableError(ChainError):
+    """No JSON-RPC node answers at the URL."""
+
+
+class WrongChainError(ChainError):
+    """The node serves another chain than the one the ledger is bound to."""
+
+    exit_code = 2
+
+
+class InsufficientFundsError(ChainError):
+    """The account cannot pay for the transaction."""
+
+
+class TxRevertedError(ChainError):
+    """The contract refused the transaction."""
+
+
+class TxTimeoutError(ChainError):
+    """A sent transaction was not mined in time (dropped, or the fee was too low)."""
+
+
+@lru_cache(maxsize=None)
+def artifact(name: str) -> dict:
+    """The committed ABI and bytecode of contract `name`."""
+    return json.loads((ARTIFACTS / f"{name}.json").read_text())
+
+
+@dataclass(frozen=True)
+class Cost:
+    gas: int
+    max_fee_per_gas: int  # wei; the most this tx can pay per gas
+    expected_fee_per_gas: int  # base fee + tip at estimate time
+
+    @property
+    def max_wei(self) -> int:
+        return self.gas * self.max_fee_per_gas
+
+    @property
+    def expected_wei(self) -> int:
+        return self.gas * self.expected_fee_per_gas
+
+
+@dataclass(frozen=True)
+class Deployment:
+    name: str
+    address: str
+    tx_hash: str | None
+    block_number: int | None
+
+
+def format_eth(wei: int) -> str:
+    return f"{wei / 10**18:.6f} ETH" if wei >= 10**12 else f"{wei} wei"
+
+
+class Chain:
+    """A checked connection to one chain, optionally with the account that signs transactions."""
+
+    def __init__(self, w3: Web3, *, account: LocalAccount | None = None, address: str | None = None,
+                 managed: bool = False, url: str | None = None, instance: str | None = None):
+        self.w3 = w3
+        self.account = account
+        self.address = account.address if account else address
+        self.managed = managed
+        self.url = url
+        try:
+            self.chain_id = w3.eth.chain_id
+            self.instance = instance or "0x" + bytes(w3.eth.get_block(0)["hash"]).hex()
+        except Exception as e:
+            raise _unreachable(url, e) from None
+
+    # -- identity and checks -----------------------------------------------------------------------------------
+    @property
+    def name(self) -> str:
+        return f"local chain {self.chain_id} (managed)" if self.managed else f"chain {self.chain_id} at {self.url}"
+
+    def check(self, ledger: Ledger, *, mainnet: bool = False) -> None:
+        """Raise unless this chain is the one the ledger's signatures are bound to (and not mainnet by accident)."""
+        if self.chain_id == MAINNET_CHAIN_ID and not mainnet:
+            raise UsageError("this node serves Ethereum mainnet, where every transaction costs real money",
+                             hint="add --mainnet if that is what you want")
+        if self.chain_id != ledger.chain_id:
+            where = "the managed local chain" if self.managed else f"the node at {self.url}"
+            raise WrongChainError(f"{where} is chain {self.chain_id}, but this ledger is bound to chain"
+                                  f" {ledger.chain_id}",
+                                  hint=f"use --rpc-url with a node of chain {ledger.chain_id} (registration"
+                                       " signatures name their chain, so a ledger cannot move to another one)")
+
+    def fund_locally(self) -> None:
+        """On the managed node only: give the account local test ether, so nothing needs a faucet."""
+        if self.managed and self.address and self.balance() < LOCAL_FUNDING_WEI // 2:
+            self.w3.provider.make_request("anvil_setBalance", [self.address, hex(LOCAL_FUNDING_WEI)])
+
+    def balance(self, address: str | None = None) -> int:
+        return self.w3.eth.get_balance(address or self.address)
+
+    def block_number(self) -> int:
+        return self.w3.eth.block_number
+
+    def has_code(self, address: str) -> bool:
+        return len(self.w3.eth.get_code(Web3.to_checksum_address(address))) > 0
+
+    # -- contracts ---------------------------------------------------------------------------------------------
+    def recorded_deployment(self, ledger: Ledger, name: str) -> Deployment | None:
+        ledger.ensure_chain_tables()
+        row = ledger.conn.execute("SELECT address, tx_hash, block_number FROM deployments WHERE chain_id = ? AND"
+                                  " instance = ? AND name = ?", (self.chain_id, self.instance, name)).fetchone()
+        return Deployment(name, *row) if row else None
+
+    def contract(self, ledger: Ledger, name: str, *, deploy: bool = True):
+        """The web3 contract `name` on this chain; deployed and recorded first when it is not there yet."""
+        art = artifact(name)
+        known = self.recorded_deployment(ledger, name)
+        if known and self.has_code(known.address):
+            if self.w3.eth.get_code(Web3.to_checksum_address(known.address)).hex().removeprefix("0x") != \
+                    art["deployedBytecode"].removeprefix("0x"):
+                raise ChainError(f"the code at {known.address} is not {name} as this provenance builds it",
+                                 hint="the recorded deployment may belong to another version; check the chain")
+            return self.w3.eth.contract(address=Web3.to_checksum_address(known.address), abi=art["abi"])
+        if not deploy:
+            return None
+        # Not recorded, or recorded but gone: a chain reset at the same genesis (e.g. anvil without --state).
+        factory = self.w3.eth.contract(abi=art["abi"], bytecode=art["bytecode"])
+        receipt = self.transact(factory.constructor(), f"deploy {name}")
+        address = receipt["contractAddress"]
+        with ledger.transaction() as c:
+            c.execute("INSERT OR REPLACE INTO deployments VALUES (?, ?, ?, ?, ?, ?, ?)",
+                      (self.chain_id, self.instance, name, address, _hex(receipt["transactionHash"]),
+                       receipt["blockNumber"], utc_now()))
+        return self.w3.eth.contract(address=address, abi=art["abi"])
+
+    # -- transactions ------------------------------------------------------------------------------------------
+    def _need_account(self) -> LocalAccount:
+        if self.account is None:
+            raise UsageError("sending a transaction needs the signing key", hint="this is a bug: unlock the key first")
+        return self.account
+
+    def build(self, call) -> dict:
+        """A complete, unsigned EIP-1559 transaction for a contract call (gas estimated: reverts raise here)."""
+        account = self._need_account()
+        try:
+            tx = call.build_transaction({"from": account.address,
+                                         "nonce": self.w3.eth.get_transaction_count(account.address, "pending")})
+        except (ContractCustomError, ContractLogicError):
+            raise
+        except Web3RPCError as e:
+            raise _rpc_error(e, self, None) from None
+        except OSError as e:  # requests' connection errors are OSErrors
+            raise _unreachable(self.url, e) from None
+        except Exception as e:  # in-process EVMs raise their own validation errors
+            if _is_funds_error(e):
+                raise _rpc_error(e, self, None) from None
+            raise
+        return tx
+
+    def cost(self, tx: dict) -> Cost:
+        if "maxFeePerGas" in tx:
+            base = self.w3.eth.get_block("latest").get("baseFeePerGas", 0)
+            return Cost(tx["gas"], tx["maxFeePerGas"], base + tx.get("maxPriorityFeePerGas", 0))
+        return Cost(tx["gas"], tx["gasPrice"], tx["gasPrice"])
+
+    def send(self, tx: dict, label: str, on_signed: Callable[[str], None] | None = None) -> dict:
+        """Sign and send `tx`, wait until it is mined; returns the receipt.
+
+        `on_signed(tx_hash)` runs after signing and before sending, so the caller can note the hash durably: if
+        the process dies while waiting, the next run can look the transaction up instead of paying twice.
+        """
+        account = self._need_account()
+        cost = self.cost(tx)
+        balance = self.balance()
+        if balance < cost.max_wei + tx.get("value", 0):
+            raise InsufficientFundsError(
+                f"{account.address} has {format_eth(balance)} on {self.name}; {label} may cost up to"
+                f" {format_eth(cost.max_wei)} ({cost.gas:,} gas)",
+                hint="send some ether to that address (on a test network: from a faucet) and run again")
+        signed = account.sign_transaction(tx)
+        tx_hash = _hex(signed.hash)
+        if on_signed:
+            on_signed(tx_hash)
+        try:
+            self.w3.eth.send_raw_transaction(signed.raw_transaction)
+        except Web3RPCError as e:
+            raise _rpc_error(e, self, label) from None
+        except OSError as e:
+            raise _unreachable(self.url, e) from None
+        return self.wait(tx_hash, label)
+
+    def wait(self, tx_hash: str, label: str, timeout: float | None = None) -> dict:
+        try:
+            receipt = self.w3.eth.wait_for_transaction_receipt(tx_hash, timeout=timeout or RECEIPT_TIMEOUT,
+                                                               poll_latency=0.1)
+        except TimeExhausted:
+            raise TxTimeoutError(f"{label}: transaction {tx_hash} was not mined within"
+                                 f" {timeout or RECEIPT_TIMEOUT:.0f} s (dropped, or its fee is too low)",
+                                 hint="run the same command again: it looks the transaction up before sending"
+                                      " another") from None
+        if receipt["status"] != 1:
+            raise TxRevertedError(f"{label}: transaction {tx_hash} reverted in block {receipt['blockNumber']}",
+                                  hint="nothing was recorded; check the contract address with: provenance chain"
+                                       " status")
+        return receipt
+
+    def transact(self, call, label: str, on_signed: Callable[[str], None] | None = None) -> dict:
+        try:
+            tx = self.build(call)
+        except (ContractCustomError, ContractLogicError) as e:
+            raise TxRevertedError(f"{label} would revert: {e}") from None
+        return self.send(tx, label, on_signed)
+
+    def receipt(self, tx_hash: str) -> dict | None:
+        try:
+            return self.w3.eth.get_transaction_receipt(tx_hash)
+        except Exception:  # web3 raises TransactionNotFound for unknown or pending transactions
+            return None
+
+    def known(self, tx_hash: str) -> bool:
+        try:
+            self.w3.eth.get_transaction(tx_hash)
+            return True
+        except Exception:
+            return False
+
+    def block_timestamp(self, number: int) -> int:
+        return self.w3.eth.get_block(number)["timestamp"]
+
+
+def _hex(value: Any) -> str:
+    if isinstance(value, str):
+        return value if value.startswith("0x") else "0x" + value
+    return "0x" + bytes(value).hex()
+
+
+def _unreachable(url: str | None, e: Exception) -> ProvenanceError:
+    if isinstance(e, ProvenanceError):
+        return e
+    return NodeUnreachableError(f"no Ethereum node answers at {url or 'the given provider'}"
+                                f" ({type(e).__name__}: {str(e)[:160]})",
+                                hint="check --rpc-url / PROVENANCE_RPC_URL and that the node is running, or omit"
+                                     " them to use the managed local chain")
+
+
+def _is_funds_error(e: Exception) -> bool:
+    text = str(e).lower()
+    return "insufficient funds" in text or "cannot afford" in text
+
+
+def _rpc_error(e: Exception, chain: Chain, label: str | None) -> ProvenanceError:
+    text = str(e)
+    if _is_funds_error(e):
+        return InsufficientFundsError(f"{chain.address} cannot pay for {label or 'the transaction'} on {chain.name}",
+                                      hint="send some ether to that address (on a test network: from a faucet)")
+    return ChainError(f"{label or 'the request'} was refused by the node: {text[:300]}")
+
+
+def _http_web3(url: str) -> Web3:
+    from web3 import HTTPProvider
+
+    return Web3(HTTPProvider(url, request_kwargs={"timeout": 15}, exception_retry_configuration=None))
+
+
+@contextmanager
+def open_chain(ledger: Ledger, *, rpc_url: str | None = None, account: LocalAccount | None = None,
+               address: str | None = None, mainnet: bool = False, data_dir: Path | None = None,
+               fund: bool = True, w3: Web3 | None = None) -> Iterator[Chain]:
+    """Connect for the length of a `with` block: `w3` if given, else `rpc_url`, else the managed local node.
+
+    The managed node (an Anvil process over DATA_DIR/chain/anvil-state.json) runs only inside the block and saves
+    its state when the block ends. On it, and only on it, the account is funded with local test ether.
+    """
+    node = None
+    try:
+        if w3 is None and rpc_url:
+            w3 = _http_web3(rpc_url)
+        elif w3 is None:
+            from .config import data_dir as default_data_dir
+
+            node = _anvil.ManagedNode(Path(data_dir or default_data_dir()) / "chain")
+            w3 = _http_web3(node.start())
+        chain = Chain(w3, account=account, address=address, managed=node is not None,
+                      url=node.url if node else rpc_url, instance=node.instance if node else None)
+        chain.check(ledger, mainnet=mainnet)
+        if fund:
+            chain.fund_locally()
+        yield chain
+    finally:
+        if node is not None:
+            node.stop()

@@ -1,0 +1,202 @@
+"""Anchoring on a real EVM: one tx per batch, nothing twice, interrupts lose nothing, proofs check out.
+
+Library tests run on the in-process EVM (eth-tester); CLI tests run on the managed Anvil node, whose state must
+survive between two commands.
+"""
+from __future__ import annotations
+
+import json
+import socket
+
+import pytest
+from chainhelp import add_works, evm_chain, evm_web3, fund
+from conftest import PASSPHRASE
+from click.testing import CliRunner
+
+from cli.main import cli
+from provenance import anchoring, merkle
+from provenance.chain import Chain
+from provenance.errors import UsageError
+from provenance.ledger import Ledger
+
+
+@pytest.fixture
+def w3():
+    return evm_web3()
+
+
+@pytest.fixture
+def setup(tmp_path, w3, account):
+    fund(w3, account.address)
+    with Ledger.create(tmp_path / "ledger.db", chain_id=w3.eth.chain_id) as led:
+        add_works(led, account, 5)
+        yield led, evm_chain(w3, led, account)
+
+
+def test_anchor_sends_one_tx_and_records_the_receipt(setup):
+    ledger, chain = setup
+    r = anchoring.anchor(ledger, chain)
+    assert r.sent and r.size == 5 and r.new_entries == 5
+    a = r.anchor
+    assert a.root == "0x" + merkle.root(ledger.entry_hashes()).hex()
+    assert (a.first_entry, a.size, a.chain_id) == (1, 5, chain.chain_id)
+    receipt = chain.w3.eth.get_transaction_receipt(a.tx_hash)
+    assert receipt["blockNumber"] == a.block_number and a.block_timestamp > 0
+    registry = chain.w3.eth.contract(address=a.contract, abi=anchoring._registry_abi())
+    assert registry.functions.anchoredAt(bytes.fromhex(a.root[2:])).call() == a.block_timestamp
+    assert anchoring.anchors(ledger) == [a]
+    ledger.verify()
+
+
+def test_anchoring_twice_anchors_nothing_new(setup):
+    ledger, chain = setup
+    first = anchoring.anchor(ledger, chain)
+    height = chain.block_number()
+    again = anchoring.anchor(ledger, chain)
+    assert again.nothing_new and not again.sent and again.anchor == first.anchor
+    assert chain.block_number() == height
+    assert len(anchoring.anchors(ledger)) == 1
+
+
+def test_new_entries_are_anchored_in_one_more_tx(setup, account):
+    ledger, chain = setup
+    anchoring.anchor(ledger, chain)
+    add_works(ledger, account, 3, start=100)
+    r = anchoring.anchor(ledger, chain)
+    assert (r.new_entries, r.anchor.first_entry, r.anchor.size) == (3, 6, 8)
+
+
+def test_dry_run_sends_nothing(setup):
+    ledger, chain = setup
+    anchoring.anchor(ledger, chain)  # deploys the registry
+    from chainhelp import add_works as more
+    more(ledger, chain.account, 1, start=50)
+    height = chain.block_number()
+    r = anchoring.anchor(ledger, chain, dry_run=True)
+    assert not r.sent and r.cost.gas > 40_000 and r.new_entries == 1 and r.anchor is None
+    assert chain.block_number() == height and len(anchoring.anchors(ledger)) == 1
+
+
+def test_interrupted_anchor_is_recorded_without_a_second_tx(setup, monkeypatch):
+    ledger, chain = setup
+    real_record = anchoring._record
+
+    def killed(*args, **kwargs):  # the tx is mined, but the process dies before writing the receipt
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(anchoring, "_record", killed)
+    with pytest.raises(KeyboardInterrupt):
+        anchoring.anchor(ledger, chain)
+    assert anchoring.anchors(ledger) == []  # nothing claimed
+    monkeypatch.setattr(anchoring, "_record", real_record)
+    height = chain.block_number()
+    r = anchoring.anchor(ledger, chain)
+    assert not r.sent and r.anchor is not None and chain.block_number() == height
+    assert len(anchoring.anchors(ledger)) == 1
+
+
+def test_a_root_anchored_elsewhere_is_found_not_resent(setup):
+    ledger, chain = setup
+    anchoring.anchor(ledger, chain)
+    ledger.conn.execute("DELETE FROM anchors")  # e.g. the receipt was lost with a restored backup
+    height = chain.block_number()
+    r = anchoring.anchor(ledger, chain)
+    assert r.recovered and not r.sent and chain.block_number() == height
+
+
+def test_inclusion_proof_verifies_against_the_anchored_root(setup):
+    ledger, chain = setup
+    with pytest.raises(UsageError, match="not anchored yet"):
+        anchoring.inclusion_proof(ledger, 3)
+    a = anchoring.anchor(ledger, chain).anchor
+    p = anchoring.inclusion_proof(ledger, 3)
+    assert (p.index, p.size, "0x" + p.root, p.anchor) == (2, 5, a.root, a)
+    assert merkle.verify_inclusion(bytes.fromhex(p.entry_hash), p.index, p.size, p.proof_bytes(),
+                                   bytes.fromhex(p.root))
+    assert not merkle.verify_inclusion(bytes.fromhex(p.entry_hash), 1, p.size, p.proof_bytes(),
+                                       bytes.fromhex(p.root))
+
+
+def test_verify_catches_an_edited_anchor(setup):
+    ledger, chain = setup
+    anchoring.anchor(ledger, chain)
+    ledger.conn.execute("UPDATE anchors SET root = ?", ("0x" + "ab" * 32,))
+    with pytest.raises(Exception, match="Merkle root is no longer what was anchored"):
+        ledger.verify()
+
+
+def test_status_reports_an_anchor_lost_with_the_chain(setup, tmp_path, account):
+    ledger, chain = setup
+    anchoring.anchor(ledger, chain)
+    assert [s.found for s in anchoring.chain_status(ledger, chain).anchors] == [True]
+    fresh_w3 = evm_web3()  # a chain started from scratch: same id, no registry, no anchors
+    fund(fresh_w3, account.address)
+    fresh = evm_chain(fresh_w3, ledger, account)
+    status = anchoring.chain_status(ledger, fresh)
+    assert [s.found for s in status.anchors] == [False] and "missing" in status.anchors[0].reason
+    r = anchoring.anchor(ledger, fresh)
+    assert r.sent and r.new_entries == 5
+
+
+# -- CLI on the managed Anvil node -----------------------------------------------------------------------------
+def _run(*args, **kw):
+    result = CliRunner().invoke(cli, list(args), catch_exceptions=False, **kw)
+    return result
+
+
+@pytest.fixture
+def cli_home(home, account):
+    from provenance import config, keys
+
+    assert _run("init").exit_code == 0
+    info = keys.find_key(config.keys_dir())
+    with Ledger.open(config.ledger_path()) as led:
+        add_works(led, keys.unlock(info, PASSPHRASE), 4)
+    return home
+
+
+def test_cli_state_survives_between_commands_and_a_reset_is_reanchored(cli_home):
+    r = _run("anchor")
+    assert r.exit_code == 0, r.output
+    assert "anchoring root" in r.output and "47," in r.output and "anchored: root" in r.output
+    r = _run("anchor")
+    assert r.exit_code == 0 and "nothing new to anchor" in r.output
+    r = _run("chain", "status")
+    assert r.exit_code == 0 and "ProvenanceRegistry" in r.output and "found" in r.output
+    lines = _run("anchors", "list", "--json").output.splitlines()
+    assert len(lines) == 1 and json.loads(lines[0])["size"] == 4
+
+    (cli_home / "chain" / "anvil-state.json").unlink()  # the local chain starts from scratch
+    r = _run("chain", "status")
+    assert "missing" in r.output
+    r = _run("anchor")
+    assert r.exit_code == 0 and "anchored: root" in r.output
+    assert len(_run("anchors", "list").output.splitlines()) == 2
+    assert _run("ledger", "verify").exit_code == 0
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_cli_unreachable_node_is_one_clear_line(cli_home):
+    r = CliRunner().invoke(cli, ["anchor", "--rpc-url", f"http://127.0.0.1:{_closed_port()}"])
+    assert r.exit_code == 1 and "error: no Ethereum node answers" in r.output and "Traceback" not in r.output
+
+
+def test_cli_insufficient_funds_on_an_unmanaged_node(cli_home, tmp_path):
+    from provenance import _anvil
+
+    with _anvil.ManagedNode(tmp_path / "other") as node:  # reached by --rpc-url: no auto-funding
+        r = CliRunner().invoke(cli, ["anchor", "--rpc-url", node.url])
+    assert r.exit_code == 1 and "error: 0x" in r.output and "has 0 wei" in r.output, r.output
+    assert "faucet" in r.output and "Traceback" not in r.output
+    assert _run("anchors", "list").output == ""
+
+
+def test_cli_wrong_chain_id(home):
+    assert _run("init", "--chain-id", "11155111").exit_code == 0
+    r = CliRunner().invoke(cli, ["anchor", "--dry-run"])
+    assert r.exit_code == 2 and "is chain 31337, but this ledger is bound to chain 11155111" in r.output
