@@ -4,7 +4,7 @@ Tables
   entries      the log itself: one row per event, each hashing its predecessor (a hash chain)
   works        one row per registered work, a projection of its `register` entry (for humans and queries)
   fingerprints one row per (work, algorithm id)
-  local_features the ORB blob of each work; its SHA-256 is the `orb/1` fingerprint value in the entry
+  local_features the ORB blob of each work; its SHA-256 is the `orb/2` fingerprint value in the entry
   checkpoints  (size, Merkle root) after each batch: RFC 6962 roots over entry hashes, later anchored on chain
   meta         ledger id, schema version, chain id
   deployments  contract addresses per chain (chain id + instance: genesis hash, or the managed node's id), written by `chain`
@@ -39,7 +39,7 @@ from .signing import DEFAULT_CHAIN_ID, recover_registrant
 
 SCHEMA_VERSION = 1
 #: Signals stored as blobs in `local_features`; the entry records their SHA-256 as the fingerprint value.
-BLOB_ALGORITHMS = ("orb/1",)
+BLOB_ALGORITHMS = ("orb/2",)
 GENESIS = "00" * 32
 
 

@@ -9,17 +9,17 @@ inliers), shared *pixels* are.
 
 Cost per query, one core, 1,000 registered works: ~5 ms features (image and its mirror: ORB is not
 mirror-invariant), ~6 ms retrieval (faiss IVF, sub-linear), ~5 ms verification of 3 candidates. Stored per work:
-~22 KB with 500 keypoints (`orb/1`, see `encode`).
+~28 KB with 500 + 500 keypoints (`orb/2`, see `encode`).
 """
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
 
-ALGORITHM = "orb/1"
+ALGORITHM = "orb/2"  # /2: adds the CLAHE second-pass keypoints to the blob
 
 # Every value measured on the dev corpus (benchmarks/detection.py); see README "How matching works".
 MIN_SIDE = 384  # upscale smaller images first (icons, thumbnails): ORB needs pixels to find corners
@@ -38,11 +38,17 @@ MIN_COVERAGE = 0.10  # the overlap must cover this much of the work for the pixe
 #: work 0.75; true copies have a median of 0.99 (0.98 on the held-out corpus, where 0.85 would lose 3 % of them).
 MIN_INLIERS = 8
 MIN_NCC = 0.80
+#: Second pass, only when the first verifies nothing: ORB on a CLAHE-equalised grey image of the copy against the
+#: works' equalised keypoints (stored after the thumbnail). Finds low-contrast, recompressed and heavily cropped
+#: copies whose plain corners are too weak. Held-out corpus: local+global recall 0.923 -> 0.932, dev 0.967 -> 0.974,
+#: closest distractor and wrong work unchanged (0.76 / 0.73). The pixel check still uses the plain grey image.
+CLAHE_CLIP, CLAHE_TILE = 2.5, 8
 
 cv2.setNumThreads(1)  # we parallelise over images, not inside one
 _orb = cv2.ORB_create(nfeatures=N_FEATURES, fastThreshold=FAST_THRESHOLD)
 _orb_low = cv2.ORB_create(nfeatures=N_FEATURES, fastThreshold=FAST_FALLBACK)
 _bf = cv2.BFMatcher(cv2.NORM_HAMMING)
+_clahe = cv2.createCLAHE(clipLimit=CLAHE_CLIP, tileGridSize=(CLAHE_TILE, CLAHE_TILE))
 
 
 @dataclass(frozen=True)
@@ -53,6 +59,9 @@ class Features:
     xy: np.ndarray  # (n, 2) float32 pixel positions
     descriptors: np.ndarray  # (n, 32) uint8
     thumb: np.ndarray  # (THUMB, THUMB) uint8 grey thumbnail for the pixel check
+    # Keypoints of the CLAHE-equalised working image, for the second pass.
+    eq_xy: np.ndarray = field(default_factory=lambda: np.zeros((0, 2), np.float32))  # (m, 2)
+    eq_descriptors: np.ndarray = field(default_factory=lambda: np.zeros((0, 32), np.uint8))  # (m, 32) uint8
 
 
 @dataclass(frozen=True)
@@ -97,31 +106,47 @@ def extract(image) -> Features:
     """Features of an RGB working image (a registered work's, stored with it)."""
     g = _prepare(image)
     xy, des = _detect(g)
-    return Features(g.shape, xy, des, cv2.resize(g, (THUMB, THUMB), interpolation=cv2.INTER_AREA))
+    exy, edes = _detect(_clahe.apply(g))
+    return Features(g.shape, xy, des, cv2.resize(g, (THUMB, THUMB), interpolation=cv2.INTER_AREA), exy, edes)
 
 
 _HEADER = struct.Struct("<4sHHH")  # magic, height, width, n
-_MAGIC = b"orb1"
+_MAGIC = b"orb2"
+_EQ_HEADER = struct.Struct("<4sH")  # magic, n: optional section after the thumbnail
+_EQ_MAGIC = b"orbe"
 
 
 def encode(f: Features) -> bytes:
-    """Compact bytes: header, keypoints in 1/8 px as uint16, descriptors, thumbnail. ~22 KB for 500 keypoints."""
+    """Compact bytes: header, keypoints in 1/8 px as uint16, descriptors, thumbnail, then the same for the
+    equalised image (keypoints and descriptors only): ~1.4x the plain-only blob (15.4 -> 21.5 KB on dev_000)."""
     xy = np.round(f.xy * 8).clip(0, 65535).astype("<u2")
+    exy = np.round(f.eq_xy * 8).clip(0, 65535).astype("<u2")
     return (_HEADER.pack(_MAGIC, f.size[0], f.size[1], len(f.descriptors)) + xy.tobytes()
-            + np.ascontiguousarray(f.descriptors, np.uint8).tobytes() + np.ascontiguousarray(f.thumb).tobytes())
+            + np.ascontiguousarray(f.descriptors, np.uint8).tobytes() + np.ascontiguousarray(f.thumb).tobytes()
+            + _EQ_HEADER.pack(_EQ_MAGIC, len(f.eq_descriptors)) + exy.tobytes()
+            + np.ascontiguousarray(f.eq_descriptors, np.uint8).tobytes())
 
 
 def decode(blob: bytes) -> Features:
     if len(blob) < _HEADER.size:
-        raise ValueError("not an orb/1 feature blob")
+        raise ValueError("not an orb/2 feature blob")
     magic, h, w, n = _HEADER.unpack_from(blob)
-    if magic != _MAGIC or len(blob) != _HEADER.size + n * 4 + n * 32 + THUMB * THUMB:
-        raise ValueError("not an orb/1 feature blob")
+    end = _HEADER.size + n * 4 + n * 32 + THUMB * THUMB
+    if magic != _MAGIC or len(blob) < end:
+        raise ValueError("not an orb/2 feature blob")
     at = _HEADER.size
     xy = np.frombuffer(blob, "<u2", n * 2, at).reshape(n, 2).astype(np.float32) / 8
     des = np.frombuffer(blob, np.uint8, n * 32, at + n * 4).reshape(n, 32)
     thumb = np.frombuffer(blob, np.uint8, THUMB * THUMB, at + n * 36).reshape(THUMB, THUMB)
-    return Features((h, w), xy, des, thumb)
+    if len(blob) < end + _EQ_HEADER.size:
+        raise ValueError("not an orb/2 feature blob")
+    emagic, m = _EQ_HEADER.unpack_from(blob, end)
+    at = end + _EQ_HEADER.size
+    if emagic != _EQ_MAGIC or len(blob) != at + m * 36:
+        raise ValueError("not an orb/2 feature blob")
+    exy = np.frombuffer(blob, "<u2", m * 2, at).reshape(m, 2).astype(np.float32) / 8
+    edes = np.frombuffer(blob, np.uint8, m * 32, at + m * 4).reshape(m, 32)
+    return Features((h, w), xy, des, thumb, exy, edes)
 
 
 class LocalIndex:
@@ -132,19 +157,25 @@ class LocalIndex:
 
         faiss.omp_set_num_threads(1)
         self.features = features
-        db = np.concatenate([f.descriptors for f in features]) if features else np.zeros((0, 32), np.uint8)
-        self.owner = np.concatenate([np.full(len(f.descriptors), i, np.int32) for i, f in enumerate(features)]) \
-            if features else np.zeros(0, np.int32)
+        self.index, self.owner = self._build(faiss, [f.descriptors for f in features])
+        self.eq_index, self.eq_owner = self._build(faiss, [f.eq_descriptors for f in features])
+
+    @staticmethod
+    def _build(faiss, descriptors: list[np.ndarray]):
+        db = np.concatenate(descriptors) if descriptors else np.zeros((0, 32), np.uint8)
+        owner = np.concatenate([np.full(len(d), i, np.int32) for i, d in enumerate(descriptors)]) \
+            if descriptors else np.zeros(0, np.int32)
         if len(db) <= EXACT_SEARCH_MAX:
-            self.index = faiss.IndexBinaryFlat(256)
+            index = faiss.IndexBinaryFlat(256)
         else:
             nlist = int(min(NLIST_MAX, len(db) // 300))
-            self.index = faiss.IndexBinaryIVF(faiss.IndexBinaryFlat(256), 256, nlist)
+            index = faiss.IndexBinaryIVF(faiss.IndexBinaryFlat(256), 256, nlist)
             sample = np.random.RandomState(0).choice(len(db), min(len(db), nlist * 40), replace=False)
-            self.index.train(db[sample])
-            self.index.nprobe = NPROBE
+            index.train(db[sample])
+            index.nprobe = NPROBE
         if len(db):
-            self.index.add(db)
+            index.add(db)
+        return index, owner
 
     def query(self, image) -> list[LocalMatch]:
         """Accepted matches for an RGB image, most inliers first."""
@@ -152,19 +183,28 @@ class LocalIndex:
             return []
         g = _prepare(image)
         views = [(False, g), (True, np.ascontiguousarray(g[:, ::-1]))]
-        detected = [(flip, q, *_detect(q)) for flip, q in views]
+        found = self._pass(views, [_detect(q) for _, q in views], self.index, self.owner, False)
+        if not found and len(self.eq_owner):
+            found = self._pass(views, [_detect(_clahe.apply(q)) for _, q in views], self.eq_index, self.eq_owner,
+                               True)
+        return found
+
+    def _pass(self, views, detected, index, owner, eq: bool) -> list[LocalMatch]:
         candidates = []
-        for v, (_, _, _, des) in enumerate(detected):
+        for v, (_, des) in enumerate(detected):
             if len(des) == 0:
                 continue
-            dist, nn = self.index.search(des, 1)
+            dist, nn = index.search(des, 1)
             ok = (dist[:, 0] < VOTE_MAX_DISTANCE) & (nn[:, 0] >= 0)
-            votes = np.bincount(self.owner[nn[ok, 0]], minlength=len(self.features))
+            votes = np.bincount(owner[nn[ok, 0]], minlength=len(self.features))
             candidates += [(int(votes[c]), v, int(c)) for c in np.argsort(-votes)[:TOP_K] if votes[c] >= 2]
         verified: dict[int, LocalMatch] = {}
         for _, v, c in sorted(candidates, reverse=True)[:TOP_K]:
-            flip, q, qxy, qdes = detected[v]
-            m = self._verify(q, qxy, qdes, self.features[c], flip)
+            (flip, q), (qxy, qdes) = views[v], detected[v]
+            work = self.features[c]
+            # The equalised pass matches equalised keypoints; the pixel check always compares plain grey pixels.
+            wxy, wdes = (work.eq_xy, work.eq_descriptors) if eq else (work.xy, work.descriptors)
+            m = self._verify(q, qxy, qdes, work, flip, wxy, wdes)
             if m is None:
                 continue
             m, other = LocalMatch(c, *m), verified.get(c)
@@ -174,14 +214,14 @@ class LocalIndex:
         return sorted(verified.values(), key=lambda m: -m.inliers)
 
     @staticmethod
-    def _verify(q, qxy, qdes, work: Features, flip: bool) -> tuple[int, Geometry] | None:
-        if len(work.descriptors) < 2 or len(qdes) < 2:
+    def _verify(q, qxy, qdes, work: Features, flip: bool, wxy, wdes) -> tuple[int, Geometry] | None:
+        if len(wdes) < 2 or len(qdes) < 2:
             return None
-        good = [m[0] for m in _bf.knnMatch(qdes, work.descriptors, k=2)
+        good = [m[0] for m in _bf.knnMatch(qdes, wdes, k=2)
                 if len(m) == 2 and m[0].distance < RATIO * m[1].distance]
         if len(good) < 5:
             return None
-        src = work.xy[[m.trainIdx for m in good]]
+        src = wxy[[m.trainIdx for m in good]]
         dst = qxy[[m.queryIdx for m in good]]
         M, inliers = cv2.estimateAffinePartial2D(src, dst, method=cv2.RANSAC, ransacReprojThreshold=RANSAC_PX,
                                                  maxIters=2000, confidence=0.995)

@@ -1,4 +1,4 @@
-"""Tests for provenance.local: the orb/1 blob encoding, and what a registered work's features look like."""
+"""Tests for provenance.local: the orb/2 blob encoding, and what a registered work's features look like."""
 from __future__ import annotations
 
 import numpy as np
@@ -11,12 +11,15 @@ from provenance.fingerprints import ORB, fingerprint, sha256_bytes
 from provenance.imaging import decode
 
 HEADER = 10  # magic, height, width, n
+EQ_HEADER = 6  # magic, m: the CLAHE second-pass section after the thumbnail
 
 
-def _features(size, xy, descriptors, thumb) -> local.Features:
+def _features(size, xy, descriptors, thumb, eq_xy, eq_descriptors) -> local.Features:
     return local.Features(size, np.asarray(xy, np.float32).reshape(-1, 2),
                           np.frombuffer(descriptors, np.uint8).reshape(-1, 32),
-                          np.frombuffer(thumb, np.uint8).reshape(local.THUMB, local.THUMB))
+                          np.frombuffer(thumb, np.uint8).reshape(local.THUMB, local.THUMB),
+                          np.asarray(eq_xy, np.float32).reshape(-1, 2),
+                          np.frombuffer(eq_descriptors, np.uint8).reshape(-1, 32))
 
 
 @st.composite
@@ -27,17 +30,21 @@ def features(draw, on_grid: bool = True):
     and image size, which the header encodes, are drawn directly, extremes included.
     """
     n = draw(st.integers(0, 600))
+    m = draw(st.integers(0, 600))
     size = draw(st.tuples(st.integers(1, 65535), st.integers(1, 65535)))
     rng = np.random.default_rng(draw(st.integers(0, 2 ** 32 - 1)))
-    if on_grid:
-        xy = rng.integers(0, 65536, 2 * n) / 8
-        if n:
+    def points(k):
+        if not on_grid:
+            return rng.uniform(0, 8191.875, 2 * k)
+        xy = rng.integers(0, 65536, 2 * k) / 8
+        if k:
             xy[:2] = 0, 65535 / 8  # both ends of the range
-    else:
-        xy = rng.uniform(0, 8191.875, 2 * n)
+        return xy
+
     descriptors = rng.integers(0, 256, 32 * n, dtype=np.uint8).tobytes()
     thumb = rng.integers(0, 256, local.THUMB ** 2, dtype=np.uint8).tobytes()
-    return _features(size, xy, descriptors, thumb)
+    eq_descriptors = rng.integers(0, 256, 32 * m, dtype=np.uint8).tobytes()
+    return _features(size, points(n), descriptors, thumb, points(m), eq_descriptors)
 
 
 def assert_same(a: local.Features, b: local.Features, xy_tolerance: float = 0.0):
@@ -47,14 +54,16 @@ def assert_same(a: local.Features, b: local.Features, xy_tolerance: float = 0.0)
     assert a.descriptors.dtype == b.descriptors.dtype == np.uint8
     assert np.array_equal(a.descriptors, b.descriptors)
     assert a.thumb.shape == (local.THUMB, local.THUMB) and np.array_equal(a.thumb, b.thumb)
+    assert a.eq_xy.shape == b.eq_xy.shape and np.abs(a.eq_xy - b.eq_xy).max(initial=0) <= xy_tolerance
+    assert np.array_equal(a.eq_descriptors, b.eq_descriptors)
 
 
 @settings(max_examples=60, deadline=None)
 @given(features())
 def test_encode_decode_round_trip(f):
     blob = local.encode(f)
-    assert blob[:4] == b"orb1"
-    assert len(blob) == HEADER + 36 * len(f.descriptors) + local.THUMB ** 2
+    assert blob[:4] == b"orb2"
+    assert len(blob) == HEADER + 36 * len(f.descriptors) + local.THUMB ** 2 + EQ_HEADER + 36 * len(f.eq_descriptors)
     assert_same(local.decode(blob), f)
     assert local.encode(local.decode(blob)) == blob
 
@@ -77,14 +86,14 @@ def test_real_work_features_round_trip_and_are_what_the_fingerprint_hashes(works
     assert local.encode(extracted) == blob
     assert_same(local.decode(blob), extracted, xy_tolerance=1 / 16)
     assert fingerprint(data).get(ORB).value == sha256_bytes(blob)
-    assert len(blob) <= HEADER + 36 * local.N_FEATURES + local.THUMB ** 2  # ~22 KB at most per work
+    assert len(blob) <= HEADER + 72 * local.N_FEATURES + local.THUMB ** 2 + EQ_HEADER  # ~40 KB at most per work
 
 
 @settings(max_examples=60, deadline=None)
 @given(st.data())
 def test_decode_rejects_a_truncated_blob(blob, data):
     cut = data.draw(st.integers(HEADER, len(blob) - 1))
-    with pytest.raises(ValueError, match="not an orb/1 feature blob"):
+    with pytest.raises(ValueError, match="not an orb/2 feature blob"):
         local.decode(blob[:cut])
 
 
@@ -106,11 +115,11 @@ def _garble(blob: bytes, at: int, value: int) -> bytes:
 @pytest.mark.parametrize("damage", [
     lambda b: b + b"\x00",  # trailing bytes
     lambda b: b"ORB1" + b[4:],  # wrong magic
-    lambda b: b"orb2" + b[4:],  # another version
+    lambda b: b"orb1" + b[4:],  # another version
     lambda b: _garble(b, 8, b[8] ^ 1),  # keypoint count off by one
     lambda b: _garble(b, 9, b[9] ^ 0x80),  # keypoint count far off
     lambda b: b[:HEADER] + b[HEADER + 36:],  # one keypoint removed, count left alone
 ], ids=["trailing byte", "wrong magic", "other version", "count off by one", "count far off", "keypoint removed"])
 def test_decode_rejects_a_garbled_blob(blob, damage):
-    with pytest.raises(ValueError, match="not an orb/1 feature blob"):
+    with pytest.raises(ValueError, match="not an orb/2 feature blob"):
         local.decode(damage(blob))

@@ -4,7 +4,7 @@ Each family of edits (crops, flips, rotations, captions, watermarks, frames, scr
 recompression) is applied with Pillow to works it is expected to survive, saved as JPEG like a repost, and scanned
 with provenance.scan. The scan must name the right work and no other, and explain the edit where it is knowable:
 the crop box, the rotation and its direction, the mirror, where a framed work sits. Geometry is checked when the
-local-feature stage (orb/1) made the match; a copy the global hashes already caught has no geometry to check.
+local-feature stage (orb/2) made the match; a copy the global hashes already caught has no geometry to check.
 
 Known limits, left out of the parametrisations on purpose: the tiled mandala is symmetric, so the rotation it is
 reported at is one of several equivalent ones (it has its own test, about flips); sunset-hills is smooth and has
