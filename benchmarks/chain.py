@@ -1,5 +1,6 @@
-"""Chain costs: gas of one anchor for 1, 100 and 10,000 registrations (flat), gas per mint, and the time to
-anchor 10,000 registrations end to end on the managed local chain (Anvil).
+"""Chain costs: gas of one anchor for 1, 100 and 10,000 registrations (flat), gas per mint, gas of deploying the
+two contracts (paid once per chain), and the time to anchor 10,000 registrations end to end on the managed local
+chain (Anvil).
 
     .venv/bin/python benchmarks/chain.py [--sizes 1,100,10000]
 
@@ -20,7 +21,7 @@ from eth_account import Account
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from provenance import anchoring, nft  # noqa: E402
-from provenance.chain import open_chain  # noqa: E402
+from provenance.chain import NFT, REGISTRY, open_chain  # noqa: E402
 from provenance.ledger import Ledger  # noqa: E402
 from provenance.signing import sign_registration  # noqa: E402
 
@@ -67,11 +68,15 @@ def main() -> None:
         ledger = build_ledger(tmp / "mint.db", 3)
         with open_chain(ledger, account=KEY, data_dir=tmp / "home-mint") as chain:
             mints = [gas_used(chain, nft.mint(ledger, chain, w, royalty_bps=500).tx_hash) for w in (1, 2, 3)]
+            chain.contract(ledger, REGISTRY)
+            deploys = {name: gas_used(chain, chain.recorded_deployment(ledger, name).tx_hash)
+                       for name in (REGISTRY, NFT)}
     print(f"{'registrations':>13}  {'ledger build':>12}  {'anchor gas':>10}  {'anchor (s)':>10}  {'node+deploy+anchor (s)':>22}")
     for n, built, gas, anchor_s, total in rows:
         print(f"{n:>13,}  {built:>11.1f}s  {gas:>10,}  {anchor_s:>10.3f}  {total:>22.2f}")
     print(f"mint gas: first token {mints[0]:,}, later tokens {mints[1]:,} / {mints[2]:,}"
           " (metadata URI ipfs://<CIDv1>, 66 characters)")
+    print("deployment gas (once per chain): " + ", ".join(f"{name} {gas:,}" for name, gas in deploys.items()))
 
 
 if __name__ == "__main__":

@@ -271,15 +271,23 @@ def anchor(ctx, rpc_url, mainnet, key_name, dry_run, as_json):
     if as_json:
         _emit_json({"root": r.root, "size": r.size, "new_entries": r.new_entries, "sent": r.sent,
                     "recovered": r.recovered, "gas": r.cost.gas if r.cost else None,
-                    "anchor": asdict(r.anchor) if r.anchor else None})
+                    "deploy_gas": r.deploy_cost.gas if r.deploy_cost else None,
+                    "max_wei": r.total_cost.max_wei if r.cost else None, "gas_note": r.cost_note,
+                    "pending": list(r.pending), "anchor": asdict(r.anchor) if r.anchor else None})
     elif dry_run and not r.nothing_new:
-        cost = _cost(r.cost) if r.cost else "not estimated (the registry is deployed on the first real anchor)"
-        click.echo(f"would anchor root {r.root}: {r.size} entries ({r.new_entries} new) on {chain.name}; {cost}")
+        click.echo(f"would anchor root {r.root}: {r.size} entries ({r.new_entries} new) on {chain.name}")
+        if r.deploy_cost:
+            click.echo(f"  first deploy the registry: {_cost(r.deploy_cost)}")
+        click.echo(f"  the anchor: {_cost(r.cost)}" + (f"\n    ({r.cost_note})" if r.cost_note else ""))
+        if r.deploy_cost:
+            click.echo(f"  total: {_cost(r.total_cost)}")
+        for tx in r.pending:
+            click.echo(f"  sent by an earlier run and not yet recorded: tx {tx} (settled first by the next anchor)")
     elif r.nothing_new:
         click.echo(f"nothing new to anchor: root {r.root} ({r.size} entries) is anchored in block"
                    f" {r.anchor.block_number}, tx {r.anchor.tx_hash}")
     else:
-        how = "found mined (sent by an earlier run) and recorded" if r.recovered else "anchored"
+        how = "recorded the anchor sent by an earlier run" if r.recovered else "anchored"
         click.echo(f"{how}: root {r.root} ({r.size} entries, {r.new_entries} new) in block {r.anchor.block_number},"
                    f" tx {r.anchor.tx_hash}")
 
@@ -317,7 +325,7 @@ def chain_status(ctx, rpc_url, mainnet, key_name, as_json):
     with _chain(ctx, ledger, rpc_url, mainnet, key_name, unlock=False) as chain:
         s = anchoring.chain_status(ledger, chain)
     if as_json:
-        _emit_json(asdict(s))
+        _emit_json(_status_dict(s))
         return
     click.echo(f"{s.name}, block {s.block_number}, instance {s.instance[:24]}…")
     if s.address:
@@ -329,6 +337,19 @@ def chain_status(ctx, rpc_url, mainnet, key_name, as_json):
     for st in s.anchors:
         a = st.anchor
         click.echo(f"anchor entries {a.first_entry}-{a.size}  block {a.block_number}  {st.reason}")
+    for p in s.pending:
+        by = {"anchor": "anchor", "mint": f"mint {p.detail.get('work_id')}"}.get(p.kind, "anchor or mint")
+        click.echo(f"pending {p.kind} tx {p.tx.tx_hash} sent {p.sent_at}: settled by the next `provenance {by}`")
+
+
+def _status_dict(s: anchoring.ChainStatus) -> dict:
+    """`chain status --json`: one object; lists of flat objects, amounts in wei (never rounded)."""
+    return {"name": s.name, "chain_id": s.chain_id, "instance": s.instance, "block_number": s.block_number,
+            "address": s.address, "balance_wei": s.balance,
+            "contracts": [{**asdict(d), "code_present": present} for d, present in s.contracts],
+            "anchors": [{**asdict(st.anchor), "found": st.found, "reason": st.reason} for st in s.anchors],
+            "pending": [{"tx_hash": p.tx.tx_hash, "kind": p.kind, "contract": p.contract or None, **p.detail,
+                         "nonce": p.tx.nonce, "sent_at": p.sent_at} for p in s.pending]}
 
 
 @cli.command()
@@ -346,8 +367,9 @@ def mint(ctx, work_id, royalty, rpc_url, mainnet, key_name, as_json):
     if as_json:
         _emit_json(asdict(r))
     else:
-        click.echo(f"minted work #{work_id} as token {r.token_id} of {r.contract}  royalty {r.royalty_bps / 100:g}%\n"
-                   f"  token URI {r.token_uri}\n  tx {r.tx_hash} (block {r.block_number})")
+        how = "recorded the mint sent by an earlier run:" if r.recovered else "minted"
+        click.echo(f"{how} work #{work_id} as token {r.token_id} of {r.contract}  royalty {r.royalty_bps / 100:g}% to"
+                   f" {r.owner}\n  token URI {r.token_uri}\n  tx {r.tx_hash} (block {r.block_number})")
 
 
 @cli.command()

@@ -84,13 +84,18 @@ def rpc(url: str, method: str, params: list | None = None, timeout: float = 5.0)
 
 
 class ManagedNode:
-    """An Anvil node over `state_dir`/anvil-state.json on a free loopback port. Use as a context manager."""
+    """An Anvil node over `state_dir`/anvil-state.json on a free loopback port. Use as a context manager.
 
-    def __init__(self, state_dir: Path | str, *, chain_id: int = CHAIN_ID, anvil: Path | None = None):
+    `args` are further anvil options (tests start a node that does not mine with `--no-mining`).
+    """
+
+    def __init__(self, state_dir: Path | str, *, chain_id: int = CHAIN_ID, anvil: Path | None = None,
+                 args: tuple[str, ...] = ()):
         self.state_dir = Path(state_dir)
         self.state_file = self.state_dir / "anvil-state.json"
         self.chain_id = chain_id
         self.anvil = anvil
+        self.args = tuple(args)
         self.url: str | None = None
         self.instance: str | None = None
         self._proc: subprocess.Popen | None = None
@@ -136,7 +141,7 @@ class ManagedNode:
         log = open(self.state_dir / "anvil.log", "wb")
         self._proc = subprocess.Popen(
             [str(anvil), "--host", "127.0.0.1", "--port", str(port), "--chain-id", str(self.chain_id),
-             "--state", str(self.state_file), "--silent"],
+             "--state", str(self.state_file), "--silent", *self.args],
             stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True, preexec_fn=_die_with_parent)
         log.close()
         deadline = time.monotonic() + _START_TIMEOUT

@@ -1,29 +1,29 @@
 """Anchor the ledger on a chain: one transaction publishes the Merkle root over every entry, however many.
 
-Flow: checkpoint the ledger -> is the latest root already anchored here? -> estimate -> sign, note the tx hash as
-pending -> send -> mined -> record the receipt. Only a mined transaction becomes an `anchors` row, so an
-interrupted run never leaves the ledger claiming an anchor the chain does not have; the pending note lets the
-next run record a transaction that did get mined instead of paying for a second one.
+Flow: checkpoint the ledger -> settle transactions noted by earlier runs -> is the latest root already anchored
+here? -> estimate -> sign, note the signed tx as pending -> send -> mined -> record the receipt. Only a mined
+transaction becomes an `anchors` row, so an interrupted or timed-out run never leaves the ledger claiming an
+anchor the chain does not have; the pending note lets the next run record a transaction that did get mined, or
+send the same signed bytes again, instead of paying for a second one (see `chain`).
 
 A chain is its id and instance (see `chain`): a chain restarted from scratch is a new instance, so its anchors are
 reported missing (`chain_status`) and the next `anchor` publishes the root again.
 """
 from __future__ import annotations
 
-import json
 import uuid
 from dataclasses import dataclass, field
 from typing import Callable
 
-from web3.exceptions import ContractCustomError, ContractLogicError
-
 from . import merkle
-from .chain import REGISTRY, Chain, ChainError, Cost, Deployment, TxRevertedError
+from .chain import REGISTRY, Chain, ChainError, Cost, Deployment, PendingTx, TxRevertedError
 from .errors import UsageError
 from .ledger import Ledger, utc_now
 
-#: bytes4(keccak256("AlreadyAnchored(bytes32)"))
-ALREADY_ANCHORED = "0x30d23813"
+#: Gas of one anchor as measured on anvil 1.7.1 by benchmarks/chain.py: 47,014 to 47,038 for 1 to 10,000 entries
+#: (only the calldata's zero bytes differ), rounded up. Shown, labelled as such, by a dry run on a fresh chain whose
+#: node cannot estimate a call to a registry that is not deployed yet.
+MEASURED_ANCHOR_GAS = 47_040
 
 
 @dataclass(frozen=True)
@@ -48,10 +48,20 @@ class AnchorResult:
     root: str
     size: int
     new_entries: int  # entries not covered by an earlier anchor on this chain
-    cost: Cost | None = None
+    cost: Cost | None = None  # of the anchor tx
     anchor: Anchor | None = None  # None: dry run, or nothing new
     sent: bool = False  # False: nothing sent (dry run, nothing new, or a previous run's tx recorded)
     recovered: bool = False  # a tx sent by an interrupted run (or by anyone) was found mined and recorded
+    deploy_cost: Cost | None = None  # dry run on a chain without the registry: its deployment comes first
+    cost_note: str | None = None  # how `cost` was obtained, when not by estimating the transaction itself
+    pending: tuple[str, ...] = ()  # dry run: txs sent by earlier runs, settled by the next real run
+
+    @property
+    def total_cost(self) -> Cost | None:
+        """The anchor plus the deployment it needs first (a dry run on a fresh chain), priced alike."""
+        if self.cost is None or self.deploy_cost is None:
+            return self.cost
+        return Cost(self.cost.gas + self.deploy_cost.gas, self.cost.max_fee_per_gas, self.cost.expected_fee_per_gas)
 
     @property
     def nothing_new(self) -> bool:
@@ -99,6 +109,7 @@ class ChainStatus:
     balance: int | None
     contracts: list[tuple[Deployment, bool]] = field(default_factory=list)  # (deployment, code present)
     anchors: list[AnchorStatus] = field(default_factory=list)
+    pending: list[PendingTx] = field(default_factory=list)  # sent, not yet seen mined: settled by the next run
 
 
 _COLUMNS = "chain_id, instance, contract, root, size, first_entry, tx_hash, block_number, block_timestamp," \
@@ -134,20 +145,21 @@ def _record(ledger: Ledger, chain: Chain, contract: str, root: str, size: int, r
     return anchor
 
 
-def _settle_pending(ledger: Ledger, chain: Chain, registry) -> None:
-    """Record anchors that an earlier, interrupted run sent and that got mined; forget those that never were."""
-    rows = ledger.conn.execute("SELECT tx_hash, detail FROM pending_txs WHERE kind = 'anchor' AND chain_id = ? AND"
-                               " instance = ?", (chain.chain_id, chain.instance)).fetchall()
-    for tx_hash, detail in rows:
-        d = json.loads(detail)
-        receipt = chain.receipt(tx_hash)
-        if receipt is None and chain.known(tx_hash):  # still waiting in the node's pool: give it its time
-            receipt = chain.wait(tx_hash, "the anchor sent by an earlier run")
+def _settle_pending(ledger: Ledger, chain: Chain, registry) -> list[Anchor]:
+    """Record anchors that earlier runs sent and that got mined (sending the same signed tx again where the node
+    lost it); forget those that can never be mined. Returns the anchors recorded."""
+    recorded = []
+    for p in chain.pending(ledger, "anchor"):
+        if p.contract.lower() != registry.address.lower():
+            # For a registry that is gone: sent again, it would "succeed" as a call to an empty account.
+            chain.forget_pending(ledger, p.tx.tx_hash)
+            continue
+        receipt = chain.settle(p, f"the anchor of {p.detail['size']} entries sent by an earlier run")
         if receipt is not None and receipt["status"] == 1:
-            _record(ledger, chain, registry.address, d["root"], d["size"], receipt)
-        else:  # never sent, dropped, or reverted (anchored by someone else first: found through anchoredAt)
-            with ledger.transaction() as c:
-                c.execute("DELETE FROM pending_txs WHERE tx_hash = ?", (tx_hash,))
+            recorded.append(_record(ledger, chain, registry.address, p.detail["root"], p.detail["size"], receipt))
+        else:  # can never be mined, or reverted (anchored by someone else first: found through anchoredAt)
+            chain.forget_pending(ledger, p.tx.tx_hash)
+    return recorded
 
 
 def _find_anchor_tx(chain: Chain, registry, root: bytes) -> dict | None:
@@ -161,7 +173,9 @@ def anchor(ledger: Ledger, chain: Chain, *, dry_run: bool = False,
     """Anchor every entry not yet anchored on `chain` in one transaction (deploying the registry on first use).
 
     `before_send` sees the root, entry count and cost estimate before anything is sent (the CLI prints it).
-    Anchoring when nothing is new sends nothing.
+    Anchoring when nothing is new sends nothing. A dry run sends nothing at all: it neither deploys nor settles
+    transactions noted by earlier runs (it lists them); on a chain without the registry it estimates the
+    deployment and the anchor after it (`_first_anchor_plan`).
     """
     ledger.checkpoint()
     cps = ledger.checkpoints()
@@ -170,50 +184,72 @@ def anchor(ledger: Ledger, chain: Chain, *, dry_run: bool = False,
     cp = cps[-1]
     root_hex = "0x" + cp.root
     registry = chain.contract(ledger, REGISTRY, deploy=not dry_run)
-    if registry is not None:
-        _settle_pending(ledger, chain, registry)
-        done = [a for a in _on_chain(ledger, chain, registry.address) if a.size == cp.size and a.root == root_hex]
-        if done and registry.functions.anchoredAt(bytes.fromhex(cp.root)).call() != 0:
-            return AnchorResult(root_hex, cp.size, 0, anchor=done[0])
-        covered = max((a.size for a in _on_chain(ledger, chain, registry.address)
-                       if registry.functions.anchoredAt(bytes.fromhex(a.root[2:])).call() != 0), default=0)
-        if registry.functions.anchoredAt(bytes.fromhex(cp.root)).call() != 0:
-            receipt = _find_anchor_tx(chain, registry, bytes.fromhex(cp.root))
-            if receipt is not None:
-                a = _record(ledger, chain, registry.address, root_hex, cp.size, receipt)
-                return AnchorResult(root_hex, cp.size, cp.size - covered, anchor=a, recovered=True)
-        call = registry.functions.anchor(bytes.fromhex(cp.root), cp.size, _ledger_id_bytes(ledger))
-    else:  # dry run on a chain without the registry yet: estimate the deployment's anchor from the artifact
-        covered, call = 0, None
+    if registry is None:
+        return _first_anchor_plan(ledger, chain, root_hex, cp.size)
+    if dry_run:
+        pending, settled = tuple(p.tx.tx_hash for p in chain.pending(ledger, "anchor")), []
+    else:
+        pending, settled = (), _settle_pending(ledger, chain, registry)
+    done = [a for a in _on_chain(ledger, chain, registry.address) if a.size == cp.size and a.root == root_hex]
+    if done and registry.functions.anchoredAt(bytes.fromhex(cp.root)).call() != 0:
+        if done[0] in settled:  # this run recorded the anchor an earlier run sent
+            return AnchorResult(root_hex, cp.size, cp.size - done[0].first_entry + 1, anchor=done[0], recovered=True)
+        return AnchorResult(root_hex, cp.size, 0, anchor=done[0])
+    covered = max((a.size for a in _on_chain(ledger, chain, registry.address)
+                   if registry.functions.anchoredAt(bytes.fromhex(a.root[2:])).call() != 0), default=0)
+    if registry.functions.anchoredAt(bytes.fromhex(cp.root)).call() != 0:
+        receipt = _find_anchor_tx(chain, registry, bytes.fromhex(cp.root))
+        if receipt is not None:
+            a = _record(ledger, chain, registry.address, root_hex, cp.size, receipt)
+            return AnchorResult(root_hex, cp.size, cp.size - covered, anchor=a, recovered=True)
+    call = registry.functions.anchor(bytes.fromhex(cp.root), cp.size, _ledger_id_bytes(ledger))
     new = cp.size - covered
-    if call is None:
-        result = AnchorResult(root_hex, cp.size, new)
-        return result
+    label = f"anchor of {cp.size} entries"
     try:
-        tx = chain.build(call)
-    except ContractCustomError as e:
-        if str(getattr(e, "data", "")).startswith(ALREADY_ANCHORED):  # anchored between our check and now
-            receipt = _find_anchor_tx(chain, registry, bytes.fromhex(cp.root))
-            a = _record(ledger, chain, registry.address, root_hex, cp.size, receipt) if receipt else None
-            return AnchorResult(root_hex, cp.size, new, anchor=a, recovered=a is not None)
-        raise TxRevertedError(f"anchoring root {root_hex} would revert: {e}") from None
-    except ContractLogicError as e:
-        raise TxRevertedError(f"anchoring root {root_hex} would revert: {e}") from None
-    plan = AnchorResult(root_hex, cp.size, new, chain.cost(tx))
+        tx = chain.build(call, label)
+    except TxRevertedError as e:
+        if e.error != "AlreadyAnchored":
+            raise
+        receipt = _find_anchor_tx(chain, registry, bytes.fromhex(cp.root))  # anchored between our check and now
+        a = _record(ledger, chain, registry.address, root_hex, cp.size, receipt) if receipt else None
+        return AnchorResult(root_hex, cp.size, new, anchor=a, recovered=a is not None)
+    plan = AnchorResult(root_hex, cp.size, new, chain.cost(tx), pending=pending)
     if dry_run:
         return plan
     if before_send:
         before_send(plan)
-
-    def note_pending(tx_hash: str) -> None:
-        with ledger.transaction() as c:
-            c.execute("INSERT OR REPLACE INTO pending_txs VALUES (?, 'anchor', ?, ?, ?, ?, ?)",
-                      (tx_hash, chain.chain_id, chain.instance, registry.address,
-                       json.dumps({"root": root_hex, "size": cp.size}), utc_now()))
-
-    receipt = chain.send(tx, f"anchor of {cp.size} entries", on_signed=note_pending)
+    try:
+        receipt = chain.send(tx, label, on_signed=lambda signed: chain.note_pending(
+            ledger, signed, "anchor", registry.address, {"root": root_hex, "size": cp.size}))
+    except TxRevertedError:
+        _forget_root(ledger, chain, root_hex)  # mined and reverted: nothing left to settle
+        raise
     a = _record(ledger, chain, registry.address, root_hex, cp.size, receipt)
     return AnchorResult(root_hex, cp.size, new, plan.cost, anchor=a, sent=True)
+
+
+def _forget_root(ledger: Ledger, chain: Chain, root_hex: str) -> None:
+    with ledger.transaction() as c:
+        c.execute("DELETE FROM pending_txs WHERE kind = 'anchor' AND chain_id = ? AND instance = ? AND"
+                  " json_extract(detail, '$.root') = ?", (chain.chain_id, chain.instance, root_hex))
+
+
+def _first_anchor_plan(ledger: Ledger, chain: Chain, root_hex: str, size: int) -> AnchorResult:
+    """A dry run on a chain without the registry: the deployment's gas and the anchor's after it, sending nothing.
+
+    The deployment is estimated like any transaction (eth_estimateGas of the creation tx). The anchor cannot be:
+    its contract does not exist yet. It is estimated against the registry's code put in place by a state
+    override where the node supports that (anvil and geth do), else MEASURED_ANCHOR_GAS is shown, labelled.
+    Deploying a throwaway registry to measure would cost real gas on a real chain, so it is not done.
+    """
+    deploy = chain.cost(chain.build(chain.factory(REGISTRY).constructor(), f"deploy {REGISTRY}"))
+    gas = chain.estimate_as_deployed(REGISTRY, "anchor", [bytes.fromhex(root_hex[2:]), size,
+                                                          _ledger_id_bytes(ledger)])
+    note = ("estimated against the registry's code without deploying it, through a state override" if gas else
+            f"not estimated: this node cannot estimate a call to a contract that is not deployed yet;"
+            f" {MEASURED_ANCHOR_GAS:,} gas is the figure measured on anvil 1.7.1")
+    cost = Cost(gas or MEASURED_ANCHOR_GAS, deploy.max_fee_per_gas, deploy.expected_fee_per_gas)
+    return AnchorResult(root_hex, size, size, cost, deploy_cost=deploy, cost_note=note)
 
 
 def chain_status(ledger: Ledger, chain: Chain) -> ChainStatus:
@@ -238,7 +274,7 @@ def chain_status(ledger: Ledger, chain: Chain) -> ChainStatus:
                                                                          " (chain reorganised or reset)"))
     balance = chain.balance() if chain.address else None
     return ChainStatus(chain.name, chain.chain_id, chain.instance, chain.block_number(), chain.address, balance,
-                       contracts, statuses)
+                       contracts, statuses, chain.pending(ledger))
 
 
 def _registry_abi() -> list:

@@ -8,6 +8,11 @@ node is the exception: anvil 1.7.1 makes a new genesis block each time it loads 
 id kept next to the state file and renewed when the state file is (re)created.
 
 Transactions are signed locally with the artist's key and sent raw: nothing needs an unlocked node account.
+Before a transaction is sent, its hash and signed bytes are noted in the ledger (`pending_txs`). A later run
+settles the note before sending anything new: it records the transaction if it was mined, waits for it if the
+node still has it, and sends the very same bytes again if the node lost it (the managed node forgets its pool
+when it stops). The same bytes can be mined at most once, so an interrupted or timed-out command never pays
+twice; a note is dropped only once its nonce has been used by another transaction, when it can never be mined.
 """
 from __future__ import annotations
 
@@ -20,10 +25,12 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from eth_account.signers.local import LocalAccount
+from eth_utils import keccak
 from web3 import Web3
-from web3.exceptions import ContractCustomError, ContractLogicError, TimeExhausted, Web3RPCError
+from web3.exceptions import TimeExhausted, Web3RPCError
 
 from . import _anvil
+from ._reverts import revert_reason
 from .errors import ProvenanceError, UsageError
 from .ledger import Ledger, utc_now
 
@@ -34,6 +41,11 @@ REGISTRY, NFT = "ProvenanceRegistry", "ProvenanceNFT"
 #: What the managed node gives the artist's account: plenty for any local use, never real money.
 LOCAL_FUNDING_WEI = 100 * 10**18
 RECEIPT_TIMEOUT = float(os.environ.get("PROVENANCE_TX_TIMEOUT", "120"))
+#: The sender of estimates when no key is known: gas estimates do not depend on who asks.
+ZERO_ADDRESS = "0x" + "00" * 20
+#: Where `estimate_as_deployed` puts a contract's code: derived from a hash, so it is no precompile and (with
+#: overwhelming likelihood) no account on any chain.
+_PROBE_ADDRESS = Web3.to_checksum_address(keccak(b"provenance: gas estimate probe")[-20:])
 
 
 class ChainError(ProvenanceError):
@@ -55,7 +67,11 @@ class InsufficientFundsError(ChainError):
 
 
 class TxRevertedError(ChainError):
-    """The contract refused the transaction."""
+    """The contract refused the transaction. `error` names the contract's custom error when it gave one."""
+
+    def __init__(self, message: str, hint: str | None = None, error: str | None = None):
+        super().__init__(message, hint)
+        self.error = error
 
 
 class TxTimeoutError(ChainError):
@@ -81,6 +97,27 @@ class Cost:
     @property
     def expected_wei(self) -> int:
         return self.gas * self.expected_fee_per_gas
+
+
+@dataclass(frozen=True)
+class SignedTx:
+    """A signed transaction as noted before it is sent: enough to look it up, or to send the same bytes again."""
+
+    tx_hash: str
+    raw: str
+    sender: str
+    nonce: int
+
+
+@dataclass(frozen=True)
+class PendingTx:
+    """A transaction noted as sent but not yet recorded as mined (`kind`: deploy, anchor or mint)."""
+
+    kind: str
+    contract: str
+    detail: dict
+    tx: SignedTx
+    sent_at: str
 
 
 @dataclass(frozen=True)
@@ -162,14 +199,51 @@ class Chain:
         if not deploy:
             return None
         # Not recorded, or recorded but gone: a chain reset at the same genesis (e.g. anvil without --state).
-        factory = self.w3.eth.contract(abi=art["abi"], bytecode=art["bytecode"])
-        receipt = self.transact(factory.constructor(), f"deploy {name}")
+        for p in self.pending(ledger, "deploy"):
+            if p.detail.get("name") != name:
+                continue
+            receipt = self.settle(p, f"the deployment of {name} sent by an earlier run")
+            address = receipt and receipt["status"] == 1 and receipt.get("contractAddress")
+            if address and self.w3.eth.get_code(address).hex().removeprefix("0x") == \
+                    art["deployedBytecode"].removeprefix("0x"):
+                return self._record_deployment(ledger, name, receipt)
+            self.forget_pending(ledger, p.tx.tx_hash)
+        receipt = self.transact(self.factory(name).constructor(), f"deploy {name}",
+                                on_signed=lambda signed: self.note_pending(ledger, signed, "deploy", "",
+                                                                           {"name": name}))
+        return self._record_deployment(ledger, name, receipt)
+
+    def factory(self, name: str):
+        """The web3 contract factory of `name`, for deploying it or encoding calls to it."""
+        art = artifact(name)
+        return self.w3.eth.contract(abi=art["abi"], bytecode=art["bytecode"])
+
+    def _record_deployment(self, ledger: Ledger, name: str, receipt: dict):
         address = receipt["contractAddress"]
         with ledger.transaction() as c:
             c.execute("INSERT OR REPLACE INTO deployments VALUES (?, ?, ?, ?, ?, ?, ?)",
                       (self.chain_id, self.instance, name, address, _hex(receipt["transactionHash"]),
                        receipt["blockNumber"], utc_now()))
-        return self.w3.eth.contract(address=address, abi=art["abi"])
+            c.execute("DELETE FROM pending_txs WHERE kind = 'deploy' AND chain_id = ? AND instance = ? AND"
+                      " json_extract(detail, '$.name') = ?", (self.chain_id, self.instance, name))
+        return self.w3.eth.contract(address=address, abi=artifact(name)["abi"])
+
+    def estimate_as_deployed(self, name: str, function: str, args: list) -> int | None:
+        """Gas of calling `function(*args)` on contract `name` as if it were deployed, without deploying it.
+
+        eth_estimateGas with the contract's runtime code put in place by a state override (empty storage, as
+        right after deployment). None when the node does not take state overrides: an estimate no higher than
+        the same call to an empty account shows a node that ignored the override.
+        """
+        art = artifact(name)
+        data = self.w3.eth.contract(address=_PROBE_ADDRESS, abi=art["abi"]).encode_abi(function, args)
+        tx = {"from": self.address or ZERO_ADDRESS, "to": _PROBE_ADDRESS, "data": data}
+        try:
+            gas = self.w3.eth.estimate_gas(tx, "latest", {_PROBE_ADDRESS: {"code": art["deployedBytecode"]}})
+            empty = self.w3.eth.estimate_gas(tx, "latest")
+        except Exception:  # nodes without overrides answer with all kinds of errors (eth-tester: a TypeError)
+            return None
+        return gas if gas > empty else None
 
     # -- transactions ------------------------------------------------------------------------------------------
     def _need_account(self) -> LocalAccount:
@@ -177,23 +251,28 @@ class Chain:
             raise UsageError("sending a transaction needs the signing key", hint="this is a bug: unlock the key first")
         return self.account
 
-    def build(self, call) -> dict:
-        """A complete, unsigned EIP-1559 transaction for a contract call (gas estimated: reverts raise here)."""
-        account = self._need_account()
+    def build(self, call, label: str) -> dict:
+        """A complete, unsigned EIP-1559 transaction for a contract call, its gas estimated.
+
+        Needs no key (a dry run estimates without one). A call the contract would refuse raises TxRevertedError
+        here, before anything is signed, naming the contract's error.
+        """
+        sender = self.address or ZERO_ADDRESS
         try:
-            tx = call.build_transaction({"from": account.address,
-                                         "nonce": self.w3.eth.get_transaction_count(account.address, "pending")})
-        except (ContractCustomError, ContractLogicError):
-            raise
+            return call.build_transaction({"from": sender,
+                                           "nonce": self.w3.eth.get_transaction_count(sender, "pending")})
         except Web3RPCError as e:
-            raise _rpc_error(e, self, None) from None
+            raise _rpc_error(e, self, label) from None
         except OSError as e:  # requests' connection errors are OSErrors
             raise _unreachable(self.url, e) from None
-        except Exception as e:  # in-process EVMs raise their own validation errors
+        except Exception as e:  # reverts, and in-process EVMs' own validation errors
             if _is_funds_error(e):
-                raise _rpc_error(e, self, None) from None
-            raise
-        return tx
+                raise _rpc_error(e, self, label) from None
+            reason = revert_reason(e, getattr(call, "contract_abi", None) or getattr(call, "abi", []))
+            if reason is None:
+                raise
+            raise TxRevertedError(f"{label} would revert: {reason[1]}", hint="nothing was sent or recorded",
+                                  error=reason[0]) from None
 
     def cost(self, tx: dict) -> Cost:
         if "maxFeePerGas" in tx:
@@ -201,11 +280,12 @@ class Chain:
             return Cost(tx["gas"], tx["maxFeePerGas"], base + tx.get("maxPriorityFeePerGas", 0))
         return Cost(tx["gas"], tx["gasPrice"], tx["gasPrice"])
 
-    def send(self, tx: dict, label: str, on_signed: Callable[[str], None] | None = None) -> dict:
+    def send(self, tx: dict, label: str, on_signed: Callable[[SignedTx], None] | None = None) -> dict:
         """Sign and send `tx`, wait until it is mined; returns the receipt.
 
-        `on_signed(tx_hash)` runs after signing and before sending, so the caller can note the hash durably: if
-        the process dies while waiting, the next run can look the transaction up instead of paying twice.
+        `on_signed(signed)` runs after signing and before sending, so the caller can note the transaction
+        durably (`note_pending`): if the process dies or gives up while waiting, the next run settles it instead
+        of paying twice.
         """
         account = self._need_account()
         cost = self.cost(tx)
@@ -216,38 +296,93 @@ class Chain:
                 f" {format_eth(cost.max_wei)} ({cost.gas:,} gas)",
                 hint="send some ether to that address (on a test network: from a faucet) and run again")
         signed = account.sign_transaction(tx)
-        tx_hash = _hex(signed.hash)
+        note = SignedTx(_hex(signed.hash), _hex(signed.raw_transaction), account.address, tx["nonce"])
         if on_signed:
-            on_signed(tx_hash)
+            on_signed(note)
+        self._broadcast(note, label)
+        return self.wait(note.tx_hash, label)
+
+    def _broadcast(self, signed: SignedTx, label: str) -> None:
         try:
-            self.w3.eth.send_raw_transaction(signed.raw_transaction)
+            self.w3.eth.send_raw_transaction(signed.raw)
         except Web3RPCError as e:
+            if "already known" in str(e).lower():  # the node has these very bytes: nothing to do
+                return
             raise _rpc_error(e, self, label) from None
         except OSError as e:
             raise _unreachable(self.url, e) from None
-        return self.wait(tx_hash, label)
 
-    def wait(self, tx_hash: str, label: str, timeout: float | None = None) -> dict:
+    def wait(self, tx_hash: str, label: str, timeout: float | None = None, *, check: bool = True) -> dict:
+        """The receipt of `tx_hash` once mined; raises TxTimeoutError, and TxRevertedError if `check`."""
+        timeout = timeout or RECEIPT_TIMEOUT
         try:
-            receipt = self.w3.eth.wait_for_transaction_receipt(tx_hash, timeout=timeout or RECEIPT_TIMEOUT,
-                                                               poll_latency=0.1)
+            receipt = self.w3.eth.wait_for_transaction_receipt(tx_hash, timeout=timeout, poll_latency=0.1)
         except TimeExhausted:
-            raise TxTimeoutError(f"{label}: transaction {tx_hash} was not mined within"
-                                 f" {timeout or RECEIPT_TIMEOUT:.0f} s (dropped, or its fee is too low)",
-                                 hint="run the same command again: it looks the transaction up before sending"
-                                      " another") from None
-        if receipt["status"] != 1:
+            raise TxTimeoutError(f"{label}: transaction {tx_hash} was not mined within {timeout:g} s (the node"
+                                 " is not mining, dropped it, or its fee is too low); nothing was recorded",
+                                 hint="run the same command again: it looks this transaction up and, if the node"
+                                      " lost it, sends the same signed transaction again, so it is never paid"
+                                      " twice") from None
+        if check and receipt["status"] != 1:
             raise TxRevertedError(f"{label}: transaction {tx_hash} reverted in block {receipt['blockNumber']}",
                                   hint="nothing was recorded; check the contract address with: provenance chain"
                                        " status")
         return receipt
 
-    def transact(self, call, label: str, on_signed: Callable[[str], None] | None = None) -> dict:
-        try:
-            tx = self.build(call)
-        except (ContractCustomError, ContractLogicError) as e:
-            raise TxRevertedError(f"{label} would revert: {e}") from None
-        return self.send(tx, label, on_signed)
+    def transact(self, call, label: str, on_signed: Callable[[SignedTx], None] | None = None) -> dict:
+        return self.send(self.build(call, label), label, on_signed)
+
+    # -- transactions noted before sending ---------------------------------------------------------------------
+    def note_pending(self, ledger: Ledger, signed: SignedTx, kind: str, contract: str, detail: dict) -> None:
+        """Note `signed` in the ledger before it is sent (see the module docstring)."""
+        ledger.ensure_chain_tables()
+        tx = {"raw": signed.raw, "sender": signed.sender, "nonce": signed.nonce}
+        with ledger.transaction() as c:
+            c.execute("INSERT OR REPLACE INTO pending_txs VALUES (?, ?, ?, ?, ?, ?, ?)",
+                      (signed.tx_hash, kind, self.chain_id, self.instance, contract,
+                       json.dumps({**detail, "tx": tx}), utc_now()))
+
+    def pending(self, ledger: Ledger, kind: str | None = None) -> list[PendingTx]:
+        """Transactions noted on this chain and not yet recorded as mined, oldest first."""
+        ledger.ensure_chain_tables()
+        rows = ledger.conn.execute("SELECT tx_hash, kind, contract, detail, sent_at FROM pending_txs WHERE"
+                                   " chain_id = ? AND instance = ? AND kind = coalesce(?, kind) ORDER BY sent_at,"
+                                   " rowid", (self.chain_id, self.instance, kind)).fetchall()
+        out = []
+        for tx_hash, kind_, contract, detail, sent_at in rows:
+            d = json.loads(detail)
+            t = d.pop("tx", {})
+            out.append(PendingTx(kind_, contract, d, SignedTx(tx_hash, t.get("raw", ""), t.get("sender", ""),
+                                                              t.get("nonce", -1)), sent_at))
+        return out
+
+    def forget_pending(self, ledger: Ledger, tx_hash: str) -> None:
+        with ledger.transaction() as c:
+            c.execute("DELETE FROM pending_txs WHERE tx_hash = ?", (tx_hash,))
+
+    def settle(self, p: PendingTx, label: str) -> dict | None:
+        """The receipt (reverted or not) of a noted transaction, or None when it can never be mined.
+
+        Mined: its receipt. Still in the node's pool: waited for (TxTimeoutError keeps the note). Lost by the
+        node: the same signed bytes are sent again and waited for. Its nonce used by another transaction: None.
+        """
+        tx = p.tx
+        receipt = self.receipt(tx.tx_hash)
+        if receipt is not None:
+            return receipt
+        if not self.known(tx.tx_hash):
+            if not tx.raw or self._nonce_used(tx):
+                return self.receipt(tx.tx_hash)  # mined just now, or its nonce went to another transaction
+            try:
+                self._broadcast(tx, label)
+            except ChainError:
+                if self._nonce_used(tx):  # used between our look and the send ("nonce too low")
+                    return self.receipt(tx.tx_hash)
+                raise
+        return self.wait(tx.tx_hash, label, check=False)
+
+    def _nonce_used(self, tx: SignedTx) -> bool:
+        return self.w3.eth.get_transaction_count(tx.sender, "latest") > tx.nonce
 
     def receipt(self, tx_hash: str) -> dict | None:
         try:

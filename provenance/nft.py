@@ -7,6 +7,10 @@ this metadata. No upload service is needed to mint.
 
 `image` is `urn:sha256:<hex>` — the SHA-256 of the registered file — because provenance does not keep images;
 a wallet cannot display it, but it names the exact bytes the artist registered.
+
+The token and its royalty go to the work's registrant (the key that signed the registration), whoever pays for
+the mint. Like an anchor, a mint is noted as pending before it is sent and recorded only once mined; a later
+`mint` of the same work settles the note first (see `chain`), so an interrupted mint is never paid twice.
 """
 from __future__ import annotations
 
@@ -16,9 +20,10 @@ import json
 import re
 from dataclasses import dataclass
 
+from web3 import Web3
 from web3.logs import DISCARD
 
-from .chain import NFT, Chain
+from .chain import NFT, Chain, TxRevertedError
 from .errors import UsageError
 from .ledger import Ledger, canonical_json, utc_now
 
@@ -86,9 +91,12 @@ class MintResult:
     token_uri: str
     cid: str
     royalty_bps: int
+    owner: str  # the work's registrant: holds the token and receives the royalty
     tx_hash: str
     block_number: int
     chain_id: int
+    sent: bool = True  # False: a tx sent by an earlier, interrupted run was found mined and recorded
+    recovered: bool = False
 
 
 def minted(ledger: Ledger, chain: Chain, work_id: int) -> int | None:
@@ -99,25 +107,73 @@ def minted(ledger: Ledger, chain: Chain, work_id: int) -> int | None:
 
 
 def mint(ledger: Ledger, chain: Chain, work_id: int, *, royalty_bps: int = 500) -> MintResult:
-    """Mint `work_id` to the chain's account with an EIP-2981 royalty; stores the metadata and receipt."""
+    """Mint `work_id` to its registrant with an EIP-2981 royalty; stores the metadata and receipt.
+
+    A mint of this work sent by an earlier run is settled first: recorded if it was mined (nothing is sent),
+    sent again as the same signed bytes if the node lost it, forgotten if it can never be mined.
+    """
     if not 0 <= royalty_bps <= MAX_ROYALTY_BPS:
         raise UsageError(f"royalty of {royalty_bps} basis points is outside 0..{MAX_ROYALTY_BPS}")
-    meta = canonical_json(metadata(ledger, work_id))
     existing = minted(ledger, chain, work_id)
     if existing is not None:
         raise UsageError(f"work #{work_id} is already token {existing} on chain {chain.chain_id}")
+    owner = Web3.to_checksum_address(ledger.work(work_id).registrant)
+    meta = canonical_json(metadata(ledger, work_id))
     cid = cid_of(meta.encode())
-    uri = f"ipfs://{cid}"
     contract = chain.contract(ledger, NFT)
-    receipt = chain.transact(contract.functions.mint(chain.account.address, uri, royalty_bps), f"mint of work #{work_id}")
-    token_id = contract.events.Transfer().process_receipt(receipt, errors=DISCARD)[0]["args"]["tokenId"]
+    label = f"mint of work #{work_id}"
+    for p in chain.pending(ledger, "mint"):
+        if p.detail.get("work_id") != work_id:
+            continue
+        if p.contract.lower() == contract.address.lower():  # else: for a contract that is gone
+            receipt = chain.settle(p, f"the {label} sent by an earlier run")
+            token_id = _minted_token(contract, receipt, owner) if receipt and receipt["status"] == 1 else None
+            if token_id is not None:
+                return _record(ledger, chain, contract.address, work_id, token_id, meta, p.detail["royalty_bps"],
+                               owner, receipt, sent=False)
+        chain.forget_pending(ledger, p.tx.tx_hash)
+    tx = chain.build(contract.functions.mint(owner, f"ipfs://{cid}", royalty_bps), label)
+    try:
+        receipt = chain.send(tx, label, on_signed=lambda signed: chain.note_pending(
+            ledger, signed, "mint", contract.address, {"work_id": work_id, "cid": cid, "royalty_bps": royalty_bps}))
+    except TxRevertedError:  # mined and reverted: nothing left to settle
+        _forget_work(ledger, chain, work_id)
+        raise
+    return _record(ledger, chain, contract.address, work_id, _minted_token(contract, receipt, owner), meta,
+                   royalty_bps, owner, receipt, sent=True)
+
+
+def _minted_token(contract, receipt: dict, owner: str) -> int | None:
+    """The token id of the mint in `receipt`: its Transfer event from the zero address, emitted by `contract`."""
+    for event in contract.events.Transfer().process_receipt(receipt, errors=DISCARD):
+        args = event["args"]
+        if event["address"].lower() == contract.address.lower() and int(args["from"], 16) == 0 and \
+                args["to"].lower() == owner.lower():
+            return args["tokenId"]
+    return None
+
+
+def _record(ledger: Ledger, chain: Chain, contract: str, work_id: int, token_id: int, meta: str, royalty_bps: int,
+            owner: str, receipt: dict, *, sent: bool) -> MintResult:
+    """Record a mined mint and drop its pending note, in one ledger transaction."""
+    cid = cid_of(meta.encode())
     tx_hash = "0x" + bytes(receipt["transactionHash"]).hex()
     with ledger.transaction() as c:
         c.execute("INSERT INTO tokens VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                  (chain.chain_id, chain.instance, contract.address, token_id, work_id, cid, meta, royalty_bps,
-                   chain.account.address, tx_hash, receipt["blockNumber"], utc_now()))
-    return MintResult(work_id, token_id, contract.address, uri, cid, royalty_bps, tx_hash, receipt["blockNumber"],
-                      chain.chain_id)
+                  (chain.chain_id, chain.instance, contract, token_id, work_id, cid, meta, royalty_bps, owner,
+                   tx_hash, receipt["blockNumber"], utc_now()))
+        c.execute(_FORGET_WORK, (chain.chain_id, chain.instance, work_id))
+    return MintResult(work_id, token_id, contract, f"ipfs://{cid}", cid, royalty_bps, owner, tx_hash,
+                      receipt["blockNumber"], chain.chain_id, sent=sent, recovered=not sent)
+
+
+_FORGET_WORK = ("DELETE FROM pending_txs WHERE kind = 'mint' AND chain_id = ? AND instance = ? AND"
+                " json_extract(detail, '$.work_id') = ?")
+
+
+def _forget_work(ledger: Ledger, chain: Chain, work_id: int) -> None:
+    with ledger.transaction() as c:
+        c.execute(_FORGET_WORK, (chain.chain_id, chain.instance, work_id))
 
 
 def stored_metadata(ledger: Ledger, cid: str) -> dict:

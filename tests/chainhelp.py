@@ -1,10 +1,17 @@
-"""Helpers shared by the chain tests: an in-process EVM and ledgers of real signed entries made quickly."""
+"""Helpers shared by the chain tests: an in-process EVM, ledgers of real signed entries made quickly, and a CLI
+home whose commands run on the managed Anvil node."""
 from __future__ import annotations
 
 import hashlib
+from pathlib import Path
 
-from web3 import EthereumTesterProvider, Web3
+import pytest
+from click.testing import CliRunner, Result
+from conftest import PASSPHRASE
+from web3 import EthereumTesterProvider, HTTPProvider, Web3
 
+from cli.main import cli
+from provenance import _anvil, config, keys
 from provenance.chain import Chain
 from provenance.ledger import Ledger
 from provenance.signing import sign_registration
@@ -38,3 +45,27 @@ def evm_chain(w3: Web3, ledger: Ledger, account) -> Chain:
     chain = Chain(w3, account=account, url="eth-tester")
     chain.check(ledger)
     return chain
+
+
+def run(*args: str) -> Result:
+    """One CLI command; errors are caught as the CLI itself reports them (exit code and one line)."""
+    return CliRunner().invoke(cli, list(args))
+
+
+@pytest.fixture
+def cli_home(home):
+    """A CLI home with a ledger of 4 works registered by the keystore's key (import this fixture to use it)."""
+    assert run("init").exit_code == 0
+    with Ledger.open(config.ledger_path()) as led:
+        add_works(led, home_account(), 4)
+    return home
+
+
+def home_account():
+    return keys.unlock(keys.find_key(config.keys_dir()), PASSPHRASE)
+
+
+def managed_w3(home: Path) -> tuple[_anvil.ManagedNode, Web3]:
+    """The CLI home's managed node, started for a look at its chain (stop it with node.stop())."""
+    node = _anvil.ManagedNode(home / "chain")
+    return node, Web3(HTTPProvider(node.start()))

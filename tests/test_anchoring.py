@@ -8,14 +8,16 @@ from __future__ import annotations
 import json
 import socket
 
+import functools
+import re
+
 import pytest
-from chainhelp import add_works, evm_chain, evm_web3, fund
-from conftest import PASSPHRASE
+from chainhelp import add_works, cli_home, evm_chain, evm_web3, fund, home_account, managed_w3  # noqa: F401
 from click.testing import CliRunner
 
 from cli.main import cli
-from provenance import anchoring, merkle
-from provenance.chain import Chain
+from provenance import _anvil, anchoring, chain as chain_mod, merkle
+from provenance.chain import REGISTRY, TxRevertedError, TxTimeoutError, open_chain
 from provenance.errors import UsageError
 from provenance.ledger import Ledger
 
@@ -69,12 +71,41 @@ def test_new_entries_are_anchored_in_one_more_tx(setup, account):
 def test_dry_run_sends_nothing(setup):
     ledger, chain = setup
     anchoring.anchor(ledger, chain)  # deploys the registry
-    from chainhelp import add_works as more
-    more(ledger, chain.account, 1, start=50)
+    add_works(ledger, chain.account, 1, start=50)
     height = chain.block_number()
     r = anchoring.anchor(ledger, chain, dry_run=True)
     assert not r.sent and r.cost.gas > 40_000 and r.new_entries == 1 and r.anchor is None
+    assert r.deploy_cost is None and r.cost_note is None
     assert chain.block_number() == height and len(anchoring.anchors(ledger)) == 1
+
+
+def test_dry_run_on_a_fresh_chain_prices_the_deployment_and_the_anchor(setup):
+    ledger, chain = setup
+    height = chain.block_number()
+    r = anchoring.anchor(ledger, chain, dry_run=True)
+    assert not r.sent and r.anchor is None and r.new_entries == 5
+    assert 100_000 < r.deploy_cost.gas < 300_000
+    # eth-tester takes no state override, so the anchor is not estimated: the measured figure, labelled as such
+    assert r.cost.gas == anchoring.MEASURED_ANCHOR_GAS and "measured on anvil" in r.cost_note
+    assert r.total_cost.gas == r.deploy_cost.gas + r.cost.gas
+    assert chain.block_number() == height and chain.recorded_deployment(ledger, REGISTRY) is None
+
+
+def test_an_anchor_reverted_on_chain_records_nothing(setup, monkeypatch):
+    ledger, chain = setup
+    chain.contract(ledger, REGISTRY)
+    build = chain.build
+
+    def starved(call, label):  # passes the estimate, then runs out of gas when mined: a receipt with status 0
+        return {**build(call, label), "gas": 30_000}
+
+    monkeypatch.setattr(chain, "build", starved)
+    with pytest.raises(TxRevertedError, match=r"anchor of 5 entries: transaction 0x[0-9a-f]{64} reverted in block"):
+        anchoring.anchor(ledger, chain)
+    assert anchoring.anchors(ledger) == [] and chain.pending(ledger) == []
+    monkeypatch.setattr(chain, "build", build)
+    r = anchoring.anchor(ledger, chain)
+    assert r.sent and r.anchor.size == 5 and len(anchoring.anchors(ledger)) == 1
 
 
 def test_interrupted_anchor_is_recorded_without_a_second_tx(setup, monkeypatch):
@@ -91,8 +122,29 @@ def test_interrupted_anchor_is_recorded_without_a_second_tx(setup, monkeypatch):
     monkeypatch.setattr(anchoring, "_record", real_record)
     height = chain.block_number()
     r = anchoring.anchor(ledger, chain)
-    assert not r.sent and r.anchor is not None and chain.block_number() == height
-    assert len(anchoring.anchors(ledger)) == 1
+    assert r.recovered and not r.sent and r.anchor is not None and chain.block_number() == height
+    assert len(anchoring.anchors(ledger)) == 1 and chain.pending(ledger) == []
+
+
+def test_an_anchor_not_mined_in_time_stays_pending_and_is_recorded_once_mined(tmp_path, account, monkeypatch):
+    with Ledger.create(tmp_path / "ledger.db") as ledger:  # chain 31337, the managed node's
+        add_works(ledger, account, 3)
+        with open_chain(ledger, account=account, data_dir=tmp_path / "home") as chain:
+            anchoring.anchor(ledger, chain)  # deploys the registry while the node still mines
+            add_works(ledger, account, 2, start=10)
+            chain.w3.provider.make_request("evm_setAutomine", [False])
+            monkeypatch.setattr(chain_mod, "RECEIPT_TIMEOUT", 0.5)
+            with pytest.raises(TxTimeoutError, match=r"anchor of 5 entries: transaction 0x[0-9a-f]{64} was not mined"
+                                                     r" within 0.5 s") as e:
+                anchoring.anchor(ledger, chain)
+            assert "never paid twice" in e.value.hint
+            assert [a.size for a in anchoring.anchors(ledger)] == [3]  # nothing claimed
+            [p] = chain.pending(ledger)
+            chain.w3.provider.make_request("evm_mine", [])  # mining resumes
+            r = anchoring.anchor(ledger, chain)
+            assert r.recovered and not r.sent and r.anchor.tx_hash == p.tx.tx_hash and r.new_entries == 2
+            assert chain.w3.eth.get_transaction_count(account.address) == 3  # deploy and two anchors, no more
+            assert chain.pending(ledger) == []
 
 
 def test_a_root_anchored_elsewhere_is_found_not_resent(setup):
@@ -144,17 +196,6 @@ def _run(*args, **kw):
     return result
 
 
-@pytest.fixture
-def cli_home(home, account):
-    from provenance import config, keys
-
-    assert _run("init").exit_code == 0
-    info = keys.find_key(config.keys_dir())
-    with Ledger.open(config.ledger_path()) as led:
-        add_works(led, keys.unlock(info, PASSPHRASE), 4)
-    return home
-
-
 def test_cli_state_survives_between_commands_and_a_reset_is_reanchored(cli_home):
     r = _run("anchor")
     assert r.exit_code == 0, r.output
@@ -172,6 +213,79 @@ def test_cli_state_survives_between_commands_and_a_reset_is_reanchored(cli_home)
     r = _run("anchor")
     assert r.exit_code == 0 and "anchored: root" in r.output
     assert len(_run("anchors", "list").output.splitlines()) == 2
+    assert _run("ledger", "verify").exit_code == 0
+
+
+def _gas(label: str, output: str) -> int:
+    return int(re.search(label + r": ([\d,]+) gas", output)[1].replace(",", ""))
+
+
+def test_cli_dry_run_on_a_fresh_chain_prices_the_deployment_and_the_anchor(cli_home):
+    r = _run("anchor", "--dry-run")
+    assert r.exit_code == 0, r.output
+    assert re.search(r"would anchor root 0x[0-9a-f]{64}: 4 entries \(4 new\) on local chain 31337", r.output)
+    deploy, anchor = _gas("first deploy the registry", r.output), _gas("the anchor", r.output)
+    assert "(estimated against the registry's code without deploying it, through a state override)" in r.output
+    assert _gas("total", r.output) == deploy + anchor
+    status = json.loads(_run("chain", "status", "--json").output)
+    assert status["block_number"] == 0 and status["contracts"] == [] and status["pending"] == []  # nothing sent
+
+    r = _run("anchor")
+    assert r.exit_code == 0 and f": {anchor:,} gas" in r.output  # the dry run's figure is the real estimate
+    status = json.loads(_run("chain", "status", "--json").output)
+    [registry] = status["contracts"]
+    node, w3 = managed_w3(cli_home)
+    try:
+        assert w3.eth.get_transaction_receipt(registry["tx_hash"])["gasUsed"] <= deploy
+    finally:
+        node.stop()
+
+    with Ledger.open(cli_home / "ledger.db") as led:
+        add_works(led, home_account(), 1, start=50)
+    r = _run("anchor", "--dry-run")  # the registry exists now: only the anchor, estimated without the key
+    assert r.exit_code == 0 and "5 entries (1 new)" in r.output and "first deploy" not in r.output
+    assert _gas("the anchor", r.output) > 40_000
+
+
+def test_cli_chain_status_json(cli_home):
+    assert _run("anchor").exit_code == 0
+    s = json.loads(_run("chain", "status", "--json").output)
+    assert (s["chain_id"], s["block_number"]) == (31337, 2) and s["balance_wei"] > 0
+    assert [(c["name"], c["code_present"]) for c in s["contracts"]] == [(REGISTRY, True)]
+    [a] = s["anchors"]
+    assert (a["size"], a["first_entry"], a["found"], a["reason"]) == (4, 1, True, "found")
+    assert a["tx_hash"].startswith("0x") and s["pending"] == []
+    [line] = _run("anchors", "list", "--json").output.splitlines()
+    assert json.loads(line) == {k: v for k, v in a.items() if k not in ("found", "reason")}
+
+
+def test_cli_anchor_not_mined_times_out_keeps_its_note_and_a_later_run_records_it(cli_home, monkeypatch):
+    assert _run("anchor").exit_code == 0  # deploys the registry and anchors 4 entries while the node mines
+    with Ledger.open(cli_home / "ledger.db") as led:
+        add_works(led, home_account(), 2, start=50)
+    managed = _anvil.ManagedNode
+    monkeypatch.setattr(_anvil, "ManagedNode", functools.partial(managed, args=("--no-mining",)))
+    monkeypatch.setattr(chain_mod, "RECEIPT_TIMEOUT", 1.0)
+    r = CliRunner().invoke(cli, ["anchor"])
+    assert r.exit_code == 1 and "Traceback" not in r.output, r.output
+    assert re.search(r"^error: anchor of 6 entries: transaction 0x[0-9a-f]{64} was not mined within 1 s", r.output,
+                     re.M) and "never paid twice" in r.output
+    assert len(_run("anchors", "list").output.splitlines()) == 1  # nothing claimed
+    [p] = json.loads(_run("chain", "status", "--json").output)["pending"]
+    assert (p["kind"], p["size"]) == ("anchor", 6)
+    assert "pending anchor tx " + p["tx_hash"] in _run("chain", "status").output
+
+    monkeypatch.setattr(_anvil, "ManagedNode", managed)
+    # The node forgot its pool when it stopped: the next run sends the very same signed transaction again.
+    r = _run("anchor")
+    assert r.exit_code == 0 and "recorded the anchor sent by an earlier run" in r.output, r.output
+    assert p["tx_hash"] in r.output and "(6 entries, 2 new)" in r.output
+    node, w3 = managed_w3(cli_home)
+    try:
+        assert w3.eth.get_transaction_count(home_account().address) == 3  # deploy and two anchors, no more
+    finally:
+        node.stop()
+    assert json.loads(_run("chain", "status", "--json").output)["pending"] == []
     assert _run("ledger", "verify").exit_code == 0
 
 

@@ -45,6 +45,26 @@ def test_redeploys_when_the_recorded_address_has_no_code(w3, tledger, account):
     assert registry.address != "0x" + "00" * 19 + "01" and chain.has_code(registry.address)
 
 
+def test_an_interrupted_deployment_is_recorded_not_deployed_twice(w3, tledger, account):
+    fund(w3, account.address)
+    chain = evm_chain(w3, tledger, account)
+
+    def killed(*args):  # the deployment is mined, but the process dies before recording it
+        raise KeyboardInterrupt
+
+    chain._record_deployment = killed
+    with pytest.raises(KeyboardInterrupt):
+        chain.contract(tledger, REGISTRY)
+    del chain._record_deployment
+    assert chain.recorded_deployment(tledger, REGISTRY) is None
+    [p] = chain.pending(tledger, "deploy")
+    nonce = w3.eth.get_transaction_count(account.address)
+    registry = chain.contract(tledger, REGISTRY)
+    assert w3.eth.get_transaction_count(account.address) == nonce  # nothing sent: the mined one is recorded
+    d = chain.recorded_deployment(tledger, REGISTRY)
+    assert (d.address, d.tx_hash) == (registry.address, p.tx.tx_hash) and chain.pending(tledger) == []
+
+
 def test_wrong_chain_id_is_refused(w3, tmp_path, account):
     with Ledger.create(tmp_path / "l.db", chain_id=31337) as led:
         with pytest.raises(WrongChainError, match="is bound to chain 31337") as e:
