@@ -10,8 +10,9 @@ import click
 from tqdm import tqdm
 
 import provenance
-from provenance import anchoring, chain as chain_mod, config, keys, nft, selftest as selftest_mod
-from provenance.errors import KeystoreError, ProvenanceError
+from provenance import anchoring, certificates, chain as chain_mod, config, keys, nft, selftest as selftest_mod
+from provenance.errors import KeystoreError, ProvenanceError, UsageError
+from provenance.imaging import read_bytes
 from provenance.ledger import Ledger
 from provenance.matching import explain
 
@@ -370,6 +371,55 @@ def mint(ctx, work_id, royalty, rpc_url, mainnet, key_name, as_json):
         how = "recorded the mint sent by an earlier run:" if r.recovered else "minted"
         click.echo(f"{how} work #{work_id} as token {r.token_id} of {r.contract}  royalty {r.royalty_bps / 100:g}% to"
                    f" {r.owner}\n  token URI {r.token_uri}\n  tx {r.tx_hash} (block {r.block_number})")
+
+
+# -- certificates ----------------------------------------------------------------------------------------------
+@cli.command()
+@click.argument("work_id", type=int)
+@click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True), required=True,
+              help="Where to write the certificate (JSON).")
+@click.pass_context
+def certificate(ctx, work_id, output):
+    """Write the ownership certificate of WORK_ID: a file anyone can check with `provenance verify`."""
+    cert = certificates.issue_certificate(_ledger(ctx), work_id)
+    with open(output, "w", encoding="utf-8") as f:
+        f.write(json.dumps(cert, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
+    anchored = (f"anchored in block {cert['anchor']['block_number']} on chain {cert['anchor']['chain_id']}"
+                if cert["anchor"] else "not anchored yet (run `provenance anchor`, then issue it again)")
+    click.echo(f"wrote certificate of work #{work_id} to {output}: hash {cert['certificate_hash']}, {anchored}")
+
+
+_MARK = {"passed": "ok  ", "failed": "FAIL", "skipped": "--  "}
+
+
+@cli.command()
+@click.argument("path", type=click.Path(exists=True, dir_okay=False))
+@click.option("--image", type=click.Path(exists=True, dir_okay=False), help="Also check that this image is the work.")
+@click.option("--rpc-url", help="Also re-read the anchor on chain from this JSON-RPC node (and no other).")
+@click.option("--json", "as_json", is_flag=True, help="JSON output.")
+def verify(path, image, rpc_url, as_json):
+    """Verify a certificate: signature, ledger inclusion, anchor, and optionally an image. Needs no ledger.
+
+    Exit code 0 only if every requested check passed.
+    """
+    try:
+        with open(path, encoding="utf-8") as f:
+            cert = json.load(f)
+    except (OSError, ValueError) as e:
+        raise UsageError(f"{path} is not a readable JSON certificate ({e})") from None
+    image_bytes = read_bytes(image) if image else None
+    r = certificates.verify_certificate(cert, image_bytes=image_bytes, rpc_url=rpc_url)
+    if as_json:
+        _emit_json({"ok": r.ok, "level": r.level, "certificate_hash": r.certificate_hash, "work_id": r.work_id,
+                    "title": r.title, "registrant": r.registrant, "checks": [asdict(c) for c in r.checks]})
+    else:
+        if r.work_id is not None:
+            click.echo(f"certificate of work #{r.work_id} {r.title!r}, registrant {r.registrant}")
+        for c in r.checks:
+            click.echo(f"{_MARK[c.status]} {c.level:<9} {c.reason}")
+        click.echo(f"{'verified' if r.ok else 'NOT verified'}: level reached: {r.level or 'none'}")
+    ctx = click.get_current_context()
+    ctx.exit(0 if r.ok else 1)
 
 
 @cli.command()

@@ -1,0 +1,449 @@
+"""Ownership certificates: one JSON file that proves who registered a work, when, and that the record is anchored.
+
+`issue_certificate(ledger, work_id)` packs everything a verifier needs (format `provenance-certificate/1`, see
+docs/certificate.md): the EIP-712 domain and types of the registration signature, the ledger entry (whose payload
+holds the signed record, the signature and the fingerprints), its RFC 6962 inclusion proof to a checkpoint root,
+and the receipt of the anchor transaction that published that root, when there is one. Nothing in it is stored
+twice, so nothing can disagree with a copy of itself.
+
+`verify_certificate(cert, ...)` needs neither the ledger nor us. It checks graded levels, each made of small
+policies that return nothing or raise `VerificationError` with a message naming what is wrong:
+
+  format    the version, the fields, the certificate hash
+  signed    the signature recovers the record's registrant; the shown fingerprints are the signed ones
+  included  the entry hash recomputed from its fields; the inclusion proof leads from it to the checkpoint root
+  anchored  offline: the receipt is for that root and size, on the signature's chain; online (rpc_url / w3): the
+            transaction is on chain in that block and ProvenanceRegistry.anchoredAt(root) is its block's time
+  image     the given bytes are the work: identical SHA-256, or a perceptual match (distance and transform)
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from . import anchoring, merkle, signing
+from .errors import ProvenanceError, UsageError
+from .fingerprints import BITS, PDQ, PHASH, SHA256, Fingerprint, fingerprint, hamming
+from .ledger import Ledger, Work, canonical_json, entry_hash, utc_now
+
+FORMAT = "provenance-certificate/1"
+LEVELS = ("signed", "included", "anchored", "image")
+#: Fingerprints that the signed record itself holds (record field -> algorithm id).
+SIGNED_FINGERPRINTS = {"sha256": SHA256, "pdq": PDQ, "phash": PHASH}
+
+
+class VerificationError(ProvenanceError):
+    """One check of a certificate failed. The message names the field that is wrong."""
+
+
+# -- issuing ---------------------------------------------------------------------------------------------------
+def certificate_hash(cert: dict) -> str:
+    """SHA-256 of the canonical JSON of the certificate without its `certificate_hash` field."""
+    body = {k: v for k, v in cert.items() if k != "certificate_hash"}
+    return hashlib.sha256(canonical_json(body).encode()).hexdigest()
+
+
+def issue_certificate(ledger: Ledger, work_id: int) -> dict:
+    """The certificate of `work_id`: its entry, the proof to the earliest anchor covering it (else to the newest
+    checkpoint), and that anchor's receipt. The ledger is verified first: a tampered ledger issues nothing."""
+    ledger.verify()
+    work = ledger.work(work_id)
+    seq, kind, entry_work, recorded_at, payload, prev_hash, stored_hash = ledger.conn.execute(
+        "SELECT seq, kind, work_id, recorded_at, payload, prev_hash, entry_hash FROM entries WHERE seq = ?",
+        (work.entry_seq,)).fetchone()
+    receipt = None
+    try:
+        proof = anchoring.inclusion_proof(ledger, work_id)
+        size, root, path = proof.size, proof.root, proof.proof
+        a = proof.anchor
+        receipt = {"chain_id": a.chain_id, "contract": a.contract, "tx_hash": a.tx_hash,
+                   "block_number": a.block_number, "block_timestamp": a.block_timestamp,
+                   "root": a.root.removeprefix("0x"), "size": a.size}
+    except UsageError:  # not anchored yet: prove inclusion in the newest checkpoint
+        if not any(cp.size >= seq for cp in ledger.checkpoints()):
+            ledger.checkpoint()
+        cp = ledger.checkpoints()[-1]
+        leaves = ledger.entry_hashes()[: cp.size]
+        size, root, path = cp.size, cp.root, [p.hex() for p in merkle.inclusion_proof(leaves, seq - 1)]
+    payload = json.loads(payload)
+    typed = signing.typed_registration(payload["record"], payload.get("chain_id", ledger.chain_id))
+    cert = {
+        "format": FORMAT,
+        "issued_at": utc_now(),
+        "ledger_id": ledger.ledger_id,
+        "work_id": work_id,
+        "registration": {"domain": typed["domain"], "primaryType": typed["primaryType"], "types": typed["types"]},
+        "entry": {"seq": seq, "kind": kind, "work_id": entry_work, "recorded_at": recorded_at,
+                  "payload": payload, "prev_hash": prev_hash, "entry_hash": stored_hash},
+        "inclusion": {"leaf_index": seq - 1, "tree_size": size, "root": root, "proof": path},
+        "anchor": receipt,
+    }
+    cert["certificate_hash"] = certificate_hash(cert)
+    return cert
+
+
+# -- results ---------------------------------------------------------------------------------------------------
+PASSED, FAILED, SKIPPED = "passed", "failed", "skipped"
+
+
+@dataclass(frozen=True)
+class Check:
+    """The outcome of one level: passed, failed (the first policy that raised says why) or skipped (not asked)."""
+
+    level: str
+    status: str
+    reason: str
+
+    @property
+    def requested(self) -> bool:
+        return self.status != SKIPPED
+
+
+@dataclass(frozen=True)
+class VerificationResult:
+    certificate_hash: str | None
+    work_id: int | None
+    title: str | None
+    registrant: str | None
+    checks: tuple[Check, ...]
+
+    @property
+    def ok(self) -> bool:
+        """Every requested check passed (the CLI's exit code 0)."""
+        return all(c.status == PASSED for c in self.checks if c.requested)
+
+    @property
+    def level(self) -> str | None:
+        """The highest level reached with every level below it passed (skipped levels end the climb)."""
+        reached = None
+        for c in self.checks:
+            if c.level == "format":
+                if c.status != PASSED:
+                    return None
+                continue
+            if c.status != PASSED:
+                break
+            reached = c.level
+        return reached
+
+    def failures(self) -> list[Check]:
+        return [c for c in self.checks if c.status == FAILED]
+
+
+# -- policies --------------------------------------------------------------------------------------------------
+@dataclass
+class _Context:
+    image_bytes: bytes | None = None
+    w3: Any = None
+    rpc_url: str | None = None
+    notes: dict = field(default_factory=dict)  # what passing policies found, for the success reasons
+
+
+Policy = Callable[[dict, _Context], None]
+_HEX64 = re.compile(r"^[0-9a-f]{64}$")
+_HEX0X = re.compile(r"^0x[0-9a-fA-F]+$")
+
+
+def _require(cert: dict, path: str, kind: type | tuple, pattern: re.Pattern | None = None) -> None:
+    value: Any = cert
+    for part in path.split("."):
+        if not isinstance(value, dict) or part not in value:
+            raise VerificationError(f"the certificate has no {path}")
+        value = value[part]
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise VerificationError(f"{path} has the wrong type ({type(value).__name__})")
+    if pattern is not None and not pattern.match(value):
+        raise VerificationError(f"{path} is not in the expected form ({pattern.pattern})")
+
+
+def _format_version(cert: dict, ctx: _Context) -> None:
+    if not isinstance(cert, dict) or cert.get("format") != FORMAT:
+        found = cert.get("format") if isinstance(cert, dict) else type(cert).__name__
+        raise VerificationError(f"not a {FORMAT} certificate (format: {found!r})")
+
+
+def _fields(cert: dict, ctx: _Context) -> None:
+    for path, kind, pattern in [
+        ("work_id", int, None), ("issued_at", str, None), ("ledger_id", str, None),
+        ("registration.domain", dict, None), ("registration.types", dict, None),
+        ("registration.primaryType", str, None),
+        ("entry.seq", int, None), ("entry.kind", str, None), ("entry.recorded_at", str, None),
+        ("entry.payload.record", dict, None), ("entry.payload.signature", str, _HEX0X),
+        ("entry.payload.chain_id", int, None), ("entry.payload.fingerprints", list, None),
+        ("entry.prev_hash", str, _HEX64), ("entry.entry_hash", str, _HEX64),
+        ("inclusion.leaf_index", int, None), ("inclusion.tree_size", int, None),
+        ("inclusion.root", str, _HEX64), ("inclusion.proof", list, None), ("certificate_hash", str, _HEX64),
+    ]:
+        _require(cert, path, kind, pattern)
+    for i, step in enumerate(cert["inclusion"]["proof"]):
+        if not isinstance(step, str) or not _HEX64.match(step):
+            raise VerificationError(f"inclusion.proof[{i}] is not a 64-digit lowercase hex hash")
+    if cert.get("anchor") is not None:
+        for path, kind, pattern in [("anchor.chain_id", int, None), ("anchor.contract", str, _HEX0X),
+                                    ("anchor.tx_hash", str, _HEX0X), ("anchor.block_number", int, None),
+                                    ("anchor.block_timestamp", int, None), ("anchor.root", str, _HEX64),
+                                    ("anchor.size", int, None)]:
+            _require(cert, path, kind, pattern)
+    record = cert["entry"]["payload"]["record"]
+    missing = [f["name"] for f in signing.REGISTRATION_TYPE if f["name"] not in record]
+    if missing:
+        raise VerificationError(f"entry.payload.record lacks {', '.join(missing)}")
+    for i, f in enumerate(cert["entry"]["payload"]["fingerprints"]):
+        if not isinstance(f, dict) or not isinstance(f.get("algorithm"), str) or not isinstance(f.get("value"), str):
+            raise VerificationError(f"entry.payload.fingerprints[{i}] is not an {{algorithm, value}} object")
+
+
+def _hash(cert: dict, ctx: _Context) -> None:
+    actual = certificate_hash(cert)
+    if actual != cert["certificate_hash"]:
+        raise VerificationError(f"certificate_hash is {cert['certificate_hash'][:16]}… but the content hashes to"
+                                f" {actual[:16]}…: the certificate was edited after it was issued")
+
+
+def _domain(cert: dict, ctx: _Context) -> None:
+    reg, payload = cert["registration"], cert["entry"]["payload"]
+    expected = signing.typed_registration(payload["record"], payload["chain_id"])
+    types = dict(expected["types"])
+    domain = reg["domain"]
+    if "verifyingContract" in domain:  # accepted for records signed with the registry in their domain
+        types["EIP712Domain"] = [*types["EIP712Domain"], {"name": "verifyingContract", "type": "address"}]
+    if reg["primaryType"] != "Registration" or reg["types"] != types:
+        raise VerificationError("registration.types is not the provenance Registration type (version 1)")
+    for key in ("name", "version"):
+        if domain.get(key) != expected["domain"][key]:
+            raise VerificationError(f"registration.domain.{key} is {domain.get(key)!r}, not"
+                                    f" {expected['domain'][key]!r}")
+    if domain.get("chainId") != payload["chain_id"]:
+        raise VerificationError(f"registration.domain.chainId is {domain.get('chainId')}, but the ledger entry's"
+                                f" signature is bound to chain {payload['chain_id']}")
+    if "verifyingContract" in domain and cert.get("anchor") and \
+            str(domain["verifyingContract"]).lower() != cert["anchor"]["contract"].lower():
+        raise VerificationError(f"registration.domain.verifyingContract {domain['verifyingContract']} is not the"
+                                f" registry {cert['anchor']['contract']} of the anchor")
+
+
+def _typed_data(cert: dict) -> dict:
+    reg, payload = cert["registration"], cert["entry"]["payload"]
+    typed = signing.typed_registration(payload["record"], payload["chain_id"])
+    return {**typed, "types": reg["types"], "domain": reg["domain"]}
+
+
+def _signature(cert: dict, ctx: _Context) -> None:
+    from eth_account import Account
+    from eth_account.messages import encode_typed_data
+
+    record, sig = cert["entry"]["payload"]["record"], cert["entry"]["payload"]["signature"]
+    try:
+        message = encode_typed_data(full_message=_typed_data(cert))
+    except Exception as e:  # eth_account raises several unrelated types for values that do not fit a type
+        raise VerificationError(f"entry.payload.record does not fit the Registration type ({e})") from None
+    try:
+        signer = Account.recover_message(message, signature=sig)
+    except Exception:
+        raise VerificationError("entry.payload.signature is not a 65-byte ECDSA signature") from None
+    if signer.lower() != str(record["registrant"]).lower():
+        raise VerificationError(f"the signature was made by {signer}, not by the registrant {record['registrant']}:"
+                                " the signed record (title, artist, license, created, registeredAt, width, height,"
+                                " sha256, pdq, phash, registrant) or the signature was changed")
+    ctx.notes["signer"] = signer
+
+
+def _signed_fingerprints(cert: dict, ctx: _Context) -> None:
+    record = cert["entry"]["payload"]["record"]
+    shown = {f["algorithm"]: f["value"] for f in cert["entry"]["payload"]["fingerprints"]}
+    for name, algorithm in SIGNED_FINGERPRINTS.items():
+        signed = str(record[name]).removeprefix("0x").lower()
+        if algorithm in shown and shown[algorithm].lower() != signed:
+            raise VerificationError(f"fingerprint {algorithm} is {shown[algorithm][:16]}… but the signed record"
+                                    f" says {signed[:16]}…")
+
+
+def _entry(cert: dict, ctx: _Context) -> None:
+    e = cert["entry"]
+    if e["kind"] != "register" or e.get("work_id") != cert["work_id"]:
+        raise VerificationError(f"entry {e['seq']} is a {e['kind']!r} entry of work {e.get('work_id')}, not the"
+                                f" registration of work {cert['work_id']}")
+    actual = entry_hash(e["seq"], e["kind"], e.get("work_id"), e["recorded_at"], canonical_json(e["payload"]),
+                        e["prev_hash"])
+    if actual != e["entry_hash"]:
+        raise VerificationError(f"entry {e['seq']} hashes to {actual[:16]}…, not its entry_hash"
+                                f" {e['entry_hash'][:16]}…: a field of the entry (seq, kind, work_id, recorded_at,"
+                                " payload, prev_hash) was changed")
+
+
+def _inclusion(cert: dict, ctx: _Context) -> None:
+    e, inc = cert["entry"], cert["inclusion"]
+    if inc["leaf_index"] != e["seq"] - 1:
+        raise VerificationError(f"inclusion.leaf_index is {inc['leaf_index']}, but entry {e['seq']} is at leaf_index"
+                                f" {e['seq'] - 1} (leaves count from 0)")
+    if not merkle.verify_inclusion(bytes.fromhex(e["entry_hash"]), inc["leaf_index"], inc["tree_size"],
+                                   [bytes.fromhex(p) for p in inc["proof"]], bytes.fromhex(inc["root"])):
+        raise VerificationError(f"the inclusion proof does not lead from entry {e['seq']}'s hash to the root"
+                                f" {inc['root'][:16]}… of {inc['tree_size']} entries: a proof step, the tree"
+                                " size, the root or the entry hash was changed")
+
+
+def _receipt(cert: dict, ctx: _Context) -> None:
+    a, inc = cert.get("anchor"), cert["inclusion"]
+    if a is None:
+        raise VerificationError("the certificate has no anchor receipt: the ledger was not anchored when it was"
+                                " issued", hint="anchor the ledger (provenance anchor) and issue a new certificate")
+    if (a["root"], a["size"]) != (inc["root"], inc["tree_size"]):
+        raise VerificationError(f"the anchor receipt is for root {a['root'][:16]}… of {a['size']} entries, not the"
+                                f" checkpoint root {inc['root'][:16]}… of {inc['tree_size']} entries the inclusion"
+                                " proof leads to")
+    chain_id = cert["registration"]["domain"].get("chainId")
+    if a["chain_id"] != chain_id:
+        raise VerificationError(f"the anchor receipt is on chain {a['chain_id']}, but the signature is bound to"
+                                f" chain {chain_id}")
+
+
+def _on_chain(cert: dict, ctx: _Context) -> None:
+    """eth_call and receipt lookups to the node given, and to no other."""
+    from web3 import Web3
+
+    from .chain import REGISTRY, artifact
+
+    a = cert["anchor"]
+    w3 = ctx.w3
+    where = ctx.rpc_url or "the given node"
+    try:
+        if w3 is None:
+            from .chain import _http_web3
+
+            w3 = _http_web3(ctx.rpc_url)
+        chain_id = w3.eth.chain_id
+    except Exception as e:
+        raise VerificationError(f"no Ethereum node answers at {where} ({type(e).__name__})",
+                                hint="check --rpc-url, or verify offline without it") from None
+    if chain_id != a["chain_id"]:
+        raise VerificationError(f"the node at {where} serves chain {chain_id}, but the anchor is on chain"
+                                f" {a['chain_id']}")
+    try:
+        receipt = w3.eth.get_transaction_receipt(a["tx_hash"])
+    except Exception:  # web3 raises TransactionNotFound, or a validation error for a malformed hash
+        receipt = None
+    if receipt is None:
+        raise VerificationError(f"transaction {a['tx_hash']} of the anchor receipt is not on chain {chain_id}")
+    contract = Web3.to_checksum_address(a["contract"])
+    if receipt["status"] != 1 or str(receipt.get("to") or "").lower() != contract.lower():
+        raise VerificationError(f"transaction {a['tx_hash']} is not a successful call to the registry {contract}")
+    if receipt["blockNumber"] != a["block_number"]:
+        raise VerificationError(f"transaction {a['tx_hash']} was mined in block {receipt['blockNumber']}, not in"
+                                f" block {a['block_number']} as the anchor receipt says")
+    registry = w3.eth.contract(address=contract, abi=artifact(REGISTRY)["abi"])
+    root = bytes.fromhex(a["root"])
+    events = registry.events.Anchored().process_receipt(receipt)
+    if not any(bytes(ev["args"]["root"]) == root for ev in events):
+        raise VerificationError(f"transaction {a['tx_hash']} did not anchor root {a['root'][:16]}…")
+    anchored_at = registry.functions.anchoredAt(root).call()
+    if anchored_at == 0:
+        raise VerificationError(f"root {a['root'][:16]}… is not anchored in the registry {contract}")
+    if anchored_at != a["block_timestamp"]:
+        raise VerificationError(f"the registry dates root {a['root'][:16]}… at {anchored_at}, not at"
+                                f" {a['block_timestamp']} as the anchor receipt says")
+    ctx.notes["on_chain"] = True
+
+
+def _image(cert: dict, ctx: _Context) -> None:
+    from .index import Index
+    from .matching import THRESHOLDS, find_matches
+
+    record = cert["entry"]["payload"]["record"]
+    stored = {f["algorithm"]: Fingerprint(f["algorithm"], f["value"], f.get("quality"))
+              for f in cert["entry"]["payload"]["fingerprints"]}
+    signed_sha = str(record["sha256"]).removeprefix("0x").lower()
+    if hashlib.sha256(ctx.image_bytes).hexdigest() == signed_sha:
+        ctx.notes["image"] = "identical file bytes (SHA-256)"
+        return
+    try:
+        query = fingerprint(ctx.image_bytes, variants=True)
+    except ProvenanceError as e:
+        raise VerificationError(f"the image cannot be read: {e.message}") from None
+    work = Work(cert["work_id"], signed_sha, record["title"], record["artist"], record["license"], record["width"],
+                record["height"], record["created"], "", record["registrant"], "", cert["entry"]["seq"], stored)
+    matches = find_matches(query, Index([work]))
+    if matches:
+        from .matching import explain
+
+        ctx.notes["image"] = explain(matches[0])
+        return
+    distances = []
+    for algorithm, variants in ((PDQ, query.pdq_variants), (PHASH, query.phash_variants)):
+        if algorithm in stored:
+            d = min(hamming(v, stored[algorithm].value) for v in variants)
+            distances.append(f"{algorithm} distance {d}/{BITS[algorithm]}, threshold {THRESHOLDS[algorithm]}")
+    raise VerificationError(f"the image is not work #{cert['work_id']}: its SHA-256 differs and no fingerprint is"
+                            f" close enough ({'; '.join(distances) or 'no comparable fingerprint'})")
+
+
+FORMAT_POLICIES: tuple[Policy, ...] = (_format_version, _fields, _hash)
+POLICIES: dict[str, tuple[Policy, ...]] = {
+    "signed": (_domain, _signature, _signed_fingerprints),
+    "included": (_entry, _inclusion),
+    "anchored": (_receipt,),
+    "image": (_image,),
+}
+
+
+def _run(policies: tuple[Policy, ...], cert: dict, ctx: _Context) -> str | None:
+    """None when every policy passed, else the failure message. An empty policy set is an error, not a pass."""
+    if not policies:
+        raise ValueError("an empty policy set verifies nothing")
+    for policy in policies:
+        try:
+            policy(cert, ctx)
+        except VerificationError as e:
+            return e.diagnostics()
+        except (KeyError, TypeError, ValueError, AttributeError) as e:  # a value of the wrong shape inside a field
+            return f"the certificate holds a malformed value ({type(e).__name__}: {e})"
+    return None
+
+
+def _success(level: str, cert: dict, ctx: _Context) -> str:
+    e, inc, a = cert["entry"], cert["inclusion"], cert.get("anchor")
+    if level == "signed":
+        return (f"EIP-712 signature by the registrant {ctx.notes['signer']}, bound to chain"
+                f" {cert['registration']['domain']['chainId']}")
+    if level == "included":
+        return f"entry {e['seq']} is leaf {inc['leaf_index'] + 1} of {inc['tree_size']} under root {inc['root'][:16]}…"
+    if level == "anchored":
+        where = (f"root {a['root'][:16]}… anchored in block {a['block_number']} (tx {a['tx_hash'][:18]}…) on chain"
+                 f" {a['chain_id']}")
+        return (f"found on chain: {where}" if ctx.notes.get("on_chain") else
+                f"receipt consistent: {where}; not checked on chain (give an RPC URL)")
+    return ctx.notes["image"]
+
+
+def verify_certificate(cert: Any, *, image_bytes: bytes | None = None, rpc_url: str | None = None,
+                       w3=None) -> VerificationResult:
+    """Check a certificate offline, and on chain when `rpc_url` (or a web3 instance `w3`) is given.
+
+    Never raises for a bad certificate: every failure is a failed check naming what is wrong. The anchored level
+    is checked when the certificate carries a receipt or a chain is given; the image level when bytes are given.
+    """
+    ctx = _Context(image_bytes=image_bytes, w3=w3, rpc_url=rpc_url)
+    failure = _run(FORMAT_POLICIES, cert, ctx)
+    if failure:
+        checks = (Check("format", FAILED, failure),
+                  *(Check(level, SKIPPED, "not checked: the certificate is malformed") for level in LEVELS))
+        return VerificationResult(None, None, None, None, checks)
+    online = rpc_url is not None or w3 is not None
+    requested = {"signed": True, "included": True, "anchored": cert.get("anchor") is not None or online,
+                 "image": image_bytes is not None}
+    skipped = {"anchored": "not anchored: the certificate has no anchor receipt",
+               "image": "not requested (give an image)"}
+    checks = [Check("format", PASSED, f"{FORMAT}, certificate hash {cert['certificate_hash'][:16]}…")]
+    for level in LEVELS:
+        if not requested[level]:
+            checks.append(Check(level, SKIPPED, skipped[level]))
+            continue
+        policies = POLICIES[level] + ((_on_chain,) if level == "anchored" and online else ())
+        failure = _run(policies, cert, ctx)
+        checks.append(Check(level, FAILED, failure) if failure else Check(level, PASSED, _success(level, cert, ctx)))
+    record = cert["entry"]["payload"]["record"]
+    return VerificationResult(cert["certificate_hash"], cert["work_id"], record.get("title"),
+                              record.get("registrant"), tuple(checks))
