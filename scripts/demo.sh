@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The main job on the embedded defaults, in a throw-away home (.demo/): register the example works, scan the
-# sample feed, show the matches, verify the ledger. Run through `make demo`.
+# sample feed, show the matches, verify the ledger, anchor it on the managed local chain, issue a certificate and
+# verify it against a reposted copy. Run through `make demo`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$PWD/.venv/bin:$PATH"
@@ -19,3 +20,5 @@ run provenance selftest
 run provenance anchor
 run provenance anchors list
 run provenance chain status
+run provenance certificate 1 -o "$PROVENANCE_HOME/certificate-1.json"
+run provenance verify "$PROVENANCE_HOME/certificate-1.json" --image examples/feed/post_04.jpg
