@@ -10,7 +10,8 @@ import click
 from tqdm import tqdm
 
 import provenance
-from provenance import anchoring, certificates, chain as chain_mod, config, keys, nft, selftest as selftest_mod
+from provenance import (anchoring, certificate_html, certificates, chain as chain_mod, config, keys, nft,
+                        selftest as selftest_mod)
 from provenance.errors import KeystoreError, ProvenanceError, UsageError
 from provenance.imaging import read_bytes
 from provenance.ledger import Ledger
@@ -95,6 +96,52 @@ def key_list(as_json):
             _emit_json({"name": k.name, "address": k.address, "path": str(k.path)})
         else:
             click.echo(f"{k.name:20}  {k.address}  {k.path}")
+
+
+KEYSTORE_PASSPHRASE_ENV = "PROVENANCE_KEYSTORE_PASSPHRASE"
+
+
+def _secret(prompt: str) -> str:
+    """A secret from a hidden prompt on a terminal, else the first line of stdin: never from argv."""
+    if sys.stdin.isatty():
+        return click.prompt(prompt, hide_input=True)
+    return sys.stdin.readline().strip()
+
+
+@key.command("import")
+@click.option("--name", required=True, help="Your name as the artist; also names the key.")
+@click.option("--keystore", "keystore_file", type=click.Path(exists=True, dir_okay=False),
+              help="Import this keystore v3 file (its passphrase: a prompt or $PROVENANCE_KEYSTORE_PASSPHRASE).")
+def key_import(name, keystore_file):
+    """Import an existing key: its private key (hex) from stdin or a hidden prompt, or a keystore file.
+
+    The key is stored encrypted with the provenance passphrase, like a new one.
+    """
+    if keystore_file:
+        source = os.environ.get(KEYSTORE_PASSPHRASE_ENV)
+        if source is None:
+            if not sys.stdin.isatty():
+                raise KeystoreError("the keystore file's passphrase is needed",
+                                    hint=f"set {KEYSTORE_PASSPHRASE_ENV} or run in a terminal")
+            source = click.prompt("Passphrase of the keystore file", hide_input=True)
+        info = keys.import_key(config.keys_dir(), name, _passphrase(confirm=True), keystore=keystore_file,
+                               keystore_passphrase=source)
+    else:
+        private_key = _secret("Private key (hex)")
+        info = keys.import_key(config.keys_dir(), name, _passphrase(confirm=True), private_key=private_key)
+    click.echo(f"imported key {info.name!r}  address {info.address}\n  stored encrypted in {info.path}")
+
+
+@key.command("export-public")
+@click.argument("name", required=False)
+@click.option("--json", "as_json", is_flag=True, help="JSON output.")
+def key_export_public(name, as_json):
+    """Show what may be shared of key NAME (default: the only key): its name and address, never the secret."""
+    public = keys.export_public(config.keys_dir(), name)
+    if as_json:
+        _emit_json(public)
+    else:
+        click.echo(f"{public['name']}  {public['address']}")
 
 
 # -- register --------------------------------------------------------------------------------------------------
@@ -376,17 +423,31 @@ def mint(ctx, work_id, royalty, rpc_url, mainnet, key_name, as_json):
 # -- certificates ----------------------------------------------------------------------------------------------
 @cli.command()
 @click.argument("work_id", type=int)
-@click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True), required=True,
+@click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True),
               help="Where to write the certificate (JSON).")
+@click.option("--html", "html_path", type=click.Path(dir_okay=False, writable=True),
+              help="Where to write the certificate as a web page (self-contained HTML with a QR code).")
+@click.option("--image", type=click.Path(exists=True, dir_okay=False),
+              help="The registered file, shown as a thumbnail on the --html page (any other file is refused).")
 @click.pass_context
-def certificate(ctx, work_id, output):
+def certificate(ctx, work_id, output, html_path, image):
     """Write the ownership certificate of WORK_ID: a file anyone can check with `provenance verify`."""
+    if not output and not html_path:
+        raise UsageError("nowhere to write the certificate", hint="give -o cert.json, --html cert.html, or both")
+    if image and not html_path:
+        raise UsageError("--image only adds a thumbnail to the --html page", hint="add --html cert.html")
     cert = certificates.issue_certificate(_ledger(ctx), work_id)
-    with open(output, "w", encoding="utf-8") as f:
-        f.write(json.dumps(cert, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
+    page = certificate_html.certificate_page(cert, read_bytes(image) if image else None) if html_path else None
+    if output:
+        with open(output, "w", encoding="utf-8") as f:
+            f.write(json.dumps(cert, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
+    if page is not None:
+        with open(html_path, "w", encoding="utf-8") as f:
+            f.write(page)
     anchored = (f"anchored in block {cert['anchor']['block_number']} on chain {cert['anchor']['chain_id']}"
                 if cert["anchor"] else "not anchored yet (run `provenance anchor`, then issue it again)")
-    click.echo(f"wrote certificate of work #{work_id} to {output}: hash {cert['certificate_hash']}, {anchored}")
+    where = " and ".join(p for p in (output, html_path) if p)
+    click.echo(f"wrote certificate of work #{work_id} to {where}: hash {cert['certificate_hash']}, {anchored}")
 
 
 _MARK = {"passed": "ok  ", "failed": "FAIL", "skipped": "--  "}

@@ -174,3 +174,86 @@ def test_cli_register_with_wrong_passphrase(home, monkeypatch, works_dir, tmp_pa
     assert "wrong passphrase for key 'Aigerim'" in result.stderr
     assert isinstance(result.exception, SystemExit)
     assert runner.invoke(cli, ["--ledger", ledger, "works", "list"]).stdout == ""
+
+
+# -- import and export-public --------------------------------------------------------------------------------------
+PRIVATE_HEX = "4c0883a69102937d6231471b5dbb6204fe5129617082792ae468d01a3f362318"  # a well-known test key
+
+
+def test_imported_key_signs_registrations_that_verify(keys_dir, ledger, works_dir):
+    import provenance
+    from provenance.certificates import issue_certificate, verify_certificate
+
+    info = keys.import_key(keys_dir, "Bolat", PASSPHRASE, private_key="0x" + PRIVATE_HEX + "\n")
+    account = keys.unlock(info, PASSPHRASE)
+    assert account.key.hex().removeprefix("0x") == PRIVATE_HEX
+    assert PRIVATE_HEX not in info.path.read_text().lower()
+    assert json.loads(info.path.read_text())["crypto"]["kdf"] == "scrypt"
+
+    [r] = provenance.register(ledger, [works_dir / "brush-abstract.jpg"], account, artist="Bolat", workers=1).results
+    result = verify_certificate(issue_certificate(ledger, r.work_id))
+    assert result.ok and result.registrant == info.address
+
+
+def test_import_keystore_re_encrypts_under_the_provenance_passphrase(tmp_path, keys_dir):
+    from eth_account import Account
+
+    source = tmp_path / "wallet.json"
+    source.write_text(json.dumps(Account.encrypt(bytes.fromhex(PRIVATE_HEX), "wallet pass", kdf="pbkdf2")))
+
+    with pytest.raises(KeystoreError, match="wrong passphrase for the keystore file"):
+        keys.import_key(keys_dir, "Bolat", PASSPHRASE, keystore=source, keystore_passphrase="nope")
+    info = keys.import_key(keys_dir, "Bolat", PASSPHRASE, keystore=source, keystore_passphrase="wallet pass")
+
+    assert json.loads(info.path.read_text())["crypto"]["kdf"] == "scrypt"
+    assert keys.unlock(info, PASSPHRASE).key.hex().removeprefix("0x") == PRIVATE_HEX
+    with pytest.raises(KeystoreError, match="already stored as 'Bolat'"):  # one key, one name
+        keys.import_key(keys_dir, "Bolat 2", PASSPHRASE, private_key=PRIVATE_HEX)
+
+
+@pytest.mark.parametrize("bad", ["", "12" * 31, "zz" * 32, "00" * 32, "ff" * 32])
+def test_import_refuses_a_bad_private_key_without_quoting_it(keys_dir, bad):
+    with pytest.raises(KeystoreError) as info:
+        keys.import_key(keys_dir, "Bolat", PASSPHRASE, private_key=bad)
+    assert "private key" in info.value.message
+    assert not bad or bad not in info.value.diagnostics()
+    assert [k.name for k in keys.list_keys(keys_dir)] == ["Aigerim"]
+
+
+def test_cli_key_import_reads_the_private_key_from_stdin_and_never_prints_it(home):
+    result = CliRunner().invoke(cli, ["key", "import", "--name", "Bolat"], input=PRIVATE_HEX + "\n")
+
+    assert result.exit_code == 0, result.output
+    info = keys.find_key(home / "keys", "Bolat")
+    assert f"imported key 'Bolat'  address {info.address}" in result.stdout
+    assert PRIVATE_HEX not in result.output
+
+    exported = CliRunner().invoke(cli, ["key", "export-public", "Bolat", "--json"])
+    assert exported.exit_code == 0
+    assert json.loads(exported.stdout) == {"name": "Bolat", "address": info.address}
+    assert PRIVATE_HEX not in exported.output
+    plain = CliRunner().invoke(cli, ["key", "export-public", "bolat"])
+    assert plain.stdout == f"Bolat  {info.address}\n"
+
+
+def test_cli_key_import_keystore(home, tmp_path, monkeypatch):
+    from eth_account import Account
+
+    source = tmp_path / "wallet.json"
+    source.write_text(json.dumps(Account.encrypt(bytes.fromhex(PRIVATE_HEX), "wallet pass", kdf="pbkdf2")))
+
+    missing = CliRunner().invoke(cli, ["key", "import", "--name", "Bolat", "--keystore", str(source)])
+    assert missing.exit_code == 2 and "PROVENANCE_KEYSTORE_PASSPHRASE" in missing.stderr
+
+    monkeypatch.setenv("PROVENANCE_KEYSTORE_PASSPHRASE", "wallet pass")
+    result = CliRunner().invoke(cli, ["key", "import", "--name", "Bolat", "--keystore", str(source)])
+    assert result.exit_code == 0, result.output
+    assert keys.unlock(keys.find_key(home / "keys", "Bolat"), PASSPHRASE).key.hex().removeprefix("0x") == PRIVATE_HEX
+
+
+def test_key_import_takes_no_secret_on_the_command_line():
+    """Only --name and --keystore (a file path): a private key in argv would show in `ps` and shell history."""
+    command = cli.commands["key"].commands["import"]
+    assert {p.name for p in command.params} == {"name", "keystore_file"}
+    assert isinstance(next(p for p in command.params if p.name == "keystore_file").type, click.Path)
+    assert {p.name for p in cli.commands["key"].commands["export-public"].params} == {"name", "as_json"}
