@@ -215,9 +215,11 @@ def works_list(ctx, as_json):
 @click.pass_context
 def works_show(ctx, work_id, as_json):
     """Show one work with its fingerprints and signature."""
-    w = _ledger(ctx).work(work_id)
+    ledger = _ledger(ctx)
+    w = ledger.work(work_id)
+    owner, history = ledger.owner(work_id), ledger.history(work_id)
     if as_json:
-        _emit_json(_work_dict(w))
+        _emit_json({**_work_dict(w), "owner": owner, "transfers": [asdict(t) for t in history]})
         return
     for label, value in [("work", f"#{w.id}"), ("title", w.title), ("artist", w.artist), ("license", w.license),
                          ("size", f"{w.width}x{w.height}"), ("created", w.created),
@@ -229,6 +231,23 @@ def works_show(ctx, work_id, as_json):
         click.echo(f"{alg:>14}: {f.value}{quality}")
     for c in w.prior_claims:
         click.echo(f"{'prior claim':>14}: work #{c['work_id']} ({c['signal']} distance {c['distance']})")
+    click.echo(f"{'owner':>14}: {owner}")
+    for t in history:
+        click.echo(f"{'transfer':>14}: {t.from_address} -> {t.to_address} at {t.recorded_at}"
+                   f" (ledger entry {t.entry_seq})")
+
+
+@cli.command()
+@click.argument("work_id", type=int)
+@click.option("--to", "to_address", required=True, help="The new owner's Ethereum address.")
+@click.option("--key", "key_name", help="Signing key name of the current owner (default: the only key).")
+@click.pass_context
+def transfer(ctx, work_id, to_address, key_name):
+    """Transfer work WORK_ID to a new owner: a record signed by the current owner's key, appended to the ledger."""
+    ledger = _ledger(ctx)
+    account = keys.unlock(keys.find_key(config.keys_dir(), key_name), _passphrase())
+    t = ledger.append_transfer(work_id, to_address, account)
+    click.echo(f"transferred work #{work_id} from {t.from_address} to {t.to_address} (ledger entry {t.entry_seq})")
 
 
 # -- scan ------------------------------------------------------------------------------------------------------
@@ -472,10 +491,13 @@ def verify(path, image, rpc_url, as_json):
     r = certificates.verify_certificate(cert, image_bytes=image_bytes, rpc_url=rpc_url)
     if as_json:
         _emit_json({"ok": r.ok, "level": r.level, "certificate_hash": r.certificate_hash, "work_id": r.work_id,
-                    "title": r.title, "registrant": r.registrant, "checks": [asdict(c) for c in r.checks]})
+                    "title": r.title, "registrant": r.registrant, "owner": r.owner,
+                    "checks": [asdict(c) for c in r.checks]})
     else:
         if r.work_id is not None:
             click.echo(f"certificate of work #{r.work_id} {r.title!r}, registrant {r.registrant}")
+            if r.owner and r.owner.lower() != str(r.registrant).lower():
+                click.echo(f"owner (after the certificate's transfers): {r.owner}")
         for c in r.checks:
             click.echo(f"{_MARK[c.status]} {c.level:<9} {c.reason}")
         click.echo(f"{'verified' if r.ok else 'NOT verified'}: level reached: {r.level or 'none'}")

@@ -283,10 +283,13 @@ def _registry_abi() -> list:
     return artifact(REGISTRY)["abi"]
 
 
-def inclusion_proof(ledger: Ledger, work_id: int, *, chain_id: int | None = None) -> InclusionProof:
-    """The Merkle inclusion proof of a work's entry against the earliest recorded anchor that covers it."""
+def inclusion_proof(ledger: Ledger, work_id: int, *, chain_id: int | None = None,
+                    covering_seq: int | None = None) -> InclusionProof:
+    """The Merkle inclusion proof of a work's entry against the earliest recorded anchor that covers it (and
+    entry `covering_seq` too, when given: a certificate proves a work's transfers to the same root)."""
     work = ledger.work(work_id)
-    covering = [a for a in anchors(ledger) if a.size >= work.entry_seq and chain_id in (None, a.chain_id)]
+    need = max(work.entry_seq, covering_seq or 0)
+    covering = [a for a in anchors(ledger) if a.size >= need and chain_id in (None, a.chain_id)]
     if not covering:
         raise UsageError(f"work #{work_id} (ledger entry {work.entry_seq}) is not anchored yet",
                          hint="anchor the ledger with: provenance anchor")

@@ -10,8 +10,10 @@ twice, so nothing can disagree with a copy of itself.
 policies that return nothing or raise `VerificationError` with a message naming what is wrong:
 
   format    the version, the fields, the certificate hash
-  signed    the signature recovers the record's registrant; the shown fingerprints are the signed ones
-  included  the entry hash recomputed from its fields; the inclusion proof leads from it to the checkpoint root
+  signed    the signature recovers the record's registrant; the shown fingerprints are the signed ones; each
+            transfer is signed by the owner at that point (registrant, then each transfer's `to`)
+  included  the entry hash recomputed from its fields; the inclusion proof leads from it to the checkpoint root;
+            so do each transfer entry's hash and proof, to the same root
   anchored  offline: the receipt is for that root and size, on the signature's chain; online (rpc_url / w3): the
             transaction is on chain in that block and ProvenanceRegistry.anchoredAt(root) is its block's time
   image     the given bytes are the work: identical SHA-256, or a perceptual match (distance and transform)
@@ -54,20 +56,31 @@ def issue_certificate(ledger: Ledger, work_id: int) -> dict:
     seq, kind, entry_work, recorded_at, payload, prev_hash, stored_hash = ledger.conn.execute(
         "SELECT seq, kind, work_id, recorded_at, payload, prev_hash, entry_hash FROM entries WHERE seq = ?",
         (work.entry_seq,)).fetchone()
+    transfer_seqs = [t.entry_seq for t in ledger.history(work_id)]
+    last_seq = max([seq, *transfer_seqs])
     receipt = None
     try:
-        proof = anchoring.inclusion_proof(ledger, work_id)
+        proof = anchoring.inclusion_proof(ledger, work_id, covering_seq=last_seq)
         size, root, path = proof.size, proof.root, proof.proof
         a = proof.anchor
         receipt = {"chain_id": a.chain_id, "contract": a.contract, "tx_hash": a.tx_hash,
                    "block_number": a.block_number, "block_timestamp": a.block_timestamp,
                    "root": a.root.removeprefix("0x"), "size": a.size}
     except UsageError:  # not anchored yet: prove inclusion in the newest checkpoint
-        if not any(cp.size >= seq for cp in ledger.checkpoints()):
+        if not any(cp.size >= last_seq for cp in ledger.checkpoints()):
             ledger.checkpoint()
         cp = ledger.checkpoints()[-1]
-        leaves = ledger.entry_hashes()[: cp.size]
-        size, root, path = cp.size, cp.root, [p.hex() for p in merkle.inclusion_proof(leaves, seq - 1)]
+        size, root = cp.size, cp.root
+        path = [p.hex() for p in merkle.inclusion_proof(ledger.entry_hashes()[:size], seq - 1)]
+    leaves = ledger.entry_hashes()[:size]
+    transfers = []
+    for t_seq in transfer_seqs:
+        t = ledger.conn.execute("SELECT seq, kind, work_id, recorded_at, payload, prev_hash, entry_hash FROM entries"
+                                " WHERE seq = ?", (t_seq,)).fetchone()
+        transfers.append({
+            "entry": {"seq": t[0], "kind": t[1], "work_id": t[2], "recorded_at": t[3], "payload": json.loads(t[4]),
+                      "prev_hash": t[5], "entry_hash": t[6]},
+            "leaf_index": t_seq - 1, "proof": [p.hex() for p in merkle.inclusion_proof(leaves, t_seq - 1)]})
     payload = json.loads(payload)
     typed = signing.typed_registration(payload["record"], payload.get("chain_id", ledger.chain_id))
     cert = {
@@ -80,6 +93,7 @@ def issue_certificate(ledger: Ledger, work_id: int) -> dict:
                   "payload": payload, "prev_hash": prev_hash, "entry_hash": stored_hash},
         "inclusion": {"leaf_index": seq - 1, "tree_size": size, "root": root, "proof": path},
         "anchor": receipt,
+        "transfers": transfers,
     }
     cert["certificate_hash"] = certificate_hash(cert)
     return cert
@@ -109,6 +123,8 @@ class VerificationResult:
     title: str | None
     registrant: str | None
     checks: tuple[Check, ...]
+    #: The owner after the certificate's transfers (the registrant when it has none); None when malformed.
+    owner: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -187,6 +203,25 @@ def _fields(cert: dict, ctx: _Context) -> None:
                                     ("anchor.block_timestamp", int, None), ("anchor.root", str, _HEX64),
                                     ("anchor.size", int, None)]:
             _require(cert, path, kind, pattern)
+    transfers = cert.get("transfers", [])
+    if not isinstance(transfers, list):
+        raise VerificationError(f"transfers has the wrong type ({type(transfers).__name__})")
+    for i, t in enumerate(transfers):
+        for path, kind, pattern in [
+            ("entry.seq", int, None), ("entry.kind", str, None), ("entry.recorded_at", str, None),
+            ("entry.payload.transfer", dict, None), ("entry.payload.signature", str, _HEX0X),
+            ("entry.payload.chain_id", int, None), ("entry.prev_hash", str, _HEX64),
+            ("entry.entry_hash", str, _HEX64), ("leaf_index", int, None), ("proof", list, None)]:
+            try:
+                _require(t, path, kind, pattern)
+            except VerificationError as e:
+                raise VerificationError(f"transfers[{i}]: {e.message}") from None
+        missing = [f["name"] for f in signing.TRANSFER_TYPE if f["name"] not in t["entry"]["payload"]["transfer"]]
+        if missing:
+            raise VerificationError(f"transfers[{i}].entry.payload.transfer lacks {', '.join(missing)}")
+        for j, step in enumerate(t["proof"]):
+            if not isinstance(step, str) or not _HEX64.match(step):
+                raise VerificationError(f"transfers[{i}].proof[{j}] is not a 64-digit lowercase hex hash")
     record = cert["entry"]["payload"]["record"]
     missing = [f["name"] for f in signing.REGISTRATION_TYPE if f["name"] not in record]
     if missing:
@@ -286,6 +321,61 @@ def _inclusion(cert: dict, ctx: _Context) -> None:
                                 " size, the root or the entry hash was changed")
 
 
+def _transfer_signatures(cert: dict, ctx: _Context) -> None:
+    """Each transfer is of this work, signed by its `from`, who owns the work at that point."""
+    record = cert["entry"]["payload"]["record"]
+    owner, sha, last_seq = str(record["registrant"]), str(record["sha256"]).removeprefix("0x").lower(), \
+        cert["entry"]["seq"]
+    for i, t in enumerate(cert.get("transfers", [])):
+        e, p = t["entry"], t["entry"]["payload"]
+        tr = p["transfer"]
+        where = f"transfers[{i}] (entry {e['seq']})"
+        if e["seq"] <= last_seq:
+            raise VerificationError(f"{where} is not after entry {last_seq}: transfers must follow the registration"
+                                    " and each other in ledger order")
+        last_seq = e["seq"]
+        if tr["workId"] != cert["work_id"] or str(tr["sha256"]).removeprefix("0x").lower() != sha:
+            raise VerificationError(f"{where} transfers work {tr['workId']} (sha256 {str(tr['sha256'])[:16]}…), not"
+                                    f" work {cert['work_id']} (sha256 {sha[:16]}…)")
+        if p["chain_id"] != cert["registration"]["domain"].get("chainId"):
+            raise VerificationError(f"{where} is signed for chain {p['chain_id']}, but the registration for chain"
+                                    f" {cert['registration']['domain'].get('chainId')}")
+        signer = signing.recover_transfer_signer(tr, p["signature"], p["chain_id"])
+        if signer is None:
+            raise VerificationError(f"{where}: the transfer signature is not a valid signature of a Transfer record")
+        if signer.lower() != str(tr["from"]).lower():
+            raise VerificationError(f"{where}: the transfer signature was made by {signer}, not by its sender"
+                                    f" {tr['from']}: the transfer record (workId, sha256, from, to, transferredAt)"
+                                    " or its signature was changed")
+        if signer.lower() != owner.lower():
+            raise VerificationError(f"{where}: {signer} transferred the work but did not own it: its owner at that"
+                                    f" point was {owner}")
+        owner = str(tr["to"])
+    ctx.notes["owner"] = owner
+
+
+def _transfer_inclusion(cert: dict, ctx: _Context) -> None:
+    """Each transfer entry hashes to its entry_hash and is in the same checkpoint as the registration."""
+    inc = cert["inclusion"]
+    for i, t in enumerate(cert.get("transfers", [])):
+        e = t["entry"]
+        where = f"transfers[{i}] (entry {e['seq']})"
+        if e["kind"] != "transfer" or e.get("work_id") != cert["work_id"]:
+            raise VerificationError(f"{where} is a {e['kind']!r} entry of work {e.get('work_id')}, not a transfer of"
+                                    f" work {cert['work_id']}")
+        actual = entry_hash(e["seq"], e["kind"], e.get("work_id"), e["recorded_at"], canonical_json(e["payload"]),
+                            e["prev_hash"])
+        if actual != e["entry_hash"]:
+            raise VerificationError(f"{where} hashes to {actual[:16]}…, not its entry_hash {e['entry_hash'][:16]}…:"
+                                    " a field of the transfer entry was changed")
+        if t["leaf_index"] != e["seq"] - 1:
+            raise VerificationError(f"{where} has leaf_index {t['leaf_index']}, not {e['seq'] - 1}")
+        if not merkle.verify_inclusion(bytes.fromhex(e["entry_hash"]), t["leaf_index"], inc["tree_size"],
+                                       [bytes.fromhex(p) for p in t["proof"]], bytes.fromhex(inc["root"])):
+            raise VerificationError(f"the inclusion proof of {where} does not lead to the root {inc['root'][:16]}… of"
+                                    f" {inc['tree_size']} entries: a proof step or the transfer entry was changed")
+
+
 def _receipt(cert: dict, ctx: _Context) -> None:
     a, inc = cert.get("anchor"), cert["inclusion"]
     if a is None:
@@ -382,8 +472,8 @@ def _image(cert: dict, ctx: _Context) -> None:
 
 FORMAT_POLICIES: tuple[Policy, ...] = (_format_version, _fields, _hash)
 POLICIES: dict[str, tuple[Policy, ...]] = {
-    "signed": (_domain, _signature, _signed_fingerprints),
-    "included": (_entry, _inclusion),
+    "signed": (_domain, _signature, _signed_fingerprints, _transfer_signatures),
+    "included": (_entry, _inclusion, _transfer_inclusion),
     "anchored": (_receipt,),
     "image": (_image,),
 }
@@ -406,10 +496,16 @@ def _run(policies: tuple[Policy, ...], cert: dict, ctx: _Context) -> str | None:
 def _success(level: str, cert: dict, ctx: _Context) -> str:
     e, inc, a = cert["entry"], cert["inclusion"], cert.get("anchor")
     if level == "signed":
+        n = len(cert.get("transfers", []))
+        owned = (f"; {n} transfer{'s' if n > 1 else ''}, each signed by the owner, to the current owner"
+                 f" {ctx.notes['owner']}" if n else "")
         return (f"EIP-712 signature by the registrant {ctx.notes['signer']}, bound to chain"
-                f" {cert['registration']['domain']['chainId']}")
+                f" {cert['registration']['domain']['chainId']}{owned}")
     if level == "included":
-        return f"entry {e['seq']} is leaf {inc['leaf_index'] + 1} of {inc['tree_size']} under root {inc['root'][:16]}…"
+        n = len(cert.get("transfers", []))
+        also = f" (and its {n} transfer entr{'ies' if n > 1 else 'y'})" if n else ""
+        return (f"entry {e['seq']}{also} is leaf {inc['leaf_index'] + 1} of {inc['tree_size']} under root"
+                f" {inc['root'][:16]}…")
     if level == "anchored":
         where = (f"root {a['root'][:16]}… anchored in block {a['block_number']} (tx {a['tx_hash'][:18]}…) on chain"
                  f" {a['chain_id']}")
@@ -445,5 +541,7 @@ def verify_certificate(cert: Any, *, image_bytes: bytes | None = None, rpc_url: 
         failure = _run(policies, cert, ctx)
         checks.append(Check(level, FAILED, failure) if failure else Check(level, PASSED, _success(level, cert, ctx)))
     record = cert["entry"]["payload"]["record"]
+    signed_ok = any(c.level == "signed" and c.status == PASSED for c in checks)
+    owner = ctx.notes.get("owner") if signed_ok else None
     return VerificationResult(cert["certificate_hash"], cert["work_id"], record.get("title"),
-                              record.get("registrant"), tuple(checks))
+                              record.get("registrant"), tuple(checks), owner)

@@ -1,7 +1,9 @@
 """The append-only, tamper-evident ledger: a plain SQLite file you can open in Datasette.
 
 Tables
-  entries      the log itself: one row per event, each hashing its predecessor (a hash chain)
+  entries      the log itself: one row per event, each hashing its predecessor (a hash chain). Kinds:
+               `register` (a signed registration) and `transfer` (the current owner's signed hand-over of a
+               work to a new address; the owner is derived from these entries, `works.registrant` never changes)
   works        one row per registered work, a projection of its `register` entry (for humans and queries)
   fingerprints one row per (work, algorithm id)
   local_features the ORB blob of each work; its SHA-256 is the `orb/2` fingerprint value in the entry
@@ -35,7 +37,7 @@ import sqlite_utils
 from . import merkle
 from .errors import LedgerError, TamperedLedgerError, UsageError
 from .fingerprints import Fingerprint
-from .signing import DEFAULT_CHAIN_ID, recover_registrant
+from .signing import DEFAULT_CHAIN_ID, recover_registrant, recover_transfer_signer, sign_transfer
 
 SCHEMA_VERSION = 1
 #: Signals stored as blobs in `local_features`; the entry records their SHA-256 as the fingerprint value.
@@ -74,6 +76,18 @@ class Work:
     entry_seq: int
     fingerprints: dict[str, Fingerprint] = field(default_factory=dict)
     prior_claims: list[dict] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Transfer:
+    """One signed hand-over of a work, as recorded in a `transfer` entry."""
+    work_id: int
+    entry_seq: int
+    from_address: str
+    to_address: str
+    transferred_at: int  # Unix seconds, signed
+    recorded_at: str
+    signature: str
 
 
 @dataclass(frozen=True)
@@ -262,6 +276,56 @@ class Ledger:
                           [(work_id, alg, data) for alg, data in (blobs or {}).items()])
             return Appended(work_id, created=True)
 
+    def append_transfer(self, work_id: int, to_address: str, signer_account) -> Transfer:
+        """Transfer `work_id` to `to_address`, signed by `signer_account`, which must be the work's current owner
+        (its registrant, or the recipient of its latest transfer). One IMMEDIATE transaction: the owner check and
+        the append cannot race another transfer."""
+        from eth_utils import is_address, to_checksum_address
+
+        if not isinstance(to_address, str) or not is_address(to_address):
+            raise UsageError(f"{to_address!r} is not an Ethereum address", hint="give --to 0x followed by 40 hex digits")
+        to = to_checksum_address(to_address)
+        with self.transaction() as c:
+            row = c.execute("SELECT sha256, registrant FROM works WHERE id = ?", (work_id,)).fetchone()
+            if row is None:
+                raise UsageError(f"no work with id {work_id}", hint="list works with: provenance works list")
+            sha256, registrant = row
+            current = self._owner(c, work_id, registrant)
+            signer = signer_account.address
+            if signer.lower() != current.lower():
+                raise UsageError(f"key {signer} does not own work #{work_id}: its current owner is {current}",
+                                 hint="only the current owner's key can transfer it")
+            if to.lower() == current.lower():
+                raise UsageError(f"work #{work_id} already belongs to {current}")
+            record = {"workId": work_id, "sha256": sha256, "from": to_checksum_address(current), "to": to,
+                      "transferredAt": int(datetime.now(timezone.utc).timestamp())}
+            signature = sign_transfer(signer_account, record, self.chain_id)
+            payload = {"transfer": record, "signature": signature, "chain_id": self.chain_id}
+            seq = self._append_entry(c, "transfer", work_id, payload)
+            at = c.execute("SELECT recorded_at FROM entries WHERE seq = ?", (seq,)).fetchone()[0]
+            return Transfer(work_id, seq, record["from"], to, record["transferredAt"], at, signature)
+
+    @staticmethod
+    def _owner(c: sqlite3.Connection, work_id: int, registrant: str) -> str:
+        row = c.execute("SELECT payload FROM entries WHERE kind = 'transfer' AND work_id = ? ORDER BY seq DESC"
+                        " LIMIT 1", (work_id,)).fetchone()
+        return json.loads(row[0])["transfer"]["to"] if row else registrant
+
+    def owner(self, work_id: int) -> str:
+        """The work's current owner: the `to` of its latest transfer, else its registrant."""
+        return self._owner(self.conn, work_id, self.work(work_id).registrant)
+
+    def history(self, work_id: int) -> list[Transfer]:
+        """The work's transfers, oldest first."""
+        self.work(work_id)  # a UsageError for an unknown work
+        out = []
+        for seq, at, text in self.conn.execute("SELECT seq, recorded_at, payload FROM entries WHERE kind = 'transfer'"
+                                               " AND work_id = ? ORDER BY seq", (work_id,)):
+            p = json.loads(text)
+            t = p["transfer"]
+            out.append(Transfer(work_id, seq, t["from"], t["to"], t["transferredAt"], at, p["signature"]))
+        return out
+
     def _append_entry(self, c: sqlite3.Connection, kind: str, work_id: int | None, payload: dict) -> int:
         last = c.execute("SELECT seq, entry_hash FROM entries ORDER BY seq DESC LIMIT 1").fetchone()
         seq, prev = (last[0] + 1, last[1]) if last else (1, GENESIS)
@@ -317,6 +381,7 @@ class Ledger:
         chain_id = self.chain_id
         prev, expected_seq, leaves = GENESIS, 1, []
         work_entries: dict[int, tuple[int, dict]] = {}
+        owners: dict[int, str] = {}
         rows = self.conn.execute("SELECT seq, kind, work_id, recorded_at, payload, prev_hash, entry_hash"
                                  " FROM entries ORDER BY seq")
         for seq, kind, work_id, at, text, prev_hash, stored in rows:
@@ -342,6 +407,11 @@ class Ledger:
                                               f" {len(work_entries) + 1}", seq)
                 self._verify_registration(seq, payload, chain_id)
                 work_entries[work_id] = (seq, payload)
+                owners[work_id] = str(payload["record"]["registrant"])
+            elif kind == "transfer":
+                owners[work_id] = self._verify_transfer(seq, work_id, payload, chain_id, work_entries, owners)
+            else:
+                raise TamperedLedgerError(f"entry {seq} has unknown kind {kind!r} (added outside provenance)", seq)
             prev, expected_seq = stored, expected_seq + 1
             leaves.append(bytes.fromhex(stored))
 
@@ -382,6 +452,28 @@ class Ledger:
             signer = None
         if signer is None or signer.lower() != str(record.get("registrant", "")).lower():
             raise TamperedLedgerError(f"entry {seq}: signature does not match the registrant", seq)
+
+    @staticmethod
+    def _verify_transfer(seq: int, work_id, payload: dict, chain_id: int, work_entries: dict,
+                         owners: dict[int, str]) -> str:
+        """Check a transfer entry against the chain so far; returns the new owner."""
+        if work_id not in work_entries:
+            raise TamperedLedgerError(f"entry {seq} transfers work {work_id}, which is not registered before it", seq)
+        t = payload.get("transfer")
+        if not isinstance(t, dict) or t.get("workId") != work_id:
+            raise TamperedLedgerError(f"entry {seq}: the transfer record is not for work {work_id}", seq)
+        registered = str(work_entries[work_id][1]["record"]["sha256"]).removeprefix("0x").lower()
+        if str(t.get("sha256", "")).removeprefix("0x").lower() != registered:
+            raise TamperedLedgerError(f"entry {seq}: the transfer names sha256 {str(t.get('sha256'))[:16]}…, not"
+                                      f" that of work {work_id}", seq)
+        signer = recover_transfer_signer(t, payload.get("signature", ""), payload.get("chain_id", chain_id))
+        if signer is None or signer.lower() != str(t.get("from", "")).lower():
+            raise TamperedLedgerError(f"entry {seq}: transfer signature does not match its sender {t.get('from')}",
+                                      seq)
+        if signer.lower() != owners[work_id].lower():
+            raise TamperedLedgerError(f"entry {seq}: work {work_id} is transferred by {signer}, who does not own it"
+                                      f" (its owner at that point is {owners[work_id]})", seq)
+        return str(t["to"])
 
     def _verify_projection(self, work_entries: dict[int, tuple[int, dict]]) -> None:
         cols = [d[1] for d in self.conn.execute("PRAGMA table_info(works)")]

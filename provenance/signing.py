@@ -62,3 +62,39 @@ def recover_registrant(record: dict[str, Any], signature: str, chain_id: int) ->
             encode_typed_data(full_message=typed_registration(record, chain_id)), signature=signature)
     except Exception:  # eth_account raises several unrelated types for garbage signatures
         return None
+
+
+TRANSFER_TYPE = [
+    {"name": "workId", "type": "uint256"},
+    {"name": "sha256", "type": "bytes32"},
+    {"name": "from", "type": "address"},
+    {"name": "to", "type": "address"},
+    {"name": "transferredAt", "type": "uint64"},
+]
+
+
+def typed_transfer(record: dict[str, Any], chain_id: int) -> dict[str, Any]:
+    """The full EIP-712 message for a transfer record (field names as in TRANSFER_TYPE), same domain."""
+    message = {f["name"]: record[f["name"]] for f in TRANSFER_TYPE}
+    message["sha256"] = "0x" + str(message["sha256"]).removeprefix("0x")
+    return {
+        "types": {"EIP712Domain": _DOMAIN_TYPE, "Transfer": TRANSFER_TYPE},
+        "primaryType": "Transfer",
+        "domain": {"name": DOMAIN_NAME, "version": DOMAIN_VERSION, "chainId": chain_id},
+        "message": message,
+    }
+
+
+def sign_transfer(account: LocalAccount, record: dict[str, Any], chain_id: int) -> str:
+    """Sign a transfer record with `account` (the current owner); returns the 65-byte signature as 0x-hex."""
+    signed = account.sign_message(encode_typed_data(full_message=typed_transfer(record, chain_id)))
+    return "0x" + signed.signature.hex().removeprefix("0x")
+
+
+def recover_transfer_signer(record: dict[str, Any], signature: str, chain_id: int) -> str | None:
+    """The address that signed the transfer `record`, or None when the record or signature is malformed."""
+    try:
+        return Account.recover_message(
+            encode_typed_data(full_message=typed_transfer(record, chain_id)), signature=signature)
+    except Exception:  # eth_account raises several unrelated types for garbage
+        return None
