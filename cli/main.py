@@ -154,15 +154,19 @@ def key_export_public(name, as_json):
 @click.option("--title-from-filename", is_flag=True, help="Title from the file name: 'sunset_hills.jpg' -> 'Sunset Hills'.")
 @click.option("--created", help="Creation date of the work(s), e.g. 2024-05-01 (default: the file's date).")
 @click.option("--workers", type=int, help="Worker processes (default: all cores).")
+@click.option("--private", is_flag=True,
+              help="Unpublished work: record only a salted commitment (no title, no fingerprints); publish it later"
+                   " with: provenance reveal COMMITMENT.")
 @click.option("--json", "as_json", is_flag=True, help="JSON Lines output, one object per file.")
 @click.pass_context
-def register(ctx, paths, key_name, artist, license_, title, title_from_filename, created, workers, as_json):
+def register(ctx, paths, key_name, artist, license_, title, title_from_filename, created, workers, private, as_json):
     """Register every image under PATHS (files or folders, recursively)."""
     ledger = _ledger(ctx)
     info = keys.find_key(config.keys_dir(), key_name)
     account = keys.unlock(info, _passphrase())
     batch = provenance.register(ledger, list(paths), account, artist=artist or info.name, license=license_,
-                                title=title, pretty_titles=title_from_filename, created=created, workers=workers)
+                                title=title, pretty_titles=title_from_filename, created=created, workers=workers,
+                                private=private)
     counts = {"registered": 0, "already": 0, "failed": 0, "prior_claims": 0}
     for r in _progress(batch, "registering"):
         counts["failed" if r.error else "registered" if r.created else "already"] += 1
@@ -171,6 +175,8 @@ def register(ctx, paths, key_name, artist, license_, title, title_from_filename,
             _emit_json(asdict(r))
         elif r.error:
             tqdm.write(f"error: {r.item}: {r.error}", file=sys.stderr)
+        elif r.commitment:
+            click.echo(f"committed {r.title!r} privately as entry {r.commit_seq}, commitment {r.commitment}  {r.item}")
         else:
             verb = "registered" if r.created else "already registered as"
             click.echo(f"{verb} #{r.work_id} {r.title!r}  {r.item}")
@@ -182,6 +188,20 @@ def register(ctx, paths, key_name, artist, license_, title, title_from_filename,
     click.echo(f"{counts['registered']} registered, {counts['already']} already registered, "
                f"{counts['failed']} failed, {counts['prior_claims']} possible prior claims", err=True)
     ctx.exit(1 if counts["failed"] else 0)
+
+
+@cli.command()
+@click.argument("commitment")
+@click.option("--json", "as_json", is_flag=True, help="JSON output.")
+@click.pass_context
+def reveal(ctx, commitment, as_json):
+    """Publish a work registered with --private: COMMITMENT is its commitment or its commit entry number."""
+    r = provenance.reveal(_ledger(ctx), commitment)
+    if as_json:
+        _emit_json(asdict(r))
+    else:
+        verb = "revealed" if r.created else "already registered as"
+        click.echo(f"{verb} #{r.work_id} {r.title!r}, committed in ledger entry {r.commit_seq}")
 
 
 # -- works -----------------------------------------------------------------------------------------------------

@@ -29,7 +29,7 @@ from typing import Any, Callable
 from . import anchoring, merkle, signing
 from .errors import ProvenanceError, UsageError
 from .fingerprints import BITS, PDQ, PHASH, SHA256, Fingerprint, fingerprint, hamming
-from .ledger import Ledger, Work, canonical_json, entry_hash, utc_now
+from .ledger import Ledger, Work, canonical_json, commitment_of, entry_hash, utc_now
 
 FORMAT = "provenance-certificate/1"
 LEVELS = ("signed", "included", "anchored", "image")
@@ -82,6 +82,7 @@ def issue_certificate(ledger: Ledger, work_id: int) -> dict:
                       "prev_hash": t[5], "entry_hash": t[6]},
             "leaf_index": t_seq - 1, "proof": [p.hex() for p in merkle.inclusion_proof(leaves, t_seq - 1)]})
     payload = json.loads(payload)
+    commit = _commit_section(ledger, payload["reveals"]["commit_seq"]) if "reveals" in payload else None
     typed = signing.typed_registration(payload["record"], payload.get("chain_id", ledger.chain_id))
     cert = {
         "format": FORMAT,
@@ -95,8 +96,40 @@ def issue_certificate(ledger: Ledger, work_id: int) -> dict:
         "anchor": receipt,
         "transfers": transfers,
     }
+    if commit is not None:
+        cert["commit"] = commit
     cert["certificate_hash"] = certificate_hash(cert)
     return cert
+
+
+def _commit_section(ledger: Ledger, commit_seq: int) -> dict:
+    """The commit entry a revealed work opens, proven to the earliest anchor covering it (else to the earliest
+    checkpoint covering it): that anchor or checkpoint is the date the certificate proves for the work."""
+    row = ledger.conn.execute("SELECT seq, kind, work_id, recorded_at, payload, prev_hash, entry_hash FROM entries"
+                              " WHERE seq = ?", (commit_seq,)).fetchone()
+    receipt = None
+    covering = [a for a in anchoring.anchors(ledger) if a.size >= commit_seq]
+    if covering:
+        a = min(covering, key=lambda x: (x.block_timestamp, x.size))
+        size, root = a.size, a.root.removeprefix("0x")
+        receipt = {"chain_id": a.chain_id, "contract": a.contract, "tx_hash": a.tx_hash,
+                   "block_number": a.block_number, "block_timestamp": a.block_timestamp, "root": root, "size": a.size}
+        checkpoint_at = None
+    else:
+        cp = min((cp for cp in ledger.checkpoints() if cp.size >= commit_seq), key=lambda cp: cp.size)
+        size, root, checkpoint_at = cp.size, cp.root, cp.recorded_at
+    leaves = ledger.entry_hashes()[:size]
+    if merkle.root(leaves).hex() != root:
+        raise UsageError(f"the first {size} ledger entries no longer have the root {root[:16]}…",
+                         hint="run: provenance ledger verify")
+    return {
+        "entry": {"seq": row[0], "kind": row[1], "work_id": row[2], "recorded_at": row[3],
+                  "payload": json.loads(row[4]), "prev_hash": row[5], "entry_hash": row[6]},
+        "inclusion": {"leaf_index": commit_seq - 1, "tree_size": size, "root": root,
+                      "proof": [p.hex() for p in merkle.inclusion_proof(leaves, commit_seq - 1)],
+                      "checkpoint_recorded_at": checkpoint_at},
+        "anchor": receipt,
+    }
 
 
 # -- results ---------------------------------------------------------------------------------------------------
@@ -376,6 +409,73 @@ def _transfer_inclusion(cert: dict, ctx: _Context) -> None:
                                     f" {inc['tree_size']} entries: a proof step or the transfer entry was changed")
 
 
+def _commit_signature(cert: dict, ctx: _Context) -> None:
+    """A revealed work: the commit is signed by the registrant and the revealed record, fingerprints and salt
+    recompute its commitment."""
+    payload = cert["entry"]["payload"]
+    if "commit" not in cert and "reveals" not in payload:
+        return
+    if "commit" not in cert or "reveals" not in payload:
+        raise VerificationError("entry.payload.reveals and commit come together: the certificate has only one of them")
+    e, reveals = cert["commit"]["entry"], payload["reveals"]
+    c = e["payload"]["commit"]
+    if reveals["commit_seq"] != e["seq"]:
+        raise VerificationError(f"the registration reveals entry {reveals['commit_seq']}, but commit.entry is entry"
+                                f" {e['seq']}")
+    if e["payload"]["chain_id"] != cert["registration"]["domain"].get("chainId"):
+        raise VerificationError(f"the commitment is signed for chain {e['payload']['chain_id']}, but the registration"
+                                f" for chain {cert['registration']['domain'].get('chainId')}")
+    signer = signing.recover_commitment_signer(c, e["payload"]["signature"], e["payload"]["chain_id"])
+    if signer is None or signer.lower() != str(c["registrant"]).lower():
+        raise VerificationError(f"the commitment signature was made by {signer}, not by its registrant"
+                                f" {c['registrant']}: the commitment record or its signature was changed")
+    if signer.lower() != str(payload["record"]["registrant"]).lower():
+        raise VerificationError(f"the commitment was made by {signer}, not by the registrant"
+                                f" {payload['record']['registrant']} of the revealed work")
+    if commitment_of(payload["record"], payload["fingerprints"], reveals["salt"]) != c["commitment"]:
+        raise VerificationError(f"the revealed record, fingerprints and salt do not recompute the commitment"
+                                f" {str(c['commitment'])[:16]}… of entry {e['seq']}: one of them was changed")
+
+
+def _commit_inclusion(cert: dict, ctx: _Context) -> None:
+    """The commit entry hashes to its entry_hash, precedes the registration and is proven to its own root."""
+    if "commit" not in cert:
+        return
+    e, inc = cert["commit"]["entry"], cert["commit"]["inclusion"]
+    if e["kind"] != "commit" or e.get("work_id") is not None:
+        raise VerificationError(f"commit.entry is a {e['kind']!r} entry, not a commitment")
+    if e["seq"] >= cert["entry"]["seq"]:
+        raise VerificationError(f"commit.entry {e['seq']} does not precede the registration entry"
+                                f" {cert['entry']['seq']}")
+    actual = entry_hash(e["seq"], e["kind"], e.get("work_id"), e["recorded_at"], canonical_json(e["payload"]),
+                        e["prev_hash"])
+    if actual != e["entry_hash"]:
+        raise VerificationError(f"commit.entry hashes to {actual[:16]}…, not its entry_hash {e['entry_hash'][:16]}…:"
+                                " a field of the commit entry was changed")
+    if inc["leaf_index"] != e["seq"] - 1:
+        raise VerificationError(f"commit.inclusion.leaf_index is {inc['leaf_index']}, not {e['seq'] - 1}")
+    if not merkle.verify_inclusion(bytes.fromhex(e["entry_hash"]), inc["leaf_index"], inc["tree_size"],
+                                   [bytes.fromhex(p) for p in inc["proof"]], bytes.fromhex(inc["root"])):
+        raise VerificationError(f"the inclusion proof of commit.entry does not lead to the root {inc['root'][:16]}…"
+                                f" of {inc['tree_size']} entries: a proof step or the commit entry was changed")
+    a = cert["commit"].get("anchor")
+    if a is not None:
+        if (a["root"], a["size"]) != (inc["root"], inc["tree_size"]):
+            raise VerificationError("commit.anchor is not for the root and size commit.inclusion leads to")
+        if a["chain_id"] != cert["registration"]["domain"].get("chainId"):
+            raise VerificationError(f"commit.anchor is on chain {a['chain_id']}, but the signature is bound to chain"
+                                    f" {cert['registration']['domain'].get('chainId')}")
+    when = (f"block {a['block_number']} (timestamp {a['block_timestamp']}, tx {a['tx_hash'][:18]}…)" if a else
+            f"the checkpoint of {inc['tree_size']} entries (root {inc['root'][:16]}…, recorded"
+            f" {inc.get('checkpoint_recorded_at')})")
+    ctx.notes["committed"] = f"committed as entry {e['seq']} no later than {when}"
+
+
+def _commit_on_chain(cert: dict, ctx: _Context) -> None:
+    if cert.get("commit") and cert["commit"].get("anchor"):
+        _on_chain({"anchor": cert["commit"]["anchor"]}, ctx)
+
+
 def _receipt(cert: dict, ctx: _Context) -> None:
     a, inc = cert.get("anchor"), cert["inclusion"]
     if a is None:
@@ -472,8 +572,8 @@ def _image(cert: dict, ctx: _Context) -> None:
 
 FORMAT_POLICIES: tuple[Policy, ...] = (_format_version, _fields, _hash)
 POLICIES: dict[str, tuple[Policy, ...]] = {
-    "signed": (_domain, _signature, _signed_fingerprints, _transfer_signatures),
-    "included": (_entry, _inclusion, _transfer_inclusion),
+    "signed": (_domain, _signature, _signed_fingerprints, _transfer_signatures, _commit_signature),
+    "included": (_entry, _inclusion, _transfer_inclusion, _commit_inclusion),
     "anchored": (_receipt,),
     "image": (_image,),
 }
@@ -504,8 +604,9 @@ def _success(level: str, cert: dict, ctx: _Context) -> str:
     if level == "included":
         n = len(cert.get("transfers", []))
         also = f" (and its {n} transfer entr{'ies' if n > 1 else 'y'})" if n else ""
+        committed = f"; {ctx.notes['committed']}" if ctx.notes.get("committed") else ""
         return (f"entry {e['seq']}{also} is leaf {inc['leaf_index'] + 1} of {inc['tree_size']} under root"
-                f" {inc['root'][:16]}…")
+                f" {inc['root'][:16]}…{committed}")
     if level == "anchored":
         where = (f"root {a['root'][:16]}… anchored in block {a['block_number']} (tx {a['tx_hash'][:18]}…) on chain"
                  f" {a['chain_id']}")
@@ -537,7 +638,7 @@ def verify_certificate(cert: Any, *, image_bytes: bytes | None = None, rpc_url: 
         if not requested[level]:
             checks.append(Check(level, SKIPPED, skipped[level]))
             continue
-        policies = POLICIES[level] + ((_on_chain,) if level == "anchored" and online else ())
+        policies = POLICIES[level] + ((_on_chain, _commit_on_chain) if level == "anchored" and online else ())
         failure = _run(policies, cert, ctx)
         checks.append(Check(level, FAILED, failure) if failure else Check(level, PASSED, _success(level, cert, ctx)))
     record = cert["entry"]["payload"]["record"]

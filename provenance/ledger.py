@@ -4,6 +4,8 @@ Tables
   entries      the log itself: one row per event, each hashing its predecessor (a hash chain). Kinds:
                `register` (a signed registration) and `transfer` (the current owner's signed hand-over of a
                work to a new address; the owner is derived from these entries, `works.registrant` never changes)
+               `commit` (commit-reveal: only a salted commitment to an unpublished registration, signed by its
+               registrant; a later `register` entry with `reveals` publishes the record, fingerprints and salt)
   works        one row per registered work, a projection of its `register` entry (for humans and queries)
   fingerprints one row per (work, algorithm id)
   local_features the ORB blob of each work; its SHA-256 is the `orb/2` fingerprint value in the entry
@@ -37,7 +39,8 @@ import sqlite_utils
 from . import merkle
 from .errors import LedgerError, TamperedLedgerError, UsageError
 from .fingerprints import Fingerprint
-from .signing import DEFAULT_CHAIN_ID, recover_registrant, recover_transfer_signer, sign_transfer
+from .signing import (DEFAULT_CHAIN_ID, recover_commitment_signer, recover_registrant, recover_transfer_signer,
+                      sign_transfer)
 
 SCHEMA_VERSION = 1
 #: Signals stored as blobs in `local_features`; the entry records their SHA-256 as the fingerprint value.
@@ -53,6 +56,13 @@ def canonical_json(value: Any) -> str:
 def entry_hash(seq: int, kind: str, work_id: int | None, recorded_at: str, payload: str, prev_hash: str) -> str:
     body = {"seq": seq, "kind": kind, "work_id": work_id, "recorded_at": recorded_at,
             "payload": json.loads(payload), "prev_hash": prev_hash}
+    return hashlib.sha256(canonical_json(body).encode()).hexdigest()
+
+
+def commitment_of(record: dict, fingerprints: list[dict], salt: str) -> str:
+    """The salted commitment to an unpublished registration: SHA-256 (hex) of the canonical JSON of
+    {"record", "fingerprints", "salt"}. Anyone holding the revealed record, fingerprints and salt can recompute it."""
+    body = {"record": record, "fingerprints": fingerprints, "salt": salt}
     return hashlib.sha256(canonical_json(body).encode()).hexdigest()
 
 
@@ -252,13 +262,23 @@ class Ledger:
 
     # -- appending ---------------------------------------------------------------------------------------------
     def append_work(self, record: dict, signature: str, fingerprints: list[dict],
-                    prior_claims: list[dict] | None = None, blobs: dict[str, bytes] | None = None) -> Appended:
+                    prior_claims: list[dict] | None = None, blobs: dict[str, bytes] | None = None,
+                    reveals: dict | None = None) -> Appended:
         """Append a signed registration. Idempotent: the same bytes by the same registrant return the old work.
 
         `blobs` holds bulky signals (local features) by algorithm id; the entry records only their SHA-256, as
-        the value of the fingerprint with that algorithm id.
+        the value of the fingerprint with that algorithm id. `reveals` ({"commit_seq", "salt"}) makes this the
+        reveal of an earlier `commit` entry: the record and fingerprints must recompute its commitment.
         """
         with self.transaction() as c:
+            if reveals is not None:
+                row = c.execute("SELECT kind, payload FROM entries WHERE seq = ?", (reveals["commit_seq"],)).fetchone()
+                if row is None or row[0] != "commit":
+                    raise UsageError(f"ledger entry {reveals['commit_seq']} is not a commitment")
+                commit = json.loads(row[1])["commit"]
+                if str(commit["registrant"]).lower() != str(record["registrant"]).lower() or \
+                        commitment_of(record, fingerprints, reveals["salt"]) != commit["commitment"]:
+                    raise UsageError(f"this record does not open the commitment of entry {reveals['commit_seq']}")
             row = c.execute("SELECT id FROM works WHERE sha256 = ? AND registrant = ?",
                             (record["sha256"], record["registrant"])).fetchone()
             if row:
@@ -266,6 +286,8 @@ class Ledger:
             work_id = c.execute("SELECT COALESCE(MAX(id), 0) + 1 FROM works").fetchone()[0]
             payload = {"record": record, "signature": signature, "chain_id": self.chain_id,
                        "fingerprints": fingerprints, "prior_claims": prior_claims or []}
+            if reveals is not None:
+                payload["reveals"] = {"commit_seq": reveals["commit_seq"], "salt": reveals["salt"]}
             seq = self._append_entry(c, "register", work_id, payload)
             c.execute("INSERT INTO works VALUES (:id, :sha256, :title, :artist, :license, :width, :height, :created,"
                       " :registered_at, :registrant, :signature, :prior_claims, :entry_seq)",
@@ -304,6 +326,26 @@ class Ledger:
             seq = self._append_entry(c, "transfer", work_id, payload)
             at = c.execute("SELECT recorded_at FROM entries WHERE seq = ?", (seq,)).fetchone()[0]
             return Transfer(work_id, seq, record["from"], to, record["transferredAt"], at, signature)
+
+    def append_commit(self, commitment: str, signer_account, committed_at: int | None = None) -> int:
+        """Append a `commit` entry: only `commitment` (see commitment_of), the registrant and the time, signed by
+        `signer_account` as an EIP-712 Commitment. Returns the entry's seq."""
+        from .signing import sign_commitment
+
+        record = {"commitment": commitment, "registrant": signer_account.address,
+                  "committedAt": int(committed_at if committed_at is not None
+                                     else datetime.now(timezone.utc).timestamp())}
+        payload = {"commit": record, "signature": sign_commitment(signer_account, record, self.chain_id),
+                   "chain_id": self.chain_id}
+        with self.transaction() as c:
+            return self._append_entry(c, "commit", None, payload)
+
+    def commit_seq(self, commitment: str) -> int | None:
+        """The seq of the `commit` entry holding `commitment`, if any."""
+        for seq, text in self.conn.execute("SELECT seq, payload FROM entries WHERE kind = 'commit' ORDER BY seq"):
+            if json.loads(text)["commit"]["commitment"] == commitment:
+                return seq
+        return None
 
     @staticmethod
     def _owner(c: sqlite3.Connection, work_id: int, registrant: str) -> str:
@@ -382,6 +424,7 @@ class Ledger:
         prev, expected_seq, leaves = GENESIS, 1, []
         work_entries: dict[int, tuple[int, dict]] = {}
         owners: dict[int, str] = {}
+        commits: dict[int, dict] = {}
         rows = self.conn.execute("SELECT seq, kind, work_id, recorded_at, payload, prev_hash, entry_hash"
                                  " FROM entries ORDER BY seq")
         for seq, kind, work_id, at, text, prev_hash, stored in rows:
@@ -406,8 +449,12 @@ class Ledger:
                     raise TamperedLedgerError(f"entry {seq} registers work {work_id}, expected work"
                                               f" {len(work_entries) + 1}", seq)
                 self._verify_registration(seq, payload, chain_id)
+                if "reveals" in payload:
+                    self._verify_reveal(seq, payload, commits)
                 work_entries[work_id] = (seq, payload)
                 owners[work_id] = str(payload["record"]["registrant"])
+            elif kind == "commit":
+                commits[seq] = self._verify_commit(seq, work_id, payload, chain_id)
             elif kind == "transfer":
                 owners[work_id] = self._verify_transfer(seq, work_id, payload, chain_id, work_entries, owners)
             else:
@@ -452,6 +499,37 @@ class Ledger:
             signer = None
         if signer is None or signer.lower() != str(record.get("registrant", "")).lower():
             raise TamperedLedgerError(f"entry {seq}: signature does not match the registrant", seq)
+
+    @staticmethod
+    def _verify_commit(seq: int, work_id, payload: dict, chain_id: int) -> dict:
+        commit = payload.get("commit")
+        if work_id is not None or not isinstance(commit, dict) or set(commit) != {"commitment", "registrant",
+                                                                                   "committedAt"}:
+            raise TamperedLedgerError(f"entry {seq}: a commit entry holds exactly a commitment, its registrant and"
+                                      " its time, and no work id", seq)
+        signer = recover_commitment_signer(commit, payload.get("signature", ""), payload.get("chain_id", chain_id))
+        if signer is None or signer.lower() != str(commit["registrant"]).lower():
+            raise TamperedLedgerError(f"entry {seq}: commitment signature does not match the registrant", seq)
+        return commit
+
+    @staticmethod
+    def _verify_reveal(seq: int, payload: dict, commits: dict[int, dict]) -> None:
+        reveals = payload["reveals"]
+        commit_seq = reveals.get("commit_seq") if isinstance(reveals, dict) else None
+        if commit_seq not in commits:
+            raise TamperedLedgerError(f"entry {seq} reveals entry {commit_seq}, which is not an earlier commitment",
+                                      seq)
+        commit, record = commits[commit_seq], payload["record"]
+        if str(commit["registrant"]).lower() != str(record.get("registrant", "")).lower():
+            raise TamperedLedgerError(f"entry {seq} reveals the commitment of entry {commit_seq}, made by"
+                                      f" {commit['registrant']}, not by the registrant {record.get('registrant')}", seq)
+        try:
+            actual = commitment_of(record, payload["fingerprints"], reveals["salt"])
+        except (KeyError, TypeError):
+            actual = None
+        if actual != commit["commitment"]:
+            raise TamperedLedgerError(f"entry {seq}: the revealed record, fingerprints and salt do not recompute the"
+                                      f" commitment of entry {commit_seq} (the reveal was edited)", seq)
 
     @staticmethod
     def _verify_transfer(seq: int, work_id, payload: dict, chain_id: int, work_entries: dict,

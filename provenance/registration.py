@@ -1,7 +1,11 @@
 """Register works: decode, fingerprint, sign, append to the ledger, checkpoint."""
 from __future__ import annotations
 
+import base64
+import json
+import os
 import re
+import secrets
 import time
 from dataclasses import dataclass, field
 from datetime import date
@@ -15,7 +19,7 @@ from .errors import ImageError, UsageError
 from .fingerprints import ORB, PDQ, PDQEQ, PHASH, FingerprintSet, fingerprint
 from .imaging import read_bytes
 from .index import Index
-from .ledger import Ledger
+from .ledger import Appended, Ledger, commitment_of
 from .matching import PDQ_MIN_QUALITY, find_matches
 from .signing import sign_registration
 from .sources import collect_files, display
@@ -32,6 +36,8 @@ class RegisterResult:
     error: str | None = None
     prior_claims: list[dict] = field(default_factory=list)
     low_detail: bool = False  # a blank image: copies will be recognised by exact bytes only
+    commitment: str | None = None  # --private: the salted commitment recorded instead of the registration
+    commit_seq: int | None = None  # --private: its ledger entry
 
 
 @dataclass
@@ -70,12 +76,16 @@ def title_from_filename(path: Path) -> str:
 
 def register(ledger: Ledger, paths: list[str | Path], account: LocalAccount, *, artist: str,
              license: str = "All rights reserved", title: str | None = None, pretty_titles: bool = False,
-             created: str | None = None, workers: int | None = None) -> Batch:
+             created: str | None = None, workers: int | None = None, private: bool = False,
+             private_dir: str | Path | None = None) -> Batch:
     """Register every image under `paths`, signed by `account`.
 
     Idempotent per (bytes, registrant). Each work is committed on its own, so an interrupted batch keeps every
     completed work and a re-run finishes the rest. A work that perceptually matches a work registered earlier by
     another key is registered with a `prior_claims` note. Ends with a ledger checkpoint.
+
+    `private`: record only a salted commitment per work (a `commit` entry); the record, fingerprints, local
+    features and salt stay in `private_dir` (default DATA_DIR/private) until `reveal()` publishes them.
     """
     files, source_errors = collect_files(paths)
     if title is not None and len(files) > 1:
@@ -100,6 +110,15 @@ def register(ledger: Ledger, paths: list[str | Path], account: LocalAccount, *, 
                     signature = sign_registration(account, record, ledger.chain_id)
                 except Exception as e:  # one unsignable record must not end the batch
                     yield RegisterResult(item, error=f"cannot sign the registration: {type(e).__name__}: {e}")
+                    continue
+                if private:
+                    try:
+                        commitment, seq = _commit(ledger, account, record, signature, list(fp.fps.stored()),
+                                                  {ORB: fp.fps.local_features}, private_dir)
+                    except OSError as e:
+                        yield RegisterResult(item, error=f"cannot keep the private record: {e}")
+                        continue
+                    yield RegisterResult(item, None, True, name, commitment=commitment, commit_seq=seq)
                     continue
                 appended = ledger.append_work(record, signature, list(fp.fps.stored()), claims,
                                               {ORB: fp.fps.local_features})
@@ -130,3 +149,67 @@ def _record(fp: _Fingerprinted, registrant: str, title: str, artist: str, licens
         "registrant": registrant,
     }
 
+
+
+# -- commit-reveal -----------------------------------------------------------------------------------------------
+def _private_dir(private_dir: str | Path | None) -> Path:
+    from . import config
+
+    return Path(private_dir) if private_dir is not None else config.data_dir() / "private"
+
+
+def _commit(ledger: Ledger, account: LocalAccount, record: dict, signature: str, fingerprints: list[dict],
+            blobs: dict[str, bytes], private_dir: str | Path | None) -> tuple[str, int]:
+    """Keep the registration in a private file (mode 0600), then append only its salted commitment."""
+    salt = secrets.token_hex(32)
+    commitment = commitment_of(record, fingerprints, salt)
+    folder = _private_dir(private_dir)
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    secret = {"commitment": commitment, "salt": salt, "record": record, "signature": signature,
+              "chain_id": ledger.chain_id, "fingerprints": fingerprints, "ledger_id": ledger.ledger_id,
+              "blobs": {alg: None if data is None else base64.b64encode(data).decode() for alg, data in blobs.items()}}
+    path = folder / f"{commitment}.json"
+    tmp = folder / f".{commitment}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump(secret, f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)  # written before the ledger entry: a commitment is never left without its opening
+    return commitment, ledger.append_commit(commitment, account, record["registeredAt"])
+
+
+@dataclass(frozen=True)
+class RevealResult:
+    work_id: int
+    created: bool
+    commit_seq: int
+    commitment: str
+    title: str
+
+
+def reveal(ledger: Ledger, commitment_or_seq: str | int, private_dir: str | Path | None = None) -> RevealResult:
+    """Publish a private registration: append its signed `register` entry with the salt that opens the earlier
+    `commit` entry (given by its commitment, or its ledger entry number). Ends with a ledger checkpoint."""
+    key = str(commitment_or_seq).strip().lower().removeprefix("0x")
+    if key.isdigit():
+        row = ledger.conn.execute("SELECT kind, payload FROM entries WHERE seq = ?", (int(key),)).fetchone()
+        if row is None or row[0] != "commit":
+            raise UsageError(f"ledger entry {key} is not a commitment",
+                             hint="give the commitment printed by register --private, or its entry number")
+        commitment = json.loads(row[1])["commit"]["commitment"]
+    else:
+        commitment = key
+    path = _private_dir(private_dir) / f"{commitment}.json"
+    if not path.exists():
+        raise UsageError(f"no private record for commitment {commitment[:16]}… in {path.parent}",
+                         hint="reveal on the machine (PROVENANCE_HOME) that registered it")
+    secret = json.loads(path.read_text())
+    seq = ledger.commit_seq(commitment)
+    if seq is None:
+        raise UsageError(f"commitment {commitment[:16]}… is not in this ledger ({ledger.path})")
+    blobs = {alg: None if data is None else base64.b64decode(data) for alg, data in secret.get("blobs", {}).items()}
+    appended: Appended = ledger.append_work(secret["record"], secret["signature"], secret["fingerprints"], [], blobs,
+                                            reveals={"commit_seq": seq, "salt": secret["salt"]})
+    ledger.checkpoint()
+    return RevealResult(appended.work_id, appended.created, seq, commitment, secret["record"]["title"])

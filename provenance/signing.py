@@ -98,3 +98,37 @@ def recover_transfer_signer(record: dict[str, Any], signature: str, chain_id: in
             encode_typed_data(full_message=typed_transfer(record, chain_id)), signature=signature)
     except Exception:  # eth_account raises several unrelated types for garbage
         return None
+
+
+COMMITMENT_TYPE = [
+    {"name": "commitment", "type": "bytes32"},
+    {"name": "registrant", "type": "address"},
+    {"name": "committedAt", "type": "uint64"},
+]
+
+
+def typed_commitment(record: dict[str, Any], chain_id: int) -> dict[str, Any]:
+    """The full EIP-712 message for a commitment record (field names as in COMMITMENT_TYPE), same domain."""
+    message = {f["name"]: record[f["name"]] for f in COMMITMENT_TYPE}
+    message["commitment"] = "0x" + str(message["commitment"]).removeprefix("0x")
+    return {
+        "types": {"EIP712Domain": _DOMAIN_TYPE, "Commitment": COMMITMENT_TYPE},
+        "primaryType": "Commitment",
+        "domain": {"name": DOMAIN_NAME, "version": DOMAIN_VERSION, "chainId": chain_id},
+        "message": message,
+    }
+
+
+def sign_commitment(account: LocalAccount, record: dict[str, Any], chain_id: int) -> str:
+    """Sign a commitment record with `account` (the registrant); returns the 65-byte signature as 0x-hex."""
+    signed = account.sign_message(encode_typed_data(full_message=typed_commitment(record, chain_id)))
+    return "0x" + signed.signature.hex().removeprefix("0x")
+
+
+def recover_commitment_signer(record: dict[str, Any], signature: str, chain_id: int) -> str | None:
+    """The address that signed the commitment `record`, or None when the record or signature is malformed."""
+    try:
+        return Account.recover_message(
+            encode_typed_data(full_message=typed_commitment(record, chain_id)), signature=signature)
+    except Exception:  # eth_account raises several unrelated types for garbage
+        return None
