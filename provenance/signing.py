@@ -1,4 +1,4 @@
-"""EIP-712 typed-data signatures over registration records.
+"""EIP-712 typed-data signatures over registration, transfer and commitment records.
 
 Typed data (rather than a hash blob) means a wallet shows the artist exactly what they sign, and the domain's
 chain id keeps a signature made for one chain from being replayed on another.
@@ -36,34 +36,6 @@ _DOMAIN_TYPE = [
 ]
 
 
-def typed_registration(record: dict[str, Any], chain_id: int) -> dict[str, Any]:
-    """The full EIP-712 message for a registration record (field names as in REGISTRATION_TYPE)."""
-    message = {f["name"]: record[f["name"]] for f in REGISTRATION_TYPE}
-    for name in ("sha256", "pdq", "phash"):
-        message[name] = "0x" + message[name].removeprefix("0x")
-    return {
-        "types": {"EIP712Domain": _DOMAIN_TYPE, "Registration": REGISTRATION_TYPE},
-        "primaryType": "Registration",
-        "domain": {"name": DOMAIN_NAME, "version": DOMAIN_VERSION, "chainId": chain_id},
-        "message": message,
-    }
-
-
-def sign_registration(account: LocalAccount, record: dict[str, Any], chain_id: int) -> str:
-    """Sign `record` with `account`; returns the 65-byte signature as 0x-hex."""
-    signed = account.sign_message(encode_typed_data(full_message=typed_registration(record, chain_id)))
-    return "0x" + signed.signature.hex().removeprefix("0x")
-
-
-def recover_registrant(record: dict[str, Any], signature: str, chain_id: int) -> str | None:
-    """The address that signed `record`, or None when the signature is malformed."""
-    try:
-        return Account.recover_message(
-            encode_typed_data(full_message=typed_registration(record, chain_id)), signature=signature)
-    except Exception:  # eth_account raises several unrelated types for garbage signatures
-        return None
-
-
 TRANSFER_TYPE = [
     {"name": "workId", "type": "uint256"},
     {"name": "sha256", "type": "bytes32"},
@@ -72,63 +44,86 @@ TRANSFER_TYPE = [
     {"name": "transferredAt", "type": "uint64"},
 ]
 
-
-def typed_transfer(record: dict[str, Any], chain_id: int) -> dict[str, Any]:
-    """The full EIP-712 message for a transfer record (field names as in TRANSFER_TYPE), same domain."""
-    message = {f["name"]: record[f["name"]] for f in TRANSFER_TYPE}
-    message["sha256"] = "0x" + str(message["sha256"]).removeprefix("0x")
-    return {
-        "types": {"EIP712Domain": _DOMAIN_TYPE, "Transfer": TRANSFER_TYPE},
-        "primaryType": "Transfer",
-        "domain": {"name": DOMAIN_NAME, "version": DOMAIN_VERSION, "chainId": chain_id},
-        "message": message,
-    }
-
-
-def sign_transfer(account: LocalAccount, record: dict[str, Any], chain_id: int) -> str:
-    """Sign a transfer record with `account` (the current owner); returns the 65-byte signature as 0x-hex."""
-    signed = account.sign_message(encode_typed_data(full_message=typed_transfer(record, chain_id)))
-    return "0x" + signed.signature.hex().removeprefix("0x")
-
-
-def recover_transfer_signer(record: dict[str, Any], signature: str, chain_id: int) -> str | None:
-    """The address that signed the transfer `record`, or None when the record or signature is malformed."""
-    try:
-        return Account.recover_message(
-            encode_typed_data(full_message=typed_transfer(record, chain_id)), signature=signature)
-    except Exception:  # eth_account raises several unrelated types for garbage
-        return None
-
-
 COMMITMENT_TYPE = [
     {"name": "commitment", "type": "bytes32"},
     {"name": "registrant", "type": "address"},
     {"name": "committedAt", "type": "uint64"},
 ]
 
+# primary type -> (fields, the fields given as hex strings that EIP-712 wants 0x-prefixed)
+_TYPES = {
+    "Registration": (REGISTRATION_TYPE, ("sha256", "pdq", "phash")),
+    "Transfer": (TRANSFER_TYPE, ("sha256",)),
+    "Commitment": (COMMITMENT_TYPE, ("commitment",)),
+}
 
-def typed_commitment(record: dict[str, Any], chain_id: int) -> dict[str, Any]:
-    """The full EIP-712 message for a commitment record (field names as in COMMITMENT_TYPE), same domain."""
-    message = {f["name"]: record[f["name"]] for f in COMMITMENT_TYPE}
-    message["commitment"] = "0x" + str(message["commitment"]).removeprefix("0x")
+
+def _typed(primary: str, record: dict[str, Any], chain_id: int) -> dict[str, Any]:
+    fields, hex_fields = _TYPES[primary]
+    message = {f["name"]: record[f["name"]] for f in fields}
+    for name in hex_fields:
+        message[name] = "0x" + str(message[name]).removeprefix("0x")
     return {
-        "types": {"EIP712Domain": _DOMAIN_TYPE, "Commitment": COMMITMENT_TYPE},
-        "primaryType": "Commitment",
+        "types": {"EIP712Domain": _DOMAIN_TYPE, primary: fields},
+        "primaryType": primary,
         "domain": {"name": DOMAIN_NAME, "version": DOMAIN_VERSION, "chainId": chain_id},
         "message": message,
     }
 
 
+def _sign(account: LocalAccount, typed: dict[str, Any]) -> str:
+    signed = account.sign_message(encode_typed_data(full_message=typed))
+    return "0x" + signed.signature.hex().removeprefix("0x")
+
+
+def _recover(primary: str, record: dict[str, Any], signature: str, chain_id: int) -> str | None:
+    try:
+        return Account.recover_message(encode_typed_data(full_message=_typed(primary, record, chain_id)),
+                                       signature=signature)
+    except Exception:  # eth_account raises several unrelated types for garbage records and signatures
+        return None
+
+
+def typed_registration(record: dict[str, Any], chain_id: int) -> dict[str, Any]:
+    """The full EIP-712 message for a registration record (field names as in REGISTRATION_TYPE)."""
+    return _typed("Registration", record, chain_id)
+
+
+def sign_registration(account: LocalAccount, record: dict[str, Any], chain_id: int) -> str:
+    """Sign `record` with `account`; returns the 65-byte signature as 0x-hex."""
+    return _sign(account, _typed("Registration", record, chain_id))
+
+
+def recover_registrant(record: dict[str, Any], signature: str, chain_id: int) -> str | None:
+    """The address that signed `record`, or None when the signature is malformed."""
+    return _recover("Registration", record, signature, chain_id)
+
+
+def typed_transfer(record: dict[str, Any], chain_id: int) -> dict[str, Any]:
+    """The full EIP-712 message for a transfer record (field names as in TRANSFER_TYPE), same domain."""
+    return _typed("Transfer", record, chain_id)
+
+
+def sign_transfer(account: LocalAccount, record: dict[str, Any], chain_id: int) -> str:
+    """Sign a transfer record with `account` (the current owner); returns the 65-byte signature as 0x-hex."""
+    return _sign(account, _typed("Transfer", record, chain_id))
+
+
+def recover_transfer_signer(record: dict[str, Any], signature: str, chain_id: int) -> str | None:
+    """The address that signed the transfer `record`, or None when the record or signature is malformed."""
+    return _recover("Transfer", record, signature, chain_id)
+
+
+def typed_commitment(record: dict[str, Any], chain_id: int) -> dict[str, Any]:
+    """The full EIP-712 message for a commitment record (field names as in COMMITMENT_TYPE), same domain."""
+    return _typed("Commitment", record, chain_id)
+
+
 def sign_commitment(account: LocalAccount, record: dict[str, Any], chain_id: int) -> str:
     """Sign a commitment record with `account` (the registrant); returns the 65-byte signature as 0x-hex."""
-    signed = account.sign_message(encode_typed_data(full_message=typed_commitment(record, chain_id)))
-    return "0x" + signed.signature.hex().removeprefix("0x")
+    return _sign(account, _typed("Commitment", record, chain_id))
 
 
 def recover_commitment_signer(record: dict[str, Any], signature: str, chain_id: int) -> str | None:
     """The address that signed the commitment `record`, or None when the record or signature is malformed."""
-    try:
-        return Account.recover_message(
-            encode_typed_data(full_message=typed_commitment(record, chain_id)), signature=signature)
-    except Exception:  # eth_account raises several unrelated types for garbage
-        return None
+    return _recover("Commitment", record, signature, chain_id)
