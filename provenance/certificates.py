@@ -329,13 +329,24 @@ def _signed_fingerprints(cert: dict, ctx: _Context) -> None:
                                     f" says {signed[:16]}…")
 
 
+def _recomputed_hash(e: dict) -> str:
+    """The entry hash a ledger entry's fields give, exactly as ledger.entry_hash computes it."""
+    return entry_hash(e["seq"], e["kind"], e.get("work_id"), e["recorded_at"], canonical_json(e["payload"]),
+                      e["prev_hash"])
+
+
+def _proof_holds(e: dict, proof: dict, inc: dict) -> bool:
+    """Does `proof` (leaf_index, proof steps) lead from entry `e`'s hash to the root and size of `inc`?"""
+    return merkle.verify_inclusion(bytes.fromhex(e["entry_hash"]), proof["leaf_index"], inc["tree_size"],
+                                   [bytes.fromhex(p) for p in proof["proof"]], bytes.fromhex(inc["root"]))
+
+
 def _entry(cert: dict, ctx: _Context) -> None:
     e = cert["entry"]
     if e["kind"] != "register" or e.get("work_id") != cert["work_id"]:
         raise VerificationError(f"entry {e['seq']} is a {e['kind']!r} entry of work {e.get('work_id')}, not the"
                                 f" registration of work {cert['work_id']}")
-    actual = entry_hash(e["seq"], e["kind"], e.get("work_id"), e["recorded_at"], canonical_json(e["payload"]),
-                        e["prev_hash"])
+    actual = _recomputed_hash(e)
     if actual != e["entry_hash"]:
         raise VerificationError(f"entry {e['seq']} hashes to {actual[:16]}…, not its entry_hash"
                                 f" {e['entry_hash'][:16]}…: a field of the entry (seq, kind, work_id, recorded_at,"
@@ -347,8 +358,7 @@ def _inclusion(cert: dict, ctx: _Context) -> None:
     if inc["leaf_index"] != e["seq"] - 1:
         raise VerificationError(f"inclusion.leaf_index is {inc['leaf_index']}, but entry {e['seq']} is at leaf_index"
                                 f" {e['seq'] - 1} (leaves count from 0)")
-    if not merkle.verify_inclusion(bytes.fromhex(e["entry_hash"]), inc["leaf_index"], inc["tree_size"],
-                                   [bytes.fromhex(p) for p in inc["proof"]], bytes.fromhex(inc["root"])):
+    if not _proof_holds(e, inc, inc):
         raise VerificationError(f"the inclusion proof does not lead from entry {e['seq']}'s hash to the root"
                                 f" {inc['root'][:16]}… of {inc['tree_size']} entries: a proof step, the tree"
                                 " size, the root or the entry hash was changed")
@@ -396,15 +406,13 @@ def _transfer_inclusion(cert: dict, ctx: _Context) -> None:
         if e["kind"] != "transfer" or e.get("work_id") != cert["work_id"]:
             raise VerificationError(f"{where} is a {e['kind']!r} entry of work {e.get('work_id')}, not a transfer of"
                                     f" work {cert['work_id']}")
-        actual = entry_hash(e["seq"], e["kind"], e.get("work_id"), e["recorded_at"], canonical_json(e["payload"]),
-                            e["prev_hash"])
+        actual = _recomputed_hash(e)
         if actual != e["entry_hash"]:
             raise VerificationError(f"{where} hashes to {actual[:16]}…, not its entry_hash {e['entry_hash'][:16]}…:"
                                     " a field of the transfer entry was changed")
         if t["leaf_index"] != e["seq"] - 1:
             raise VerificationError(f"{where} has leaf_index {t['leaf_index']}, not {e['seq'] - 1}")
-        if not merkle.verify_inclusion(bytes.fromhex(e["entry_hash"]), t["leaf_index"], inc["tree_size"],
-                                       [bytes.fromhex(p) for p in t["proof"]], bytes.fromhex(inc["root"])):
+        if not _proof_holds(e, t, inc):
             raise VerificationError(f"the inclusion proof of {where} does not lead to the root {inc['root'][:16]}… of"
                                     f" {inc['tree_size']} entries: a proof step or the transfer entry was changed")
 
@@ -447,15 +455,13 @@ def _commit_inclusion(cert: dict, ctx: _Context) -> None:
     if e["seq"] >= cert["entry"]["seq"]:
         raise VerificationError(f"commit.entry {e['seq']} does not precede the registration entry"
                                 f" {cert['entry']['seq']}")
-    actual = entry_hash(e["seq"], e["kind"], e.get("work_id"), e["recorded_at"], canonical_json(e["payload"]),
-                        e["prev_hash"])
+    actual = _recomputed_hash(e)
     if actual != e["entry_hash"]:
         raise VerificationError(f"commit.entry hashes to {actual[:16]}…, not its entry_hash {e['entry_hash'][:16]}…:"
                                 " a field of the commit entry was changed")
     if inc["leaf_index"] != e["seq"] - 1:
         raise VerificationError(f"commit.inclusion.leaf_index is {inc['leaf_index']}, not {e['seq'] - 1}")
-    if not merkle.verify_inclusion(bytes.fromhex(e["entry_hash"]), inc["leaf_index"], inc["tree_size"],
-                                   [bytes.fromhex(p) for p in inc["proof"]], bytes.fromhex(inc["root"])):
+    if not _proof_holds(e, inc, inc):
         raise VerificationError(f"the inclusion proof of commit.entry does not lead to the root {inc['root'][:16]}…"
                                 f" of {inc['tree_size']} entries: a proof step or the commit entry was changed")
     a = cert["commit"].get("anchor")
