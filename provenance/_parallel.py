@@ -14,15 +14,18 @@ def default_workers() -> int:
 
 
 def imap(func: Callable[[T], R], items: Iterable[T], workers: int | None = None,
-         initializer: Callable | None = None, initargs: tuple = ()) -> Iterator[R]:
+         initializer: Callable | None = None, initargs: tuple = (), count: int | None = None) -> Iterator[R]:
     """`map(func, items)` on `workers` processes (default: every usable core).
 
     Jobs too small to pay for starting processes run here. `func` must catch its own errors: one bad item
-    must come back as a result, never end the batch.
+    must come back as a result, never end the batch. With `count` (the number of items), `items` may be a lazy
+    iterator (e.g. downloads in progress): it is consumed as the workers take jobs, after they have started.
     """
-    items = list(items)
+    if count is None:
+        items = list(items)
+        count = len(items)
     workers = workers or default_workers()
-    if workers <= 1 or len(items) < 4 * workers:
+    if workers <= 1 or count < 4 * workers:
         if initializer:
             initializer(*initargs)
         yield from map(func, items)
