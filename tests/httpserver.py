@@ -94,8 +94,8 @@ class Handler(SimpleHTTPRequestHandler):
             if path.startswith("/assets/"):
                 f = ASSETS / path.removeprefix("/assets/")
                 if f.is_file() and f.resolve().parent == ASSETS.resolve():
-                    ctype = "image/png" if f.suffix == ".png" else "application/xml" if f.suffix in (
-                        ".xml", ".rss") else "application/json" if f.suffix == ".json" else "text/plain"
+                    ctype = {".png": "image/png", ".xml": "application/xml", ".rss": "application/rss+xml",
+                             ".json": "application/json", ".html": "text/html"}.get(f.suffix, "text/plain")
                     return self._send(200, f.read_bytes(), ctype)
                 return self._send(404, b"not found", "text/plain")
             if path.startswith("/hostile/"):
