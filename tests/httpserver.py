@@ -52,6 +52,7 @@ class Server:
     port: int
     requests: list[Seen] = field(default_factory=list)
     robots: str = "User-agent: *\nDisallow: /blocked/\n"
+    robots_status: int = 200
 
     def url(self, path: str) -> str:
         return self.base + path
@@ -88,7 +89,7 @@ class Handler(SimpleHTTPRequestHandler):
         path = self.path.split("?")[0]
         try:
             if path == "/robots.txt":
-                return self._send(200, state.robots.encode(), "text/plain")
+                return self._send(state.robots_status, state.robots.encode(), "text/plain")
             if path.startswith("/blocked/"):
                 return self._send(200, JPEG, "image/jpeg")
             if path.startswith("/assets/"):

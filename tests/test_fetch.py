@@ -111,6 +111,15 @@ def test_robots_disallow_is_respected_and_can_be_overridden(server):
     assert r.body == JPEG
 
 
+@pytest.mark.parametrize("status, allowed", [(404, True), (403, True), (500, False), (503, False)])
+def test_robots_txt_unavailable_allows_but_unreachable_refuses(server, monkeypatch, status, allowed):
+    monkeypatch.setattr(server, "robots_status", status)  # RFC 9309: 4xx allows everything, 5xx nothing
+    if allowed:
+        assert Fetcher(LOCAL).get(server.url("/blocked/post.jpg")).body == JPEG
+    else:
+        refused(server.url("/feed/post_01.jpg"), rf"robots.txt could not be read \(HTTP {status} .*\), so nothing", LOCAL)
+
+
 def test_robots_txt_is_fetched_once_per_site(server):
     before = len(server.hits("/robots.txt"))
     with Fetcher(LOCAL) as f:
@@ -274,3 +283,28 @@ def test_https_connection_sends_the_name_for_sni(monkeypatch):
         with _http.Exchange(t, {}, connect_timeout=1, read_timeout=1, deadline_at=time.monotonic() + 5):
             pass
     assert built == {"host": "93.184.215.14", "sni": "public.example", "headers": {"Host": "public.example"}}
+
+
+def test_ipv6_loopback_server(tmp_path):
+    import socket
+    import threading
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+    class V6(ThreadingHTTPServer):
+        address_family = socket.AF_INET6
+
+    (tmp_path / "robots.txt").write_text("")
+    (tmp_path / "a.jpg").write_bytes(JPEG)
+    handler = type("Quiet", (SimpleHTTPRequestHandler,), {"log_message": lambda *a: None})
+    try:
+        httpd = V6(("::1", 0), lambda *a: handler(*a, directory=str(tmp_path)))
+    except OSError:
+        pytest.skip("no IPv6 loopback here")
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        url = f"http://[::1]:{httpd.server_address[1]}/a.jpg"
+        refused(url, r"refused: ::1 is a loopback address")
+        assert Fetcher(LOCAL).get(url).body == JPEG
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
