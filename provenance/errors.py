@@ -49,3 +49,27 @@ class TamperedLedgerError(LedgerError):
 
 class SelftestError(ProvenanceError):
     """A fingerprint algorithm no longer reproduces its golden vectors."""
+
+
+class FetchError(ProvenanceError):
+    """One URL could not be fetched (refused, unreachable, too large, not what was asked for). A batch goes on.
+
+    The message is always one line, "URL: reason"; `url` and `reason` hold the two parts.
+    """
+
+    def __init__(self, url: str, reason: str, hint: str | None = None):
+        super().__init__(f"{url}: {reason}", hint)
+        self.url = url
+        self.reason = reason
+
+
+class FeedError(ProvenanceError):
+    """A source (feed, page, sitemap, list) was fetched or read but cannot be parsed. A batch goes on.
+
+    The message is "SOURCE: reason"; `source` and `reason` hold the two parts.
+    """
+
+    def __init__(self, source: str, reason: str, hint: str | None = None):
+        super().__init__(f"{source}: {reason}", hint)
+        self.source = source
+        self.reason = reason
