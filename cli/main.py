@@ -271,33 +271,105 @@ def transfer(ctx, work_id, to_address, key_name):
 
 
 # -- scan ------------------------------------------------------------------------------------------------------
+SOURCE_TYPES = ("folder", "image", "list", "rss", "atom", "jsonfeed", "html", "sitemap")
+
+
 @cli.command()
-@click.argument("paths", nargs=-1, required=True, type=click.Path())
+@click.argument("sources", nargs=-1, type=click.Path())
+@click.option("--sources", "sources_file", type=click.Path(exists=True, dir_okay=False),
+              help="A file of sources, one per line ('#' comments).")
+@click.option("--type", "source_type", type=click.Choice(SOURCE_TYPES),
+              help="What the sources are (default: detected from their content).")
+@click.option("--full", is_flag=True, help="Check again what earlier scans of remote sources already checked.")
+@click.option("--allow-private", is_flag=True,
+              help="Let remote sources reach loopback and private addresses (for testing on your own network).")
+@click.option("--no-robots", is_flag=True, help="Do not honour robots.txt (only for sites you are allowed to scan).")
+@click.option("--timeout", type=float, default=30.0, show_default=True, help="Deadline per HTTP request, seconds.")
 @click.option("--workers", type=int, help="Worker processes (default: all cores).")
 @click.option("--json", "as_json", is_flag=True, help="JSON Lines: one object per match.")
 @click.pass_context
-def scan(ctx, paths, workers, as_json):
-    """Scan every image under PATHS for copies of registered works."""
+def scan(ctx, sources, sources_file, source_type, full, allow_private, no_robots, timeout, workers, as_json):
+    """Scan folders, images, URL lists, RSS/Atom/JSON feeds, web pages and sitemaps for copies of registered works.
+
+    SOURCES are paths or http(s) URLs. Remote images checked by an earlier scan are skipped (--full checks
+    them again). Every item and match is kept in the scan record; match ids are what `provenance evidence` takes.
+    """
+    from provenance.fetch import FetchPolicy
+
+    sources = list(sources)
+    if sources_file:
+        from provenance.feeds import read_sources_file
+        sources += read_sources_file(sources_file)
+    if not sources:
+        raise UsageError("nothing to scan", hint="name folders, files or URLs, or give --sources FILE")
     ledger = _ledger(ctx)
     titles = {w.id: w.title for w in ledger.works()}
-    batch = provenance.scan(ledger, list(paths), workers=workers)
-    n = matched = failed = 0
-    for r in _progress(batch, "scanning"):
-        n += 1
+    policy = FetchPolicy(deadline=timeout, respect_robots=not no_robots, allow_private=allow_private)
+    batch = provenance.scan(ledger, sources, workers=workers, type=source_type, full=full, policy=policy)
+    counts = dict.fromkeys(("matched", "allowed", "clean", "failed", "skipped"), 0)
+    bar = _progress(batch, "scanning")
+    for r in bar:
+        counts[r.status] += 1
+        bar.set_postfix_str(", ".join(f"{k} {v}" for k, v in counts.items() if v), refresh=False)
         if r.error:
-            failed += 1
             tqdm.write(f"error: {r.item}: {r.error}", file=sys.stderr)
             continue
-        matched += bool(r.matches)
-        for m in r.matches:
+        for m, match_id in zip(r.matches, r.match_ids or [None] * len(r.matches)):
+            rule = r.allowed.get(m.work_id)
             if as_json:
-                _emit_json({"item": r.item, "work_title": titles.get(m.work_id), **m.to_dict()})
+                _emit_json({"item": r.item, "work_title": titles.get(m.work_id), **m.to_dict(), "match_id": match_id,
+                            "source": r.source, "url": r.url, "page_url": r.page_url,
+                            "allowed": rule is not None, "allow_rule": rule})
             else:
+                where = f"  (on {r.page_url})" if r.page_url else ""
+                verdict = f"  allowed by rule {rule}" if rule is not None else ""
                 click.echo(f"{r.item}  ->  #{m.work_id} {titles.get(m.work_id)!r}  {explain(m)}"
-                           f"  score {m.score:.2f} ({m.confidence})")
-    click.echo(f"scanned {n} items: {matched} with copies, {n - matched - failed} without, {failed} failed",
-               err=True)
-    ctx.exit(1 if failed else 0)
+                           f"  score {m.score:.2f} ({m.confidence})  [match {match_id}]{verdict}{where}")
+    n = sum(counts.values())
+    with_copies = counts["matched"] + counts["allowed"]
+    summary = (f"scanned {n} items: {with_copies} with copies, {counts['clean']} without, {counts['failed']} failed")
+    if counts["allowed"]:
+        summary += f", {counts['allowed']} allowed"
+    if counts["skipped"]:
+        summary += f", {counts['skipped']} skipped (checked by an earlier scan; --full checks them again)"
+    click.echo(summary, err=True)
+    ctx.exit(1 if counts["failed"] else 0)
+
+
+@cli.command()
+@click.argument("work_id", required=False, type=int)
+@click.option("--source", "pattern", help="URL pattern of the allowed use, e.g. 'https://www.instagram.com/me/*'.")
+@click.option("--note", default="", help="Why it is allowed, e.g. 'licensed to X until 2027-01'.")
+@click.option("--all-works", is_flag=True, help="The rule covers every work (your own accounts, say).")
+@click.option("--list", "list_rules", is_flag=True, help="List the allow rules.")
+@click.option("--remove", "remove_id", type=int, help="Remove the allow rule with this id.")
+@click.option("--json", "as_json", is_flag=True, help="JSON output.")
+@click.pass_context
+def allow(ctx, work_id, pattern, note, all_works, list_rules, remove_id, as_json):
+    """Allow copies of WORK_ID found at URLs matching --source: scans report them as allowed, not as copies.
+
+    Patterns are shell-style (* and ?) and are matched against the image URL, the page URL and the source.
+    """
+    from provenance.scanlog import ScanLog
+
+    log = ScanLog(_ledger(ctx))
+    if remove_id is not None:
+        log.disallow(remove_id)
+        click.echo(f"removed allow rule {remove_id}")
+        return
+    if not list_rules:
+        if (work_id is None) == (not all_works) or not pattern:
+            raise UsageError("give WORK_ID (or --all-works) and --source PATTERN", hint="provenance allow --help")
+        rule = log.allow(None if all_works else work_id, pattern, note)
+        rules = [rule]
+    else:
+        rules = log.allow_rules()
+    for r in rules:
+        if as_json:
+            _emit_json(asdict(r))
+        else:
+            what = "every work" if r.work_id is None else f"work #{r.work_id}"
+            click.echo(f"allow rule {r.id}: {what} at {r.pattern}" + (f"  ({r.note})" if r.note else ""))
 
 
 # -- ledger ----------------------------------------------------------------------------------------------------

@@ -118,7 +118,8 @@ def _is_listing(path: Path) -> bool:
 
 def scan(ledger: Ledger, sources: list[str | Path], *, workers: int | None = None, type: str | None = None,
          full: bool = False, policy=None, record: bool = True) -> Batch:
-    """Check every image the `sources` hold against every registered work. Results come in input order.
+    """Check every image the `sources` hold against every registered work. Local items come in input order,
+    then remote ones as their downloads complete.
 
     Sources: folders and image files (as before), and lists of image URLs, RSS/Atom/JSON feeds, HTML pages and
     sitemaps, local or over HTTP(S) (`type` forces one kind). Remote images an earlier scan checked are skipped
@@ -141,8 +142,12 @@ def scan(ledger: Ledger, sources: list[str | Path], *, workers: int | None = Non
         from .fetch import FetchPolicy, Fetcher
 
         fetcher = Fetcher(policy or FetchPolicy())
-        refs, errors = feeds.expand(listed + remote, fetcher, type=type)
+        found, errors = feeds.expand(listed + remote, fetcher, type=type)
         source_errors += errors
+        unique = {}
+        for r in found:  # one check per image, even when several sources point at it
+            unique.setdefault(r.url, r)
+        refs = list(unique.values())
     skipped, todo = [], []
     for ref in refs:
         seen = log.seen(ref.url) if (log and not full and _is_remote(ref.url)) else None
@@ -195,13 +200,17 @@ def scan(ledger: Ledger, sources: list[str | Path], *, workers: int | None = Non
         for ref in skipped:
             yield ScanResult(ref.url, status="skipped", source=ref.source, url=ref.url, page_url=ref.page_url)
         wanted = [r for r in todo if _is_remote(r.url)]
+        by_url = {r.url: r for r in wanted}
         if not wanted:
             return
-        by_url = {r.url: r for r in wanted}
         fetched: dict[str, object] = {}
 
+        def responses():
+            yield from ((r.url, r.response) for r in wanted if r.response is not None)  # a source that was an image
+            yield from fetcher.map([r.url for r in wanted if r.response is None], kind="image")
+
         def jobs() -> Iterator[_Job]:
-            for url, response in fetcher.map([r.url for r in wanted], kind="image"):
+            for url, response in responses():
                 fetched[url] = response
                 # A failed fetch still goes through the pool (as an empty job) to keep results in one stream.
                 yield _Job(url, data=b"" if isinstance(response, Exception) else response.body)
