@@ -43,6 +43,10 @@ def explain_record(m: MatchRecord) -> str:
                          m.geometry))
 
 
+def _n(count: int, one: str, many: str) -> str:
+    return f"{count} {one if count == 1 else many}"
+
+
 def _pct(v: float) -> str:
     return f"{100 * v:.0f}%"
 
@@ -164,12 +168,12 @@ def _card(m: MatchRecord, work: Work | None, work_uri: tuple[str, str] | None, f
     title = work.title if work else f"(unknown work {m.work_id})"
     allowed = m.allowed_by is not None
     geometry = geometry_words(m.geometry)
-    distance = "—" if m.distance is None else str(m.distance)
     rows = [
         ("Why", _e(explain_record(m))),
         ("Transform", _e(m.transform)),
         ("Geometry", _e(geometry) if geometry else '<span class="none">—</span>'),
-        ("Signal", f"<code>{_e(m.signal)}</code> · distance {_e(distance)} · score {m.score:.2f} ({_e(m.confidence)})"),
+        ("Signal", f"<code>{_e(m.signal)}</code>" + (f" · distance {m.distance}" if m.distance is not None else "")
+         + f" · score {m.score:.2f} ({_e(m.confidence)})"),
         ("Image", _link(m.url or m.item)),
         ("Page", _link(m.page_url)),
         ("Source", _link(m.source)),
@@ -232,15 +236,15 @@ def render_report(ledger: Ledger, *, run_id: int | None = None, all_runs: bool =
                + (f" · {scanned} items scanned" if scanned is not None else "")
                + " · sources: " + ", ".join(run["sources"]))
     else:
-        heading, sub = "All recorded matches", f"{len({m.run_id for m in records})} scan runs"
+        heading, sub = "All recorded matches", f"from {_n(len({m.run_id for m in records}), 'scan run', 'scan runs')}"
     work_ids = sorted({m.work_id for m in records})
     work_opts = "".join(f'<option value="{w}">#{w} {_e(works[w].title if w in works else "?")}</option>'
                         for w in work_ids)
     source_opts = "".join(f'<option value="{_e(s)}">{_e(s)}</option>'
                           for s in sorted({m.source or "" for m in records}) if s)
-    summary = (f"{len(records) - n_allowed} {'copy' if len(records) - n_allowed == 1 else 'copies'} of"
-               f" {len({m.work_id for m in records if m.allowed_by is None})} works"
-               f" · {n_allowed} allowed {'use' if n_allowed == 1 else 'uses'}")
+    copies = [m for m in records if m.allowed_by is None]
+    summary = (f"{_n(len(copies), 'copy', 'copies')} of {_n(len({m.work_id for m in copies}), 'work', 'works')}"
+               f" · {_n(n_allowed, 'allowed use', 'allowed uses')}")
     empty = "" if records else '<p class="empty">No copies were found.</p>'
     return f"""<!DOCTYPE html>
 <html lang="en">
@@ -285,7 +289,7 @@ figure.found img {{ background: #f6efee; }}
 figcaption {{ font-size: 12px; color: #666; text-align: center; margin-top: 4px; }}
 table.kv {{ border-collapse: collapse; flex: 1 1 420px; min-width: 0; align-self: flex-start; }}
 .kv th, .kv td {{ text-align: left; vertical-align: top; padding: 3px 8px; border-bottom: 1px solid #f0efea; }}
-.kv th {{ width: 92px; color: #666; font-weight: 600; font-size: 13px; }}
+.kv th {{ width: 96px; white-space: nowrap; color: #666; font-weight: 600; font-size: 13px; }}
 .kv td {{ overflow-wrap: anywhere; }}
 a {{ color: #1f5fa8; }}
 code, .url {{ font: 12.5px/1.4 ui-monospace, "DejaVu Sans Mono", monospace; overflow-wrap: anywhere; }}
