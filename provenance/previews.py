@@ -40,9 +40,9 @@ class Picture:
 def make_preview(image: Image.Image, side: int = PREVIEW_SIDE) -> bytes:
     """A JPEG of the (RGB) working image with its long side at most `side`."""
     im = image.copy()
-    im.thumbnail((side, side), Image.Resampling.LANCZOS)
+    im.thumbnail((side, side), Image.Resampling.BILINEAR, reducing_gap=2.0)
     out = io.BytesIO()
-    im.save(out, format="JPEG", quality=80, optimize=True)
+    im.save(out, format="JPEG", quality=82)
     return out.getvalue()
 
 
