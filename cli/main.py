@@ -10,8 +10,8 @@ import click
 from tqdm import tqdm
 
 import provenance
-from provenance import (anchoring, certificate_html, certificates, chain as chain_mod, config, evidence as evidence_mod,
-                        keys, nft, report as report_mod, selftest as selftest_mod)
+from provenance import (anchoring, certificate_html, certificates, chain as chain_mod, config,
+                        evidence as evidence_mod, keys, nft, report as report_mod, selftest as selftest_mod)
 from provenance.errors import KeystoreError, ProvenanceError, UsageError
 from provenance.imaging import read_bytes
 from provenance.ledger import Ledger

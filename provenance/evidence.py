@@ -143,7 +143,8 @@ def notice_text(facts: dict, cert: dict) -> str:
     lines = []
     if m["allowed_by"]:
         r = m["allowed_by"]
-        lines += [f"!! WARNING: your allow rule #{r['rule_id']} ({r['pattern']}{': ' + r['note'] if r['note'] else ''})",
+        rule = f"{r['pattern']}: {r['note']}" if r["note"] else r["pattern"]
+        lines += [f"!! WARNING: your allow rule #{r['rule_id']} ({rule})",
                   "!! covers this copy: it is listed as an ALLOWED use (a licence or your own repost), not as an",
                   "!! infringement. Do not send this notice unless the rule is wrong.", ""]
     lines += [
@@ -275,8 +276,8 @@ def make_evidence(ledger: Ledger, match_id: int, out_dir: str | Path, *,
         raise UsageError(f"the scan did not keep the bytes of the copy in match {match_id} ({m.item})",
                          hint="scan it again: matched copies are kept from now on")
     if hashlib.sha256(data).hexdigest() != m.sha256:
-        raise LedgerError(f"the kept bytes of the copy in match {match_id} no longer have its SHA-256 {m.sha256[:16]}…"
-                          " (the scan record was edited)")
+        raise LedgerError(f"the kept bytes of the copy in match {match_id} no longer have its SHA-256"
+                          f" {m.sha256[:16]}… (the scan record was edited)")
     if out.exists() and not out.is_dir():
         raise UsageError(f"{out} exists and is not a folder", hint="give -o a new or existing folder")
     _ensure_table(ledger)
@@ -330,7 +331,7 @@ def verify_evidence(folder: str | Path) -> list[str]:
             body = (folder / f["name"]).read_bytes()
         except OSError:
             raise VerificationError(f"{f['name']} is listed in the manifest but missing") from None
-        if hashlib.sha256(body).hexdigest() != f["sha256"]:
+        if hashlib.sha256(body).hexdigest() != f["sha256"] or len(body) != f["bytes"]:
             raise VerificationError(f"{f['name']} was changed: its SHA-256 is not the manifest's")
     done.append(f"files     {len(manifest['files'])} files match manifest.json")
     packet = hashlib.sha256(manifest_bytes).hexdigest()
@@ -344,6 +345,12 @@ def verify_evidence(folder: str | Path) -> list[str]:
     if not merkle.verify_inclusion(bytes.fromhex(e["entry_hash"]), inc["leaf_index"], inc["tree_size"],
                                    [bytes.fromhex(p) for p in inc["proof"]], bytes.fromhex(inc["root"])):
         raise VerificationError("the inclusion proof does not lead from the evidence entry to the root")
+    cert = json.loads((folder / "certificate.json").read_text(encoding="utf-8"))
+    work_inc = stamp.get("work_inclusion") or {}
+    if not merkle.verify_inclusion(bytes.fromhex(cert["entry"]["entry_hash"]), work_inc.get("leaf_index", -1),
+                                   inc["tree_size"], [bytes.fromhex(p) for p in work_inc.get("proof", [])],
+                                   bytes.fromhex(inc["root"])):
+        raise VerificationError("the work's register entry (certificate.json) is not proven under the same root")
     done.append(f"timestamp packet {packet[:16]}… is entry {e['seq']}, leaf {inc['leaf_index'] + 1} of"
                 f" {inc['tree_size']} under root {inc['root'][:16]}…")
     a = stamp.get("anchor")
@@ -352,7 +359,6 @@ def verify_evidence(folder: str | Path) -> list[str]:
             raise VerificationError("the anchor receipt is for another root than the inclusion proof's")
         done.append(f"anchored  root anchored in block {a['block_number']} ({_utc(a['block_timestamp'])}) of chain"
                     f" {a['chain_id']}, tx {a['tx_hash'][:18]}…; re-read it on chain to be sure")
-    cert = json.loads((folder / "certificate.json").read_text(encoding="utf-8"))
     result = verify_certificate(cert)
     if not result.ok:
         raise VerificationError(f"certificate.json does not verify: {result.failures()[0].reason}")

@@ -193,7 +193,7 @@ def _card(m: MatchRecord, work: Work | None, work_uri: tuple[str, str] | None, f
     badge = ('<span class="badge allowed">allowed</span>' if allowed
              else f'<span class="badge {_e(m.confidence)}">{_e(m.confidence)}</span>')
     attrs = (f'data-work="{m.work_id}" data-title="{_e(title.lower())}" data-source="{_e(m.source or "")}"'
-             f' data-found="{_e(m.found_at)}" data-score="{m.score:.3f}" data-distance="{m.distance if m.distance is not None else 9999}"'
+             f' data-found="{_e(m.found_at)}" data-score="{m.score:.3f}"'
              f' data-allowed="{int(allowed)}" data-id="{m.id}"')
     return f"""<article class="card{' is-allowed' if allowed else ''}" {attrs}>
 <header><h2><span class="wid">#{m.work_id}</span> {_e(title)}</h2>{badge}<span class="mid">match {m.id}</span></header>
@@ -231,8 +231,9 @@ def render_report(ledger: Ledger, *, run_id: int | None = None, all_runs: bool =
         heading = f"Scan run {run['id']}"
         counts = run["counts"] or {}
         scanned = sum(counts.values()) if counts else None
-        sub = (f"started {_time(run['started_at'])}" + (f", finished {_time(run['finished_at'])}" if run["finished_at"] else
-                                                 " (still running or interrupted)")
+        finished = (f", finished {_time(run['finished_at'])}" if run["finished_at"]
+                    else " (still running or interrupted)")
+        sub = (f"started {_time(run['started_at'])}" + finished
                + (f" · {scanned} items scanned" if scanned is not None else "")
                + " · sources: " + ", ".join(run["sources"]))
     else:
@@ -251,7 +252,8 @@ def render_report(ledger: Ledger, *, run_id: int | None = None, all_runs: bool =
 <head>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
-<meta http-equiv="Content-Security-Policy" content="default-src 'none'; img-src data:; style-src 'unsafe-inline'; script-src 'unsafe-inline'">
+<meta http-equiv="Content-Security-Policy"
+      content="default-src 'none'; img-src data:; style-src 'unsafe-inline'; script-src 'unsafe-inline'">
 <meta name="referrer" content="no-referrer">
 <title>provenance report: {_e(heading)}</title>
 <style>
@@ -308,7 +310,8 @@ footer {{ color: #777; font-size: 12.5px; margin-top: 24px; }}
 <label>Work <select id="f-work"><option value="">all works</option>{work_opts}</select></label>
 <label>Source <select id="f-source"><option value="">all sources</option>{source_opts}</select></label>
 <label>Sort <select id="f-sort"><option value="found">newest found</option><option value="score">best score</option>
-<option value="work">work</option><option value="source">source</option><option value="id">match id</option></select></label>
+<option value="work">work</option><option value="source">source</option><option value="id">match id</option>
+</select></label>
 <label><input type="checkbox" id="f-allowed"> show allowed ({n_allowed})</label>
 <span class="count" id="count">{len(records)} matches</span>
 </div>
