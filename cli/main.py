@@ -10,8 +10,8 @@ import click
 from tqdm import tqdm
 
 import provenance
-from provenance import (anchoring, certificate_html, certificates, chain as chain_mod, config, keys, nft,
-                        selftest as selftest_mod)
+from provenance import (anchoring, certificate_html, certificates, chain as chain_mod, config,
+                        evidence as evidence_mod, keys, nft, report as report_mod, selftest as selftest_mod)
 from provenance.errors import KeystoreError, ProvenanceError, UsageError
 from provenance.imaging import read_bytes
 from provenance.ledger import Ledger
@@ -370,6 +370,68 @@ def allow(ctx, work_id, pattern, note, all_works, list_rules, remove_id, as_json
         else:
             what = "every work" if r.work_id is None else f"work #{r.work_id}"
             click.echo(f"allow rule {r.id}: {what} at {r.pattern}" + (f"  ({r.note})" if r.note else ""))
+
+
+# -- what a match gives the artist: listing, report, evidence ----------------------------------------------------
+@cli.command("matches")
+@click.option("--run", "run_id", type=int, help="Only this scan run (default: every run).")
+@click.option("--work", "work_id", type=int, help="Only copies of this work.")
+@click.option("--json", "as_json", is_flag=True, help="JSON Lines: one object per match.")
+@click.pass_context
+def matches_cmd(ctx, run_id, work_id, as_json):
+    """List the recorded matches with their ids (for `provenance evidence MATCH_ID`)."""
+    ledger = _ledger(ctx)
+    records = report_mod.recorded_matches(ledger, run_id=run_id, work_id=work_id)
+    titles = {w.id: w.title for w in ledger.works()}
+    for m in records:
+        if as_json:
+            _emit_json({**asdict(m), "work_title": titles.get(m.work_id), "explanation": report_mod.explain_record(m)})
+        else:
+            allowed = f"  allowed (rule {m.allowed_by})" if m.allowed_by is not None else ""
+            click.echo(f"{m.id:>5}  run {m.run_id}  #{m.work_id} {titles.get(m.work_id)!r}  {m.url or m.item}"
+                       f"  {report_mod.explain_record(m)}  score {m.score:.2f}{allowed}")
+    if not as_json:
+        click.echo(f"{len(records)} matches", err=True)
+
+
+@cli.command("report")
+@click.option("-o", "--output", default="report.html", show_default=True, type=click.Path(dir_okay=False),
+              help="Where to write the page (self-contained HTML).")
+@click.option("--run", "run_id", type=int, help="The scan run to show (default: the latest).")
+@click.option("--all", "all_runs", is_flag=True, help="Every recorded match, of every run.")
+@click.pass_context
+def report_cmd(ctx, output, run_id, all_runs):
+    """Write a web page of the matches of a scan: each work beside its found copy, sortable and filterable."""
+    if run_id is not None and all_runs:
+        raise UsageError("give --run N or --all, not both")
+    r = report_mod.write_report(_ledger(ctx), output, run_id, all_runs=all_runs)
+    what = f"scan run {r.run_id}" if r.run_id is not None else "every scan run"
+    click.echo(f"wrote {r.path}: {what}, {r.matches - r.allowed} copies of {r.works} works, {r.allowed} allowed")
+
+
+@cli.command("evidence")
+@click.argument("match_id", type=int)
+@click.option("-o", "--output", "out_dir", required=True, type=click.Path(file_okay=False),
+              help="Folder to write the packet into (created if needed).")
+@click.option("--force", is_flag=True, help="Write the packet even for a match an allow rule covers.")
+@click.option("--json", "as_json", is_flag=True, help="JSON output.")
+@click.pass_context
+def evidence_cmd(ctx, match_id, out_dir, force, as_json):
+    """Write the evidence packet of MATCH_ID (found bytes, facts, certificate, notice draft) and timestamp it."""
+    p = evidence_mod.make_evidence(_ledger(ctx), match_id, out_dir, force_allowed=force)
+    if as_json:
+        _emit_json({**asdict(p), "out_dir": str(p.out_dir)})
+        return
+    if p.allowed_by is not None:
+        click.echo(f"warning: match {match_id} is covered by allow rule {p.allowed_by}; the notice says so", err=True)
+    how = "appended as" if p.created else "already in the ledger as"
+    click.echo(f"wrote evidence packet of match {match_id} (work #{p.work_id}) to {p.out_dir}: {len(p.files)} files"
+               f" + manifest.json + timestamp.json\n  packet hash {p.packet_sha256}, {how} ledger entry {p.entry_seq}")
+    if p.anchor:
+        click.echo(f"  anchored in block {p.anchor['block_number']} on chain {p.anchor['chain_id']}")
+    else:
+        click.echo("  not anchored yet: run `provenance anchor`, then this command again to add the anchor")
+    click.echo(f"  edit {p.out_dir}/notice.txt (every [EDIT ME]) before sending it")
 
 
 # -- ledger ----------------------------------------------------------------------------------------------------

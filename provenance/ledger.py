@@ -6,6 +6,9 @@ Tables
                work to a new address; the owner is derived from these entries, `works.registrant` never changes)
                `commit` (commit-reveal: only a salted commitment to an unpublished registration, signed by its
                registrant; a later `register` entry with `reveals` publishes the record, fingerprints and salt)
+               `evidence` (the SHA-256 of an evidence packet about a found copy of a registered work, see
+               evidence.py: unsigned, it is a timestamp — the packet existed when the entry was chained and, once
+               anchored, no later than the anchor's block — not a claim by anyone)
   works        one row per registered work, a projection of its `register` entry (for humans and queries)
   fingerprints one row per (work, algorithm id)
   local_features the ORB blob of each work; its SHA-256 is the `orb/2` fingerprint value in the entry
@@ -131,6 +134,17 @@ def _work_row(work_id: int, seq: int, payload: dict) -> dict:
         "registrant": r["registrant"], "signature": payload["signature"],
         "prior_claims": canonical_json(payload.get("prior_claims", [])), "entry_seq": seq,
     }
+
+
+def _check_evidence_payload(seq: int, work_id, payload) -> None:
+    """An `evidence` payload is exactly {packet_sha256 (64 hex), match_id, work_id (the entry's)}."""
+    ok = (isinstance(payload, dict) and set(payload) == {"packet_sha256", "match_id", "work_id"}
+          and isinstance(payload["packet_sha256"], str) and len(payload["packet_sha256"]) == 64
+          and all(ch in "0123456789abcdef" for ch in payload["packet_sha256"])
+          and type(payload["match_id"]) is int and type(payload["work_id"]) is int and payload["work_id"] == work_id)
+    if not ok:
+        raise TamperedLedgerError(f"entry {seq}: an evidence entry holds exactly a packet SHA-256, a match id and"
+                                  f" the id of the work it is about", seq)
 
 
 _CHAIN_TABLES = [
@@ -340,6 +354,19 @@ class Ledger:
         with self.transaction() as c:
             return self._append_entry(c, "commit", None, payload)
 
+    def append_evidence(self, packet_sha256: str, match_id: int, work_id: int) -> tuple[int, bool]:
+        """Append an `evidence` entry holding an evidence packet's hash, unless one with that hash exists.
+        Returns (seq, created). One IMMEDIATE transaction: two runs cannot both append the same packet."""
+        payload = {"packet_sha256": packet_sha256, "match_id": match_id, "work_id": work_id}
+        _check_evidence_payload(0, work_id, payload)  # raises on a malformed payload: never chain one
+        with self.transaction() as c:
+            for seq, text in c.execute("SELECT seq, payload FROM entries WHERE kind = 'evidence' ORDER BY seq"):
+                if json.loads(text).get("packet_sha256") == packet_sha256:
+                    return seq, False
+            if not c.execute("SELECT 1 FROM works WHERE id = ?", (work_id,)).fetchone():
+                raise UsageError(f"no work with id {work_id}", hint="list works with: provenance works list")
+            return self._append_entry(c, "evidence", work_id, payload), True
+
     def commit_seq(self, commitment: str) -> int | None:
         """The seq of the `commit` entry holding `commitment`, if any."""
         for seq, text in self.conn.execute("SELECT seq, payload FROM entries WHERE kind = 'commit' ORDER BY seq"):
@@ -457,6 +484,11 @@ class Ledger:
                 commits[seq] = self._verify_commit(seq, work_id, payload, chain_id)
             elif kind == "transfer":
                 owners[work_id] = self._verify_transfer(seq, work_id, payload, chain_id, work_entries, owners)
+            elif kind == "evidence":
+                if work_id not in work_entries:
+                    raise TamperedLedgerError(f"entry {seq} holds evidence about work {work_id}, which is not"
+                                              " registered before it", seq)
+                _check_evidence_payload(seq, work_id, payload)
             else:
                 raise TamperedLedgerError(f"entry {seq} has unknown kind {kind!r} (added outside provenance)", seq)
             prev, expected_seq = stored, expected_seq + 1

@@ -16,11 +16,12 @@ from eth_account.signers.local import LocalAccount
 
 from ._parallel import imap
 from .errors import ImageError, UsageError
-from .fingerprints import ORB, PDQ, PDQEQ, PHASH, FingerprintSet, fingerprint
-from .imaging import read_bytes
+from .fingerprints import ORB, PDQ, PDQEQ, PHASH, FingerprintSet, fingerprint_decoded
+from .imaging import decode, read_bytes
 from .index import Index
 from .ledger import Appended, Ledger, commitment_of
 from .matching import PDQ_MIN_QUALITY, find_matches
+from .previews import make_preview, store_preview
 from .signing import sign_registration
 from .sources import collect_files, display
 
@@ -54,14 +55,17 @@ class _Fingerprinted:
     fps: FingerprintSet | None
     error: str | None
     mtime: float | None
+    preview: bytes | None = None  # a small JPEG for reports (previews), made from the same decoded image
 
 
 def _fingerprint_file(path: Path) -> _Fingerprinted:
     try:
         data = read_bytes(path)
         mtime = path.stat().st_mtime
+        decoded = decode(data)
         # Variants are needed to find prior claims on flipped or rotated versions of the same work.
-        return _Fingerprinted(path, fingerprint(data, variants=True), None, mtime)
+        fps = fingerprint_decoded(data, decoded, variants=True)
+        return _Fingerprinted(path, fps, None, mtime, make_preview(decoded.image))
     except ImageError as e:
         return _Fingerprinted(path, None, e.message, None)
     except Exception as e:  # never let one file end the batch
@@ -114,7 +118,7 @@ def register(ledger: Ledger, paths: list[str | Path], account: LocalAccount, *, 
                 if private:
                     try:
                         commitment, seq = _commit(ledger, account, record, signature, list(fp.fps.stored()),
-                                                  {ORB: fp.fps.local_features}, private_dir)
+                                                  {ORB: fp.fps.local_features}, private_dir, fp.preview)
                     except OSError as e:
                         yield RegisterResult(item, error=f"cannot keep the private record: {e}")
                         continue
@@ -122,6 +126,8 @@ def register(ledger: Ledger, paths: list[str | Path], account: LocalAccount, *, 
                     continue
                 appended = ledger.append_work(record, signature, list(fp.fps.stored()), claims,
                                               {ORB: fp.fps.local_features})
+                if fp.preview is not None:
+                    store_preview(ledger, appended.work_id, fp.preview)
                 yield RegisterResult(item, appended.work_id, appended.created, name,
                                      prior_claims=claims if appended.created else [],
                                      low_detail=max(fp.fps.pdq.quality or 0,
@@ -159,15 +165,17 @@ def _private_dir(private_dir: str | Path | None) -> Path:
 
 
 def _commit(ledger: Ledger, account: LocalAccount, record: dict, signature: str, fingerprints: list[dict],
-            blobs: dict[str, bytes], private_dir: str | Path | None) -> tuple[str, int]:
-    """Keep the registration in a private file (mode 0600), then append only its salted commitment."""
+            blobs: dict[str, bytes], private_dir: str | Path | None, preview: bytes | None = None) -> tuple[str, int]:
+    """Keep the registration in a private file (mode 0600), then append only its salted commitment. The preview
+    waits in that file too: stored in the ledger file now, it would show the unpublished work."""
     salt = secrets.token_hex(32)
     commitment = commitment_of(record, fingerprints, salt)
     folder = _private_dir(private_dir)
     folder.mkdir(parents=True, exist_ok=True, mode=0o700)
     secret = {"commitment": commitment, "salt": salt, "record": record, "signature": signature,
               "chain_id": ledger.chain_id, "fingerprints": fingerprints, "ledger_id": ledger.ledger_id,
-              "blobs": {alg: None if data is None else base64.b64encode(data).decode() for alg, data in blobs.items()}}
+              "blobs": {alg: None if data is None else base64.b64encode(data).decode() for alg, data in blobs.items()},
+              "preview": None if preview is None else base64.b64encode(preview).decode()}
     path = folder / f"{commitment}.json"
     tmp = folder / f".{commitment}.tmp"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -211,5 +219,7 @@ def reveal(ledger: Ledger, commitment_or_seq: str | int, private_dir: str | Path
     blobs = {alg: None if data is None else base64.b64decode(data) for alg, data in secret.get("blobs", {}).items()}
     appended: Appended = ledger.append_work(secret["record"], secret["signature"], secret["fingerprints"], [], blobs,
                                             reveals={"commit_seq": seq, "salt": secret["salt"]})
+    if secret.get("preview"):  # private files written before previews have none: reports show a sketch
+        store_preview(ledger, appended.work_id, base64.b64decode(secret["preview"]))
     ledger.checkpoint()
     return RevealResult(appended.work_id, appended.created, seq, commitment, secret["record"]["title"])

@@ -224,6 +224,20 @@ class ScanLog:
     def last_run(self) -> int | None:
         return self.conn.execute("SELECT MAX(id) FROM scan_runs").fetchone()[0]
 
+    def run(self, run_id: int) -> dict | None:
+        """One scan run: id, started_at, finished_at, sources (list) and counts (dict; None while running)."""
+        row = self.conn.execute("SELECT id, started_at, finished_at, sources, counts FROM scan_runs WHERE id = ?",
+                                (run_id,)).fetchone()
+        if row is None:
+            return None
+        return {"id": row[0], "started_at": row[1], "finished_at": row[2], "sources": json.loads(row[3] or "[]"),
+                "counts": json.loads(row[4]) if row[4] else None}
+
+    def post(self, item_id: int) -> tuple[str | None, str | None]:
+        """The (title, published date) of the feed entry or page an item came from; (None, None) for files."""
+        row = self.conn.execute("SELECT title, published FROM scan_items WHERE id = ?", (item_id,)).fetchone()
+        return (row[0], row[1]) if row else (None, None)
+
     def found_bytes(self, sha256: str) -> bytes | None:
         row = self.conn.execute("SELECT data FROM found_images WHERE sha256 = ?", (sha256,)).fetchone()
         return row[0] if row else None

@@ -65,3 +65,29 @@ def home(tmp_path, monkeypatch, _keystore_template) -> Path:
     monkeypatch.setenv("PROVENANCE_PASSPHRASE", PASSPHRASE)
     monkeypatch.delenv("PROVENANCE_LEDGER", raising=False)
     return home
+
+
+@pytest.fixture(scope="session")
+def _scanned_template(tmp_path_factory, works_dir, feed_dir, account) -> Path:
+    """A ledger file with the example works registered, an allow rule for one repost, and one scan of the
+    example feed recorded (made once per session: registering and scanning cost a few seconds)."""
+    from provenance import register, scan
+    from provenance.scanlog import ScanLog
+
+    path = tmp_path_factory.mktemp("scanned") / "ledger.db"
+    with Ledger.create(path) as led:
+        list(register(led, [works_dir], account, artist="Aigerim", pretty_titles=True, workers=2).results)
+        log = ScanLog(led)
+        log.allow(5, "*/post_08.jpg", "my own repost")
+        log.close()
+        list(scan(led, [feed_dir], workers=2).results)
+    return path
+
+
+@pytest.fixture
+def scanned(tmp_path, _scanned_template) -> Ledger:
+    """A fresh copy of the scanned ledger (see _scanned_template), for tests that append to it."""
+    path = tmp_path / "scanned.db"
+    shutil.copyfile(_scanned_template, path)
+    with Ledger.open(path) as led:
+        yield led
