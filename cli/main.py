@@ -286,9 +286,12 @@ SOURCE_TYPES = ("folder", "image", "list", "rss", "atom", "jsonfeed", "html", "s
 @click.option("--no-robots", is_flag=True, help="Do not honour robots.txt (only for sites you are allowed to scan).")
 @click.option("--timeout", type=float, default=30.0, show_default=True, help="Deadline per HTTP request, seconds.")
 @click.option("--workers", type=int, help="Worker processes (default: all cores).")
+@click.option("--report", "report_path", type=click.Path(dir_okay=False),
+              help="Also write a web page of this scan's matches (self-contained HTML).")
 @click.option("--json", "as_json", is_flag=True, help="JSON Lines: one object per match.")
 @click.pass_context
-def scan(ctx, sources, sources_file, source_type, full, allow_private, no_robots, timeout, workers, as_json):
+def scan(ctx, sources, sources_file, source_type, full, allow_private, no_robots, timeout, workers, report_path,
+         as_json):
     """Scan folders, images, URL lists, RSS/Atom/JSON feeds, web pages and sitemaps for copies of registered works.
 
     SOURCES are paths or http(s) URLs. Remote images checked by an earlier scan are skipped (--full checks
@@ -333,6 +336,9 @@ def scan(ctx, sources, sources_file, source_type, full, allow_private, no_robots
     if counts["skipped"]:
         summary += f", {counts['skipped']} skipped (checked by an earlier scan; --full checks them again)"
     click.echo(summary, err=True)
+    if report_path:
+        r = report_mod.write_report(ledger, report_path)
+        click.echo(f"wrote {r.path}: {r.matches - r.allowed} copies of {r.works} works, {r.allowed} allowed", err=True)
     ctx.exit(1 if counts["failed"] else 0)
 
 

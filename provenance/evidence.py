@@ -266,8 +266,8 @@ def make_evidence(ledger: Ledger, match_id: int, out_dir: str | Path, *,
             what = f"rule #{m.allowed_by}" + (f" ({rule.pattern}{': ' + rule.note if rule.note else ''})"
                                               if rule else " (since removed)")
             raise UsageError(f"match {match_id} is an allowed use, not a copy: {what} covers it",
-                             hint="if the rule is wrong, remove it; or give --force to write the packet anyway"
-                                  " (its notice then opens with a warning)")
+                             hint=f"if the rule is wrong, remove it (provenance allow --remove {m.allowed_by}); or"
+                                  " give --force to write the packet anyway (its notice then opens with a warning)")
         data = log.found_bytes(m.sha256)
         post = log.post(m.item_id)
     finally:
