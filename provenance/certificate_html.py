@@ -98,7 +98,7 @@ def _commit_html(cert: dict, e) -> str:
     rows = "".join(f"<tr><th>{e(k)}</th><td>{e(v)}</td></tr>" for k, v in [
         ("Committed no later than", when), ("Commitment", c["payload"]["commit"]["commitment"]),
         ("Committed (signer's clock)", _utc(c["payload"]["commit"]["committedAt"])), ("Ledger entry", c["seq"]),
-        ("Checkpoint signed by", cert["commit"]["checkpoint"]["signer"])])
+        ("Checkpoint signed by", (cert["commit"].get("checkpoint") or {}).get("signer", "no signature"))])
     return ("<h2>Commitment</h2><p>The work was first recorded privately, as a signed salted commitment with no title"
             " or fingerprint; the published registration opens it, so the work dates from the commitment.</p>"
             f"<table class=\"kv\">{rows}</table>\n")

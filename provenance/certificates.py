@@ -112,7 +112,8 @@ def _proof_target(ledger: Ledger, need_seq: int) -> tuple[int, str, dict | None,
         checkpoint = checkpoint_section(ledger.ledger_id, size, root, a.chain_id, a.checkpoint_signer,
                                         a.checkpoint_signature, a.contract)
     elif covering:
-        raise UsageError(f"the anchors covering ledger entry {need_seq} were recorded before anchors were signed",
+        raise UsageError(f"the anchors covering ledger entry {need_seq} carry no checkpoint signature (recorded"
+                         " before anchors were signed, or sent by another key)",
                          hint="run: provenance anchor (with the key that anchored them; it signs them and sends"
                               " nothing new), then issue the certificate again")
     else:
