@@ -352,7 +352,7 @@ def test_no_certificate_without_a_signed_checkpoint(tmp_path, account):
     shutil.copy(ASSETS.parent / "ledgers" / "schema1-anchored.db", path)
     with Ledger.open(path) as old:
         with pytest.raises(UsageError, match=r"the anchors covering ledger entry 2 carry no checkpoint signature \(recorded"
-                                             " before anchors were signed, or sent by another key\)") as info:
+                                             r" before anchors were signed, or sent by another key\)") as info:
             issue_certificate(old, 2)
         assert "provenance anchor" in info.value.hint
         with pytest.raises(UsageError, match="no signed checkpoint covers ledger entry 4 yet") as info:
