@@ -192,11 +192,13 @@ def register(ctx, paths, key_name, artist, license_, title, title_from_filename,
 
 @cli.command()
 @click.argument("commitment")
+@click.option("--key", "key_name", help="Key that signs the new ledger checkpoint (default: the only key).")
 @click.option("--json", "as_json", is_flag=True, help="JSON output.")
 @click.pass_context
-def reveal(ctx, commitment, as_json):
+def reveal(ctx, commitment, key_name, as_json):
     """Publish a work registered with --private: COMMITMENT is its commitment or its commit entry number."""
-    r = provenance.reveal(_ledger(ctx), commitment)
+    account = keys.unlock(keys.find_key(config.keys_dir(), key_name), _passphrase())
+    r = provenance.reveal(_ledger(ctx), commitment, account)
     if as_json:
         _emit_json(asdict(r))
     else:
@@ -457,6 +459,23 @@ def ledger_verify(ctx, as_json):
     else:
         click.echo(f"ledger OK: {report.entries} entries, {report.works} works, {report.checkpoints} checkpoints,"
                    f" root {report.root}")
+
+
+@ledger_group.command("checkpoint")
+@click.option("--key", "key_name", help="Signing key name (default: the only key).")
+@click.option("--json", "as_json", is_flag=True, help="JSON output.")
+@click.pass_context
+def ledger_checkpoint(ctx, key_name, as_json):
+    """Record and sign a checkpoint of every entry (or sign the latest one, if unsigned). Every command that
+    appends entries does this itself; it is needed only for ledgers written before checkpoints were signed."""
+    account = keys.unlock(keys.find_key(config.keys_dir(), key_name), _passphrase())
+    cp = _ledger(ctx).checkpoint(signer=account)
+    if as_json:
+        _emit_json({"signed": cp is not None, "checkpoint": asdict(cp) if cp else None})
+    elif cp:
+        click.echo(f"signed checkpoint of {cp.size} entries, root {cp.root}, by {cp.signer}")
+    else:
+        click.echo("nothing to sign: the ledger is empty, or its latest checkpoint covers every entry and is signed")
 
 
 # -- chain -----------------------------------------------------------------------------------------------------

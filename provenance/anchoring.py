@@ -6,6 +6,11 @@ transaction becomes an `anchors` row, so an interrupted or timed-out run never l
 anchor the chain does not have; the pending note lets the next run record a transaction that did get mined, or
 send the same signed bytes again, instead of paying for a second one (see `chain`).
 
+The anchoring key also signs the anchored Checkpoint {ledgerId, size, root} with the registry contract as the
+EIP-712 domain's `verifyingContract` (stored with the receipt): a certificate proving an entry to that root then
+carries a signature that names the contract, so it cannot be passed off as an anchor in another registry. It is
+signed only when that key sent the anchor transaction (the chain shows who anchored; the signature must agree).
+
 A chain is its id and instance (see `chain`): a chain restarted from scratch is a new instance, so its anchors are
 reported missing (`chain_status`) and the next `anchor` publishes the root again.
 """
@@ -15,7 +20,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Callable
 
-from . import merkle
+from . import merkle, signing
 from .chain import REGISTRY, Chain, ChainError, Cost, Deployment, PendingTx, TxRevertedError
 from .errors import UsageError
 from .ledger import Ledger, utc_now
@@ -41,6 +46,11 @@ class Anchor:
     block_timestamp: int
     sender: str
     recorded_at: str
+    checkpoint_signer: str | None = None  # None: recorded before anchors were signed, or sent by another key
+    checkpoint_signature: str | None = None  # EIP-712 Checkpoint, domain with verifyingContract = contract
+
+    def checkpoint_record(self, ledger_id: str) -> dict:
+        return {"ledgerId": ledger_id, "size": self.size, "root": self.root.removeprefix("0x")}
 
 
 @dataclass(frozen=True)
@@ -113,7 +123,7 @@ class ChainStatus:
 
 
 _COLUMNS = "chain_id, instance, contract, root, size, first_entry, tx_hash, block_number, block_timestamp," \
-           " sender, recorded_at"
+           " sender, recorded_at, checkpoint_signer, checkpoint_signature"
 
 
 def anchors(ledger: Ledger) -> list[Anchor]:
@@ -137,12 +147,41 @@ def _record(ledger: Ledger, chain: Chain, contract: str, root: str, size: int, r
     anchor = Anchor(chain.chain_id, chain.instance, contract, root, size, covered + 1,
                     "0x" + bytes(receipt["transactionHash"]).hex(), number, chain.block_timestamp(number),
                     receipt["from"], utc_now())
+    anchor = _signed(ledger, chain, anchor)
     with ledger.transaction() as c:
-        c.execute(f"INSERT OR IGNORE INTO anchors ({_COLUMNS}) VALUES ({', '.join('?' * 11)})",
+        c.execute(f"INSERT OR IGNORE INTO anchors ({_COLUMNS}) VALUES ({', '.join('?' * 13)})",
                   tuple(anchor.__dict__.values()))
         c.execute("DELETE FROM pending_txs WHERE kind = 'anchor' AND chain_id = ? AND instance = ? AND"
                   " json_extract(detail, '$.root') = ?", (chain.chain_id, chain.instance, root))
     return anchor
+
+
+def _signed(ledger: Ledger, chain: Chain, a: Anchor) -> Anchor:
+    """`a` with the anchored Checkpoint signed by the chain's key, if that key sent the anchor transaction."""
+    if chain.account is None or chain.account.address.lower() != str(a.sender).lower():
+        return a
+    signature = signing.sign_checkpoint(chain.account, a.checkpoint_record(ledger.ledger_id), a.chain_id, a.contract)
+    return Anchor(**{**a.__dict__, "checkpoint_signer": chain.account.address, "checkpoint_signature": signature})
+
+
+def _sign_recorded(ledger: Ledger, chain: Chain, contract: str) -> None:
+    """Sign the anchors on this registry recorded unsigned (before anchors were signed) that this key sent,
+    once their root is checked against the ledger's entries again."""
+    leaves = None
+    for a in _on_chain(ledger, chain, contract):
+        if a.checkpoint_signature is not None:
+            continue
+        signed = _signed(ledger, chain, a)
+        if signed.checkpoint_signature is None:
+            continue
+        leaves = ledger.entry_hashes() if leaves is None else leaves
+        if a.size > len(leaves) or merkle.root(leaves[:a.size]).hex() != a.root.removeprefix("0x"):
+            continue  # a tampered ledger: `ledger verify` names it; never sign it
+        with ledger.transaction() as c:
+            c.execute("UPDATE anchors SET checkpoint_signer = ?, checkpoint_signature = ? WHERE chain_id = ? AND"
+                      " instance = ? AND contract = ? AND root = ?", (signed.checkpoint_signer,
+                                                                     signed.checkpoint_signature, a.chain_id,
+                                                                     a.instance, a.contract, a.root))
 
 
 def _settle_pending(ledger: Ledger, chain: Chain, registry) -> list[Anchor]:
@@ -177,7 +216,7 @@ def anchor(ledger: Ledger, chain: Chain, *, dry_run: bool = False,
     transactions noted by earlier runs (it lists them); on a chain without the registry it estimates the
     deployment and the anchor after it (`_first_anchor_plan`).
     """
-    ledger.checkpoint()
+    ledger.checkpoint(signer=None if dry_run else chain.account)
     cps = ledger.checkpoints()
     if not cps:
         raise UsageError("the ledger is empty: there is nothing to anchor", hint="register works first")
@@ -190,6 +229,7 @@ def anchor(ledger: Ledger, chain: Chain, *, dry_run: bool = False,
         pending, settled = tuple(p.tx.tx_hash for p in chain.pending(ledger, "anchor")), []
     else:
         pending, settled = (), _settle_pending(ledger, chain, registry)
+        _sign_recorded(ledger, chain, registry.address)
     done = [a for a in _on_chain(ledger, chain, registry.address) if a.size == cp.size and a.root == root_hex]
     if done and registry.functions.anchoredAt(bytes.fromhex(cp.root)).call() != 0:
         if done[0] in settled:  # this run recorded the anchor an earlier run sent

@@ -15,7 +15,7 @@ from html import escape
 
 import segno
 
-from .certificates import FAILED, PASSED, SIGNED_FINGERPRINTS, VerificationResult, verify_certificate
+from .certificates import FAILED, FORMAT, PASSED, SIGNED_FINGERPRINTS, VerificationResult, verify_certificate
 from .errors import UsageError
 from .imaging import decode
 
@@ -30,11 +30,13 @@ _LEVEL_TITLES = {
     "image": "The image is this work",
 }
 _LEVEL_MEANING = {
-    "format": "The file is a provenance-certificate/1 and its hash matches its content.",
+    "format": f"The file is a {FORMAT} and its hash matches its content.",
     "signed": "The registrant's key signed this record: title, artist, licence, dates, size and fingerprints. "
               "The registration time inside it is the signer's own claim.",
-    "included": "The record is an entry of a hash-chained ledger, proven by a Merkle path to the ledger's root.",
-    "anchored": "That root was published on a blockchain, so the registration existed no later than that block.",
+    "included": "The record is an entry of a hash-chained ledger, proven by a Merkle path to a root that the"
+                " ledger keeper signed.",
+    "anchored": "That root was published on a blockchain, so the registration existed no later than that block;"
+                " the root's signature names the registry contract.",
     "image": "The image shown is the registered file, byte for byte.",
 }
 _STATUS = {PASSED: ("passed", "✓"), FAILED: ("failed", "✗"), "skipped": ("skipped", "–")}
@@ -85,6 +87,23 @@ def _verdict(cert: dict, result: VerificationResult) -> tuple[str, str, str]:
     return "partial", "Verified", f"This work was {who}; level reached: {result.level or 'none'}."
 
 
+def _commit_html(cert: dict, e) -> str:
+    """The commitment section of a work registered privately and revealed later (else nothing)."""
+    if "commit" not in cert:
+        return ""
+    c, inc, a = cert["commit"]["entry"], cert["commit"]["inclusion"], cert["commit"].get("anchor")
+    when = (f"{_utc(a['block_timestamp'])} (block {a['block_number']} of chain {a['chain_id']}, anchored)" if a else
+            f"the signed checkpoint of {inc['tree_size']} entr{'y' if inc['tree_size'] == 1 else 'ies'}, recorded {inc.get('checkpoint_recorded_at')}"
+            " (not anchored: the keeper's word)")
+    rows = "".join(f"<tr><th>{e(k)}</th><td>{e(v)}</td></tr>" for k, v in [
+        ("Committed no later than", when), ("Commitment", c["payload"]["commit"]["commitment"]),
+        ("Committed (signer's clock)", _utc(c["payload"]["commit"]["committedAt"])), ("Ledger entry", c["seq"]),
+        ("Checkpoint signed by", (cert["commit"].get("checkpoint") or {}).get("signer", "no signature"))])
+    return ("<h2>Commitment</h2><p>The work was first recorded privately, as a signed salted commitment with no title"
+            " or fingerprint; the published registration opens it, so the work dates from the commitment.</p>"
+            f"<table class=\"kv\">{rows}</table>\n")
+
+
 def render_html(cert: dict, result: VerificationResult, thumbnail_jpeg: bytes | None = None) -> str:
     """The page of a certificate whose format check passed (as every issued certificate's does)."""
     if result.certificate_hash is None:
@@ -107,6 +126,10 @@ def render_html(cert: dict, result: VerificationResult, thumbnail_jpeg: bytes | 
              ("Work", f"#{cert['work_id']} of ledger {cert['ledger_id']}"), ("Certificate issued", cert["issued_at"])]
     if anchor:
         facts.insert(4, ("Existed no later than", f"{_utc(anchor['block_timestamp'])} (anchored)"))
+    transfers = cert.get("transfers", [])
+    if transfers:
+        owner = result.owner or transfers[-1]["entry"]["payload"]["transfer"]["to"]
+        facts.insert(3, ("Owner", f"{owner} (after {len(transfers)} transfer{'s' if len(transfers) > 1 else ''})"))
     fact_rows = "".join(f"<tr><th>{e(k)}</th><td>{e(v)}</td></tr>" for k, v in facts)
 
     signed_algorithms = set(SIGNED_FINGERPRINTS.values())
@@ -132,11 +155,30 @@ def render_html(cert: dict, result: VerificationResult, thumbnail_jpeg: bytes | 
         anchor_html = ("<p>Not anchored when this certificate was issued. Anchor the ledger"
                        " (<code>provenance anchor</code>) and issue the certificate again.</p>")
 
+    if transfers:
+        transfer_rows = "".join(
+            f"<tr><td>{e(t['entry']['seq'])}</td><td class=\"hex\">{e(t['entry']['payload']['transfer']['from'])}</td>"
+            f"<td class=\"hex\">{e(t['entry']['payload']['transfer']['to'])}</td>"
+            f"<td>{e(_utc(t['entry']['payload']['transfer']['transferredAt']))}</td></tr>" for t in transfers)
+        ownership_html = ("<p>Each transfer is signed by the owner at that point and proven into the ledger like the"
+                          " registration.</p><table><tr><th>Ledger entry</th><th>From</th><th>To</th>"
+                          f"<th>Transferred (signer's clock)</th></tr>{transfer_rows}</table>")
+    else:
+        ownership_html = (f"<p>No transfers up to ledger entry {e(inc['tree_size'])}: the owner is the registrant"
+                          f" <span class=\"hex\">{e(record['registrant'])}</span>.</p>")
+    commit_html = _commit_html(cert, e)
+
+    cp = cert["checkpoint"]
+    registry = cp["domain"].get("verifyingContract")
+    signed_by = (f"<p>The ledger keeper's key <span class=\"hex\">{e(cp['signer'])}</span> signed this root and size"
+                 " (an EIP-712 Checkpoint)" + (f", naming the registry <span class=\"hex\">{e(registry)}</span>"
+                                                if registry else "") + ".</p>")
     steps = "".join(f"<li class=\"hex\">{e(p)}</li>" for p in inc["proof"])
     proof_html = (f"<p>Entry {e(entry['seq'])} (hash <span class=\"hex\">{e(entry['entry_hash'])}</span>) is leaf"
                   f" {e(inc['leaf_index'] + 1)} of {e(inc['tree_size'])} in an RFC 6962 Merkle tree; a path of"
                   f" {len(inc['proof'])} sibling hashes leads from it to the root"
                   f" <span class=\"hex\">{e(inc['root'])}</span>.</p>"
+                  + signed_by
                   + (f"<details><summary>Proof steps</summary><ol>{steps}</ol></details>" if steps else ""))
 
     return f"""<!DOCTYPE html>
@@ -184,7 +226,7 @@ footer {{ margin-top: 28px; color: #666; font-size: 13px; }}
 <body>
 <main>
 <h1>{e(record['title'])}</h1>
-<p class="sub">Certificate of ownership · {e(record['artist'])} · provenance-certificate/1</p>
+<p class="sub">Certificate of ownership · {e(record['artist'])} · {e(cert['format'])}</p>
 <div class="top">
   <div>{picture}</div>
   <div class="facts"><table class="kv">{fact_rows}</table></div>
@@ -194,7 +236,9 @@ footer {{ margin-top: 28px; color: #666; font-size: 13px; }}
 <table class="checks">{check_rows}</table>
 <h2>Fingerprints</h2>
 <table><tr><th>Algorithm</th><th>Value</th><th>Quality</th><th>Covered by</th></tr>{fp_rows}</table>
-<h2>Anchor</h2>
+<h2>Ownership</h2>
+{ownership_html}
+{commit_html}<h2>Anchor</h2>
 {anchor_html}
 <h2>Merkle proof</h2>
 {proof_html}

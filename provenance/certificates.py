@@ -1,10 +1,10 @@
 """Ownership certificates: one JSON file that proves who registered a work, when, and that the record is anchored.
 
-`issue_certificate(ledger, work_id)` packs everything a verifier needs (format `provenance-certificate/1`, see
+`issue_certificate(ledger, work_id)` packs everything a verifier needs (format `provenance-certificate/2`, see
 docs/certificate.md): the EIP-712 domain and types of the registration signature, the ledger entry (whose payload
 holds the signed record, the signature and the fingerprints), its RFC 6962 inclusion proof to a checkpoint root,
-and the receipt of the anchor transaction that published that root, when there is one. Nothing in it is stored
-twice, so nothing can disagree with a copy of itself.
+that checkpoint signed as EIP-712 typed data (once anchored, by the anchoring key in a domain naming the registry
+contract), and the receipt of the anchor transaction that published that root, when there is one.
 
 `verify_certificate(cert, ...)` needs neither the ledger nor us. It checks graded levels, each made of small
 policies that return nothing or raise `VerificationError` with a message naming what is wrong:
@@ -13,9 +13,11 @@ policies that return nothing or raise `VerificationError` with a message naming 
   signed    the signature recovers the record's registrant; the shown fingerprints are the signed ones; each
             transfer is signed by the owner at that point (registrant, then each transfer's `to`)
   included  the entry hash recomputed from its fields; the inclusion proof leads from it to the checkpoint root;
-            so do each transfer entry's hash and proof, to the same root
-  anchored  offline: the receipt is for that root and size, on the signature's chain; online (rpc_url / w3): the
-            transaction is on chain in that block and ProvenanceRegistry.anchoredAt(root) is its block's time
+            so do each transfer entry's hash and proof, to the same root; the checkpoint signature over (ledger id,
+            size, root) recovers its stated signer
+  anchored  offline: the receipt is for that root and size, on the signature's chain, and the checkpoint
+            signature's domain names the receipt's registry; online (rpc_url / w3): the transaction is on chain in
+            that block, sent by the checkpoint signer, and ProvenanceRegistry.anchoredAt(root) is its block's time
   image     the given bytes are the work: identical SHA-256, or a perceptual match (distance and transform)
 """
 from __future__ import annotations
@@ -31,7 +33,7 @@ from .errors import ProvenanceError, UsageError
 from .fingerprints import BITS, PDQ, PHASH, SHA256, Fingerprint, fingerprint, hamming
 from .ledger import Ledger, Work, canonical_json, commitment_of, entry_hash, utc_now
 
-FORMAT = "provenance-certificate/1"
+FORMAT = "provenance-certificate/2"
 LEVELS = ("signed", "included", "anchored", "image")
 #: Fingerprints that the signed record itself holds (record field -> algorithm id).
 SIGNED_FINGERPRINTS = {"sha256": SHA256, "pdq": PDQ, "phash": PHASH}
@@ -49,40 +51,18 @@ def certificate_hash(cert: dict) -> str:
 
 
 def issue_certificate(ledger: Ledger, work_id: int) -> dict:
-    """The certificate of `work_id`: its entry, the proof to the earliest anchor covering it (else to the newest
-    checkpoint), and that anchor's receipt. The ledger is verified first: a tampered ledger issues nothing."""
+    """The certificate of `work_id`: its entry and transfers, proven to the earliest signed anchor covering them
+    (else to the earliest signed checkpoint covering them), with that checkpoint's signature and the anchor's
+    receipt. The ledger is verified first: a tampered ledger issues nothing."""
     ledger.verify()
     work = ledger.work(work_id)
-    seq, kind, entry_work, recorded_at, payload, prev_hash, stored_hash = ledger.conn.execute(
-        "SELECT seq, kind, work_id, recorded_at, payload, prev_hash, entry_hash FROM entries WHERE seq = ?",
-        (work.entry_seq,)).fetchone()
+    entry = _entry_at(ledger, work.entry_seq)
     transfer_seqs = [t.entry_seq for t in ledger.history(work_id)]
-    last_seq = max([seq, *transfer_seqs])
-    receipt = None
-    try:
-        proof = anchoring.inclusion_proof(ledger, work_id, covering_seq=last_seq)
-        size, root, path = proof.size, proof.root, proof.proof
-        a = proof.anchor
-        receipt = {"chain_id": a.chain_id, "contract": a.contract, "tx_hash": a.tx_hash,
-                   "block_number": a.block_number, "block_timestamp": a.block_timestamp,
-                   "root": a.root.removeprefix("0x"), "size": a.size}
-    except UsageError:  # not anchored yet: prove inclusion in the newest checkpoint
-        if not any(cp.size >= last_seq for cp in ledger.checkpoints()):
-            ledger.checkpoint()
-        cp = ledger.checkpoints()[-1]
-        size, root = cp.size, cp.root
-        path = [p.hex() for p in merkle.inclusion_proof(ledger.entry_hashes()[:size], seq - 1)]
+    size, root, receipt, checkpoint, _ = _proof_target(ledger, max([work.entry_seq, *transfer_seqs]))
     leaves = ledger.entry_hashes()[:size]
-    transfers = []
-    for t_seq in transfer_seqs:
-        t = ledger.conn.execute("SELECT seq, kind, work_id, recorded_at, payload, prev_hash, entry_hash FROM entries"
-                                " WHERE seq = ?", (t_seq,)).fetchone()
-        transfers.append({
-            "entry": {"seq": t[0], "kind": t[1], "work_id": t[2], "recorded_at": t[3], "payload": json.loads(t[4]),
-                      "prev_hash": t[5], "entry_hash": t[6]},
-            "leaf_index": t_seq - 1, "proof": [p.hex() for p in merkle.inclusion_proof(leaves, t_seq - 1)]})
-    payload = json.loads(payload)
-    commit = _commit_section(ledger, payload["reveals"]["commit_seq"]) if "reveals" in payload else None
+    transfers = [{"entry": _entry_at(ledger, t_seq), "leaf_index": t_seq - 1,
+                  "proof": [p.hex() for p in merkle.inclusion_proof(leaves, t_seq - 1)]} for t_seq in transfer_seqs]
+    payload = entry["payload"]
     typed = signing.typed_registration(payload["record"], payload.get("chain_id", ledger.chain_id))
     cert = {
         "format": FORMAT,
@@ -90,44 +70,77 @@ def issue_certificate(ledger: Ledger, work_id: int) -> dict:
         "ledger_id": ledger.ledger_id,
         "work_id": work_id,
         "registration": {"domain": typed["domain"], "primaryType": typed["primaryType"], "types": typed["types"]},
-        "entry": {"seq": seq, "kind": kind, "work_id": entry_work, "recorded_at": recorded_at,
-                  "payload": payload, "prev_hash": prev_hash, "entry_hash": stored_hash},
-        "inclusion": {"leaf_index": seq - 1, "tree_size": size, "root": root, "proof": path},
+        "entry": entry,
+        "inclusion": {"leaf_index": entry["seq"] - 1, "tree_size": size, "root": root,
+                      "proof": [p.hex() for p in merkle.inclusion_proof(leaves, entry["seq"] - 1)]},
+        "checkpoint": checkpoint,
         "anchor": receipt,
         "transfers": transfers,
     }
-    if commit is not None:
-        cert["commit"] = commit
+    if "reveals" in payload:
+        cert["commit"] = _commit_section(ledger, payload["reveals"]["commit_seq"])
     cert["certificate_hash"] = certificate_hash(cert)
     return cert
 
 
-def _commit_section(ledger: Ledger, commit_seq: int) -> dict:
-    """The commit entry a revealed work opens, proven to the earliest anchor covering it (else to the earliest
-    checkpoint covering it): that anchor or checkpoint is the date the certificate proves for the work."""
+def _entry_at(ledger: Ledger, seq: int) -> dict:
+    """Ledger entry `seq` with every field its hash covers."""
     row = ledger.conn.execute("SELECT seq, kind, work_id, recorded_at, payload, prev_hash, entry_hash FROM entries"
-                              " WHERE seq = ?", (commit_seq,)).fetchone()
-    receipt = None
-    covering = [a for a in anchoring.anchors(ledger) if a.size >= commit_seq]
-    if covering:
-        a = min(covering, key=lambda x: (x.block_timestamp, x.size))
-        size, root = a.size, a.root.removeprefix("0x")
+                              " WHERE seq = ?", (seq,)).fetchone()
+    return {"seq": row[0], "kind": row[1], "work_id": row[2], "recorded_at": row[3], "payload": json.loads(row[4]),
+            "prev_hash": row[5], "entry_hash": row[6]}
+
+
+def checkpoint_section(ledger_id: str, size: int, root: str, chain_id: int, signer: str, signature: str,
+                       contract: str | None = None) -> dict:
+    """The signed checkpoint as a certificate carries it: the full EIP-712 typed data (what the signer signed,
+    ready for any EIP-712 library), the signature and the signer's address."""
+    typed = signing.typed_checkpoint({"ledgerId": ledger_id, "size": size, "root": root}, chain_id, contract)
+    return {**typed, "signature": signature, "signer": signer}
+
+
+def _proof_target(ledger: Ledger, need_seq: int) -> tuple[int, str, dict | None, dict, str | None]:
+    """(size, root, receipt, signed checkpoint, checkpoint time) of the earliest signed anchor covering entries
+    1..need_seq, else of the earliest signed checkpoint covering them: the earliest proves the earliest date."""
+    covering = [a for a in anchoring.anchors(ledger) if a.size >= need_seq]
+    signed = [a for a in covering if a.checkpoint_signature]
+    if signed:
+        a = min(signed, key=lambda x: (x.block_timestamp, x.size))
+        size, root, recorded_at = a.size, a.root.removeprefix("0x"), None
         receipt = {"chain_id": a.chain_id, "contract": a.contract, "tx_hash": a.tx_hash,
                    "block_number": a.block_number, "block_timestamp": a.block_timestamp, "root": root, "size": a.size}
-        checkpoint_at = None
+        checkpoint = checkpoint_section(ledger.ledger_id, size, root, a.chain_id, a.checkpoint_signer,
+                                        a.checkpoint_signature, a.contract)
+    elif covering:
+        raise UsageError(f"the anchors covering ledger entry {need_seq} carry no checkpoint signature (recorded"
+                         " before anchors were signed, or sent by another key)",
+                         hint="run: provenance anchor (with the key that anchored them; it signs them and sends"
+                              " nothing new), then issue the certificate again")
     else:
-        cp = min((cp for cp in ledger.checkpoints() if cp.size >= commit_seq), key=lambda cp: cp.size)
-        size, root, checkpoint_at = cp.size, cp.root, cp.recorded_at
-    leaves = ledger.entry_hashes()[:size]
-    if merkle.root(leaves).hex() != root:
+        cps = [cp for cp in ledger.checkpoints() if cp.size >= need_seq and cp.signature]
+        if not cps:
+            raise UsageError(f"no signed checkpoint covers ledger entry {need_seq} yet",
+                             hint="sign one with: provenance ledger checkpoint")
+        cp = min(cps, key=lambda c: c.size)
+        size, root, receipt, recorded_at = cp.size, cp.root, None, cp.recorded_at
+        checkpoint = checkpoint_section(ledger.ledger_id, size, root, ledger.chain_id, cp.signer, cp.signature)
+    if merkle.root(ledger.entry_hashes()[:size]).hex() != root:
         raise UsageError(f"the first {size} ledger entries no longer have the root {root[:16]}…",
                          hint="run: provenance ledger verify")
+    return size, root, receipt, checkpoint, recorded_at
+
+
+def _commit_section(ledger: Ledger, commit_seq: int) -> dict:
+    """The commit entry a revealed work opens, proven to the earliest signed anchor (else signed checkpoint)
+    covering it: that anchor or checkpoint is the date the certificate proves for the work."""
+    size, root, receipt, checkpoint, recorded_at = _proof_target(ledger, commit_seq)
+    leaves = ledger.entry_hashes()[:size]
     return {
-        "entry": {"seq": row[0], "kind": row[1], "work_id": row[2], "recorded_at": row[3],
-                  "payload": json.loads(row[4]), "prev_hash": row[5], "entry_hash": row[6]},
+        "entry": _entry_at(ledger, commit_seq),
         "inclusion": {"leaf_index": commit_seq - 1, "tree_size": size, "root": root,
                       "proof": [p.hex() for p in merkle.inclusion_proof(leaves, commit_seq - 1)],
-                      "checkpoint_recorded_at": checkpoint_at},
+                      "checkpoint_recorded_at": recorded_at},
+        "checkpoint": checkpoint,
         "anchor": receipt,
     }
 
@@ -211,7 +224,11 @@ def _require(cert: dict, path: str, kind: type | tuple, pattern: re.Pattern | No
 def _format_version(cert: dict, ctx: _Context) -> None:
     if not isinstance(cert, dict) or cert.get("format") != FORMAT:
         found = cert.get("format") if isinstance(cert, dict) else type(cert).__name__
-        raise VerificationError(f"not a {FORMAT} certificate (format: {found!r})")
+        # /1 proved inclusion to an unsigned checkpoint root; verifying it by the old rules would let a /2
+        # certificate be stripped of its checkpoint signature and still pass, so it is refused.
+        hint = ("it was issued before checkpoints were signed: ask for a new certificate (provenance certificate"
+                " WORK_ID)" if found == "provenance-certificate/1" else None)
+        raise VerificationError(f"not a {FORMAT} certificate (format: {found!r})", hint=hint)
 
 
 def _fields(cert: dict, ctx: _Context) -> None:
@@ -225,6 +242,9 @@ def _fields(cert: dict, ctx: _Context) -> None:
         ("entry.prev_hash", str, _HEX64), ("entry.entry_hash", str, _HEX64),
         ("inclusion.leaf_index", int, None), ("inclusion.tree_size", int, None),
         ("inclusion.root", str, _HEX64), ("inclusion.proof", list, None), ("certificate_hash", str, _HEX64),
+        ("checkpoint.domain", dict, None), ("checkpoint.types", dict, None), ("checkpoint.primaryType", str, None),
+        ("checkpoint.message", dict, None), ("checkpoint.signature", str, _HEX0X),
+        ("checkpoint.signer", str, _HEX0X),
     ]:
         _require(cert, path, kind, pattern)
     for i, step in enumerate(cert["inclusion"]["proof"]):
@@ -364,6 +384,57 @@ def _inclusion(cert: dict, ctx: _Context) -> None:
                                 " size, the root or the entry hash was changed")
 
 
+def _signed_checkpoint(cert: dict, cp: dict, inc: dict, where: str) -> str:
+    """`cp` (the section at `where`) is an EIP-712 Checkpoint of this ledger, for the size and root `inc` proves
+    to, on the registration's chain, and its signature recovers its stated signer. Returns the signer."""
+    chain_id = cert["registration"]["domain"].get("chainId")
+    domain = cp["domain"]
+    contract = domain.get("verifyingContract")
+    expected = signing.typed_checkpoint({"ledgerId": cert["ledger_id"], "size": inc["tree_size"],
+                                         "root": inc["root"]}, chain_id, contract)
+    if cp["primaryType"] != "Checkpoint" or cp["types"] != expected["types"]:
+        raise VerificationError(f"{where}.types is not the provenance Checkpoint type (version 1)")
+    for key in ("name", "version"):
+        if domain.get(key) != expected["domain"][key]:
+            raise VerificationError(f"{where}.domain.{key} is {domain.get(key)!r}, not {expected['domain'][key]!r}")
+    if domain.get("chainId") != chain_id:
+        raise VerificationError(f"{where} is signed for chain {domain.get('chainId')}, but the registration for"
+                                f" chain {chain_id}")
+    if set(domain) != set(expected["domain"]):
+        raise VerificationError(f"{where}.domain has fields other than name, version, chainId, verifyingContract")
+    m = cp["message"]
+    if m != expected["message"]:
+        raise VerificationError(f"{where} is signed for {m.get('size')} entries with root"
+                                f" {str(m.get('root')).removeprefix('0x')[:16]}… of ledger {m.get('ledgerId')}, not"
+                                f" the {inc['tree_size']} entries with root {inc['root'][:16]}… of ledger"
+                                f" {cert['ledger_id']} that the inclusion proof leads to")
+    signer = signing.recover_checkpoint_signer(expected["message"], cp["signature"], chain_id, contract)
+    if signer is None:
+        raise VerificationError(f"{where}.signature is not a valid signature of a Checkpoint record")
+    if signer.lower() != str(cp["signer"]).lower():
+        raise VerificationError(f"the {where} signature was made by {signer}, not by its signer {cp['signer']}: the"
+                                " checkpoint (ledgerId, size, root, domain) or its signature was changed")
+    return signer
+
+
+def _checkpoint(cert: dict, ctx: _Context) -> None:
+    ctx.notes["checkpoint_signer"] = _signed_checkpoint(cert, cert["checkpoint"], cert["inclusion"], "checkpoint")
+
+
+def _checkpoint_names_registry(cp: dict, a: dict, where: str) -> None:
+    """An anchored checkpoint's signature binds its root to the receipt's registry and chain."""
+    contract = cp["domain"].get("verifyingContract")
+    if contract is None:
+        raise VerificationError(f"the {where} signature's domain names no registry contract, so it does not bind"
+                                f" the root to the anchor receipt's registry {a['contract']}")
+    if str(contract).lower() != str(a["contract"]).lower():
+        raise VerificationError(f"the {where} is signed for the registry {contract}, not for the anchor receipt's"
+                                f" registry {a['contract']}")
+    if cp["domain"].get("chainId") != a["chain_id"]:
+        raise VerificationError(f"the {where} is signed for chain {cp['domain'].get('chainId')}, but the anchor"
+                                f" receipt is on chain {a['chain_id']}")
+
+
 def _transfer_signatures(cert: dict, ctx: _Context) -> None:
     """Each transfer is of this work, signed by its `from`, who owns the work at that point."""
     record = cert["entry"]["payload"]["record"]
@@ -464,6 +535,7 @@ def _commit_inclusion(cert: dict, ctx: _Context) -> None:
     if not _proof_holds(e, inc, inc):
         raise VerificationError(f"the inclusion proof of commit.entry does not lead to the root {inc['root'][:16]}…"
                                 f" of {inc['tree_size']} entries: a proof step or the commit entry was changed")
+    _signed_checkpoint(cert, cert["commit"]["checkpoint"], inc, "commit.checkpoint")
     a = cert["commit"].get("anchor")
     if a is not None:
         if (a["root"], a["size"]) != (inc["root"], inc["tree_size"]):
@@ -471,6 +543,7 @@ def _commit_inclusion(cert: dict, ctx: _Context) -> None:
         if a["chain_id"] != cert["registration"]["domain"].get("chainId"):
             raise VerificationError(f"commit.anchor is on chain {a['chain_id']}, but the signature is bound to chain"
                                     f" {cert['registration']['domain'].get('chainId')}")
+        _checkpoint_names_registry(cert["commit"]["checkpoint"], a, "commit.checkpoint")
     when = (f"block {a['block_number']} (timestamp {a['block_timestamp']}, tx {a['tx_hash'][:18]}…)" if a else
             f"the checkpoint of {inc['tree_size']} entries (root {inc['root'][:16]}…, recorded"
             f" {inc.get('checkpoint_recorded_at')})")
@@ -479,7 +552,7 @@ def _commit_inclusion(cert: dict, ctx: _Context) -> None:
 
 def _commit_on_chain(cert: dict, ctx: _Context) -> None:
     if cert.get("commit") and cert["commit"].get("anchor"):
-        _on_chain({"anchor": cert["commit"]["anchor"]}, ctx)
+        _on_chain({"anchor": cert["commit"]["anchor"], "checkpoint": cert["commit"]["checkpoint"]}, ctx)
 
 
 def _receipt(cert: dict, ctx: _Context) -> None:
@@ -495,6 +568,7 @@ def _receipt(cert: dict, ctx: _Context) -> None:
     if a["chain_id"] != chain_id:
         raise VerificationError(f"the anchor receipt is on chain {a['chain_id']}, but the signature is bound to"
                                 f" chain {chain_id}")
+    _checkpoint_names_registry(cert["checkpoint"], a, "checkpoint")
 
 
 def _on_chain(cert: dict, ctx: _Context) -> None:
@@ -527,6 +601,10 @@ def _on_chain(cert: dict, ctx: _Context) -> None:
     contract = Web3.to_checksum_address(a["contract"])
     if receipt["status"] != 1 or str(receipt.get("to") or "").lower() != contract.lower():
         raise VerificationError(f"transaction {a['tx_hash']} is not a successful call to the registry {contract}")
+    signer = cert["checkpoint"]["signer"]
+    if str(receipt.get("from") or "").lower() != str(signer).lower():
+        raise VerificationError(f"transaction {a['tx_hash']} was sent by {receipt.get('from')}, not by the key"
+                                f" {signer} that signed the anchored checkpoint")
     if receipt["blockNumber"] != a["block_number"]:
         raise VerificationError(f"transaction {a['tx_hash']} was mined in block {receipt['blockNumber']}, not in"
                                 f" block {a['block_number']} as the anchor receipt says")
@@ -579,7 +657,7 @@ def _image(cert: dict, ctx: _Context) -> None:
 FORMAT_POLICIES: tuple[Policy, ...] = (_format_version, _fields, _hash)
 POLICIES: dict[str, tuple[Policy, ...]] = {
     "signed": (_domain, _signature, _signed_fingerprints, _transfer_signatures, _commit_signature),
-    "included": (_entry, _inclusion, _transfer_inclusion, _commit_inclusion),
+    "included": (_entry, _inclusion, _checkpoint, _transfer_inclusion, _commit_inclusion),
     "anchored": (_receipt,),
     "image": (_image,),
 }
@@ -612,10 +690,10 @@ def _success(level: str, cert: dict, ctx: _Context) -> str:
         also = f" (and its {n} transfer entr{'ies' if n > 1 else 'y'})" if n else ""
         committed = f"; {ctx.notes['committed']}" if ctx.notes.get("committed") else ""
         return (f"entry {e['seq']}{also} is leaf {inc['leaf_index'] + 1} of {inc['tree_size']} under root"
-                f" {inc['root'][:16]}…{committed}")
+                f" {inc['root'][:16]}…, checkpoint signed by {ctx.notes['checkpoint_signer']}{committed}")
     if level == "anchored":
         where = (f"root {a['root'][:16]}… anchored in block {a['block_number']} (tx {a['tx_hash'][:18]}…) on chain"
-                 f" {a['chain_id']}")
+                 f" {a['chain_id']}, in the registry {a['contract']} that the checkpoint signature names")
         return (f"found on chain: {where}" if ctx.notes.get("on_chain") else
                 f"receipt consistent: {where}; not checked on chain (give an RPC URL)")
     return ctx.notes["image"]

@@ -12,15 +12,17 @@ Tables
   works        one row per registered work, a projection of its `register` entry (for humans and queries)
   fingerprints one row per (work, algorithm id)
   local_features the ORB blob of each work; its SHA-256 is the `orb/2` fingerprint value in the entry
-  checkpoints  (size, Merkle root) after each batch: RFC 6962 roots over entry hashes, later anchored on chain
+  checkpoints  (size, Merkle root, signer, signature) after each batch: RFC 6962 roots over entry hashes, each
+               signed as an EIP-712 Checkpoint {ledgerId, size, root} by the key that made it, later anchored
   meta         ledger id, schema version, chain id
   deployments  contract addresses per chain (chain id + instance: genesis hash, or the managed node's id), written by `chain`
-  anchors      receipts of mined anchor transactions (root, size, tx, block), written by `anchoring`
+  anchors      receipts of mined anchor transactions (root, size, tx, block), written by `anchoring`, with the
+               anchoring key's signature of the Checkpoint in a domain that names the registry contract
   pending_txs  transactions signed and sent but not yet seen mined; never counted as anchors or tokens
   tokens       minted NFTs with their metadata JSON (its CID is the token URI), written by `nft`
 
-Only `entries` is authoritative. `verify()` recomputes the chain, the checkpoint roots and every signature, and
-checks that the `works` and `fingerprints` rows still say what their entries say.
+Only `entries` is authoritative. `verify()` recomputes the chain, the checkpoint roots and every signature
+(entries, checkpoints, anchors), and checks that the `works` and `fingerprints` rows still say what their entries say.
 
 Every append is one `BEGIN IMMEDIATE` transaction, so a killed process leaves either the whole work or nothing,
 and several processes can append to one file at once (SQLite serialises the writers; WAL lets readers go on).
@@ -42,10 +44,11 @@ import sqlite_utils
 from . import merkle
 from .errors import LedgerError, TamperedLedgerError, UsageError
 from .fingerprints import Fingerprint
-from .signing import (DEFAULT_CHAIN_ID, recover_commitment_signer, recover_registrant, recover_transfer_signer,
-                      sign_transfer)
+from .signing import (DEFAULT_CHAIN_ID, recover_checkpoint_signer, recover_commitment_signer, recover_registrant,
+                      recover_transfer_signer, sign_checkpoint, sign_transfer)
 
-SCHEMA_VERSION = 1
+#: 2: checkpoints and anchors carry a Checkpoint signature (a schema 1 ledger is upgraded when opened).
+SCHEMA_VERSION = 2
 #: Signals stored as blobs in `local_features`; the entry records their SHA-256 as the fingerprint value.
 BLOB_ALGORITHMS = ("orb/2",)
 GENESIS = "00" * 32
@@ -108,6 +111,12 @@ class Checkpoint:
     size: int
     root: str
     recorded_at: str
+    signer: str | None = None  # None: made without a key (a dry run, or a ledger from before signed checkpoints)
+    signature: str | None = None  # EIP-712 Checkpoint {ledgerId, size, root}, domain without a contract
+
+    def record(self, ledger_id: str) -> dict:
+        """The signed Checkpoint message (see signing.CHECKPOINT_TYPE)."""
+        return {"ledgerId": ledger_id, "size": self.size, "root": self.root}
 
 
 @dataclass(frozen=True)
@@ -152,7 +161,8 @@ _CHAIN_TABLES = [
        tx_hash TEXT, block_number INTEGER, recorded_at TEXT, PRIMARY KEY (chain_id, instance, name))""",
     """CREATE TABLE IF NOT EXISTS anchors (id INTEGER PRIMARY KEY, chain_id INTEGER, instance TEXT,
        contract TEXT, root TEXT, size INTEGER, first_entry INTEGER, tx_hash TEXT, block_number INTEGER,
-       block_timestamp INTEGER, sender TEXT, recorded_at TEXT, UNIQUE (chain_id, instance, contract, root))""",
+       block_timestamp INTEGER, sender TEXT, recorded_at TEXT, checkpoint_signer TEXT, checkpoint_signature TEXT,
+       UNIQUE (chain_id, instance, contract, root))""",
     """CREATE TABLE IF NOT EXISTS pending_txs (tx_hash TEXT PRIMARY KEY, kind TEXT, chain_id INTEGER,
        instance TEXT, contract TEXT, detail TEXT, sent_at TEXT)""",
     """CREATE TABLE IF NOT EXISTS tokens (chain_id INTEGER, instance TEXT, contract TEXT, token_id INTEGER,
@@ -208,7 +218,28 @@ class Ledger:
         if int(version) > SCHEMA_VERSION:
             raise LedgerError(f"{path} was written by a newer provenance (schema {version})",
                               hint="upgrade provenance to read it")
+        if int(version) < SCHEMA_VERSION:
+            ledger._upgrade(path)
         return ledger
+
+    #: Columns added by schema 2, per table (anchors: only where the chain tables exist already).
+    _SIGNATURE_COLUMNS = {"checkpoints": ("signer", "signature"),
+                          "anchors": ("checkpoint_signer", "checkpoint_signature")}
+
+    def _upgrade(self, path: Path) -> None:
+        """Schema 1 -> 2: add the (empty) signature columns. Old rows stay unsigned and verify as before; the
+        next signed checkpoint, or `provenance anchor`, signs the latest state."""
+        try:
+            with self.transaction() as c:
+                for table, columns in self._SIGNATURE_COLUMNS.items():
+                    have = {row[1] for row in c.execute(f"PRAGMA table_info({table})")}
+                    for column in columns if have else ():
+                        if column not in have:
+                            c.execute(f"ALTER TABLE {table} ADD COLUMN {column} TEXT")
+                c.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),))
+        except sqlite3.Error as e:
+            raise LedgerError(f"cannot upgrade ledger {path} to schema {SCHEMA_VERSION}: {e}",
+                              hint="open it once where the file is writable") from None
 
     def close(self) -> None:
         self.conn.close()
@@ -233,7 +264,8 @@ class Ledger:
                                   pk=("work_id", "algorithm"), foreign_keys=[("work_id", "works", "id")])
         db["local_features"].create({"work_id": int, "algorithm": str, "data": bytes}, pk=("work_id", "algorithm"),
                                     foreign_keys=[("work_id", "works", "id")])
-        db["checkpoints"].create({"size": int, "root": str, "recorded_at": str}, pk="size")
+        db["checkpoints"].create({"size": int, "root": str, "recorded_at": str, "signer": str, "signature": str},
+                                 pk="size")
         for key, value in {"schema_version": SCHEMA_VERSION, "ledger_id": str(uuid.uuid4()),
                            "chain_id": chain_id, "created_at": utc_now()}.items():
             self.conn.execute("INSERT INTO meta (key, value) VALUES (?, ?)", (key, str(value)))
@@ -315,7 +347,7 @@ class Ledger:
     def append_transfer(self, work_id: int, to_address: str, signer_account) -> Transfer:
         """Transfer `work_id` to `to_address`, signed by `signer_account`, which must be the work's current owner
         (its registrant, or the recipient of its latest transfer). One IMMEDIATE transaction: the owner check and
-        the append cannot race another transfer."""
+        the append cannot race another transfer. Ends with a checkpoint signed by `signer_account`."""
         from eth_utils import is_address, to_checksum_address
 
         if not isinstance(to_address, str) or not is_address(to_address):
@@ -339,7 +371,8 @@ class Ledger:
             payload = {"transfer": record, "signature": signature, "chain_id": self.chain_id}
             seq = self._append_entry(c, "transfer", work_id, payload)
             at = c.execute("SELECT recorded_at FROM entries WHERE seq = ?", (seq,)).fetchone()[0]
-            return Transfer(work_id, seq, record["from"], to, record["transferredAt"], at, signature)
+        self.checkpoint(signer=signer_account)
+        return Transfer(work_id, seq, record["from"], to, record["transferredAt"], at, signature)
 
     def append_commit(self, commitment: str, signer_account, committed_at: int | None = None) -> int:
         """Append a `commit` entry: only `commitment` (see commitment_of), the registrant and the time, signed by
@@ -403,16 +436,35 @@ class Ledger:
                   (seq, kind, work_id, at, text, prev, entry_hash(seq, kind, work_id, at, text, prev)))
         return seq
 
-    def checkpoint(self) -> Checkpoint | None:
-        """Record the Merkle root over all entries, if entries were added since the last checkpoint."""
+    def checkpoint(self, signer=None) -> Checkpoint | None:
+        """Record the Merkle root over all entries, if entries were added since the last checkpoint, signed by
+        `signer` (an eth_account LocalAccount) when one is given. With a signer and nothing new, the latest
+        checkpoint is signed if it is not yet (made by a dry run, or before checkpoints were signed).
+        Returns the checkpoint recorded or signed, else None."""
         with self.transaction() as c:
             hashes = [bytes.fromhex(h) for (h,) in c.execute("SELECT entry_hash FROM entries ORDER BY seq")]
-            last = c.execute("SELECT MAX(size) FROM checkpoints").fetchone()[0] or 0
-            if len(hashes) <= last:
+            last = c.execute("SELECT size, root, recorded_at, signer, signature FROM checkpoints ORDER BY size DESC"
+                             " LIMIT 1").fetchone()
+            if last and len(hashes) <= last[0]:
+                if signer is None or last[4] is not None:
+                    return None
+                if len(hashes) < last[0] or merkle.root(hashes[:last[0]]).hex() != last[1]:
+                    raise TamperedLedgerError(f"the first {last[0]} entries no longer have the Merkle root recorded"
+                                              f" in checkpoint {last[0]}: it cannot be signed", last[0])
+                cp = Checkpoint(*last[:3])
+            elif not hashes:
                 return None
-            cp = Checkpoint(len(hashes), merkle.root(hashes).hex(), utc_now())
-            c.execute("INSERT INTO checkpoints VALUES (?, ?, ?)", (cp.size, cp.root, cp.recorded_at))
-            return cp
+            else:
+                cp = Checkpoint(len(hashes), merkle.root(hashes).hex(), utc_now())
+                c.execute("INSERT INTO checkpoints (size, root, recorded_at) VALUES (?, ?, ?)",
+                          (cp.size, cp.root, cp.recorded_at))
+            if signer is None:
+                return cp
+            signed = Checkpoint(cp.size, cp.root, cp.recorded_at, signer.address,
+                                sign_checkpoint(signer, cp.record(self.ledger_id), self.chain_id))
+            c.execute("UPDATE checkpoints SET signer = ?, signature = ? WHERE size = ?",
+                      (signed.signer, signed.signature, cp.size))
+            return signed
 
     # -- reading works -----------------------------------------------------------------------------------------
     def works(self) -> list[Work]:
@@ -439,7 +491,8 @@ class Ledger:
         return dict(rows.fetchall())
 
     def checkpoints(self) -> list[Checkpoint]:
-        return [Checkpoint(*r) for r in self.conn.execute("SELECT size, root, recorded_at FROM checkpoints ORDER BY size")]
+        return [Checkpoint(*r) for r in self.conn.execute("SELECT size, root, recorded_at, signer, signature"
+                                                          " FROM checkpoints ORDER BY size")]
 
     def entry_hashes(self) -> list[bytes]:
         return [bytes.fromhex(h) for (h,) in self.conn.execute("SELECT entry_hash FROM entries ORDER BY seq")]
@@ -452,6 +505,7 @@ class Ledger:
         work_entries: dict[int, tuple[int, dict]] = {}
         owners: dict[int, str] = {}
         commits: dict[int, dict] = {}
+        revealed: dict[int, int] = {}  # commit seq -> the seq of the entry that revealed it
         rows = self.conn.execute("SELECT seq, kind, work_id, recorded_at, payload, prev_hash, entry_hash"
                                  " FROM entries ORDER BY seq")
         for seq, kind, work_id, at, text, prev_hash, stored in rows:
@@ -477,7 +531,7 @@ class Ledger:
                                               f" {len(work_entries) + 1}", seq)
                 self._verify_registration(seq, payload, chain_id)
                 if "reveals" in payload:
-                    self._verify_reveal(seq, payload, commits)
+                    self._verify_reveal(seq, payload, commits, revealed)
                 work_entries[work_id] = (seq, payload)
                 owners[work_id] = str(payload["record"]["registrant"])
             elif kind == "commit":
@@ -502,6 +556,8 @@ class Ledger:
             if merkle.root(leaves[: cp.size]).hex() != cp.root:
                 raise TamperedLedgerError(f"the first {cp.size} entries no longer have the Merkle root recorded in"
                                           f" checkpoint {cp.size}", cp.size)
+            self._verify_checkpoint_signature(f"checkpoint {cp.size}", cp.record(self.ledger_id), cp.signer,
+                                              cp.signature, chain_id, None, cp.size)
         self._verify_projection(work_entries)
         self._verify_chain_records(leaves)
         return VerifyReport(len(leaves), len(work_entries), len(checkpoints), merkle.root(leaves).hex())
@@ -510,17 +566,34 @@ class Ledger:
         """Anchors must be roots of this ledger's entries; tokens must point at the metadata stored with them."""
         if not self.conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'tokens'").fetchone():
             return
-        for size, root, tx in self.conn.execute("SELECT size, root, tx_hash FROM anchors ORDER BY size"):
+        for size, root, tx, chain_id, contract, signer, signature in self.conn.execute(
+                "SELECT size, root, tx_hash, chain_id, contract, checkpoint_signer, checkpoint_signature FROM anchors"
+                " ORDER BY size"):
             if size > len(leaves) or merkle.root(leaves[:size]).hex() != root.removeprefix("0x"):
                 raise TamperedLedgerError(f"the anchor in transaction {tx} covers {size} entries whose Merkle root is"
                                           " no longer what was anchored (entries were edited or deleted)",
                                           min(size, len(leaves) + 1))
+            record = {"ledgerId": self.ledger_id, "size": size, "root": root.removeprefix("0x")}
+            self._verify_checkpoint_signature(f"the anchor in transaction {tx}", record, signer, signature, chain_id,
+                                              contract, size)
         from .nft import cid_of  # late: nft builds on the ledger
 
         for token_id, metadata, cid in self.conn.execute("SELECT token_id, metadata, cid FROM tokens"):
             if cid_of(metadata.encode()) != cid:
                 raise TamperedLedgerError(f"the metadata of token {token_id} was edited: it no longer has the CID"
                                           f" {cid} that the token points at")
+
+    @staticmethod
+    def _verify_checkpoint_signature(what: str, record: dict, signer: str | None, signature: str | None,
+                                     chain_id: int, contract: str | None, seq: int) -> None:
+        """A signed checkpoint (or anchor) must recover its stated signer; an unsigned one is allowed (made by a
+        dry run, or before checkpoints were signed) and simply proves nothing in a certificate."""
+        if signer is None and signature is None:
+            return
+        actual = recover_checkpoint_signer(record, signature or "", chain_id, contract)
+        if actual is None or signer is None or actual.lower() != signer.lower():
+            raise TamperedLedgerError(f"{what}: the checkpoint signature does not match its signer {signer} (the"
+                                      " checkpoint, its signer or its signature was edited)", seq)
 
     @staticmethod
     def _verify_registration(seq: int, payload: dict, chain_id: int) -> None:
@@ -545,12 +618,17 @@ class Ledger:
         return commit
 
     @staticmethod
-    def _verify_reveal(seq: int, payload: dict, commits: dict[int, dict]) -> None:
+    def _verify_reveal(seq: int, payload: dict, commits: dict[int, dict], revealed: dict[int, int]) -> None:
         reveals = payload["reveals"]
         commit_seq = reveals.get("commit_seq") if isinstance(reveals, dict) else None
         if commit_seq not in commits:
             raise TamperedLedgerError(f"entry {seq} reveals entry {commit_seq}, which is not an earlier commitment",
                                       seq)
+        if commit_seq in revealed:
+            # One commitment dates one registration: a second reveal would borrow the earlier date for another work.
+            raise TamperedLedgerError(f"entry {seq} reveals the commitment of entry {commit_seq} again (entry"
+                                      f" {revealed[commit_seq]} revealed it already)", seq)
+        revealed[commit_seq] = seq
         commit, record = commits[commit_seq], payload["record"]
         if str(commit["registrant"]).lower() != str(record.get("registrant", "")).lower():
             raise TamperedLedgerError(f"entry {seq} reveals the commitment of entry {commit_seq}, made by"

@@ -86,7 +86,7 @@ def register(ledger: Ledger, paths: list[str | Path], account: LocalAccount, *, 
 
     Idempotent per (bytes, registrant). Each work is committed on its own, so an interrupted batch keeps every
     completed work and a re-run finishes the rest. A work that perceptually matches a work registered earlier by
-    another key is registered with a `prior_claims` note. Ends with a ledger checkpoint.
+    another key is registered with a `prior_claims` note. Ends with a ledger checkpoint signed by `account`.
 
     `private`: record only a salted commitment per work (a `commit` entry); the record, fingerprints, local
     features and salt stay in `private_dir` (default DATA_DIR/private) until `reveal()` publishes them.
@@ -133,7 +133,7 @@ def register(ledger: Ledger, paths: list[str | Path], account: LocalAccount, *, 
                                      low_detail=max(fp.fps.pdq.quality or 0,
                                                     fp.fps.get(PDQEQ).quality or 0) < PDQ_MIN_QUALITY)
         finally:
-            ledger.checkpoint()
+            ledger.checkpoint(signer=account)
 
     return Batch(len(files) + len(source_errors), run())
 
@@ -196,9 +196,11 @@ class RevealResult:
     title: str
 
 
-def reveal(ledger: Ledger, commitment_or_seq: str | int, private_dir: str | Path | None = None) -> RevealResult:
+def reveal(ledger: Ledger, commitment_or_seq: str | int, account: LocalAccount,
+           private_dir: str | Path | None = None) -> RevealResult:
     """Publish a private registration: append its signed `register` entry with the salt that opens the earlier
-    `commit` entry (given by its commitment, or its ledger entry number). Ends with a ledger checkpoint."""
+    `commit` entry (given by its commitment, or its ledger entry number). Ends with a ledger checkpoint signed by
+    `account` (the record itself was signed when it was committed)."""
     key = str(commitment_or_seq).strip().lower().removeprefix("0x")
     if key.isdigit():
         row = ledger.conn.execute("SELECT kind, payload FROM entries WHERE seq = ?", (int(key),)).fetchone()
@@ -221,5 +223,5 @@ def reveal(ledger: Ledger, commitment_or_seq: str | int, private_dir: str | Path
                                             reveals={"commit_seq": seq, "salt": secret["salt"]})
     if secret.get("preview"):  # private files written before previews have none: reports show a sketch
         store_preview(ledger, appended.work_id, base64.b64decode(secret["preview"]))
-    ledger.checkpoint()
+    ledger.checkpoint(signer=account)
     return RevealResult(appended.work_id, appended.created, seq, commitment, secret["record"]["title"])

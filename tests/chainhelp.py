@@ -58,6 +58,7 @@ def cli_home(home):
     assert run("init").exit_code == 0
     with Ledger.open(config.ledger_path()) as led:
         add_works(led, home_account(), 4)
+        led.checkpoint(signer=home_account())  # as register does at the end of a batch
     return home
 
 

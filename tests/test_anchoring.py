@@ -177,6 +177,38 @@ def test_verify_catches_an_edited_anchor(setup):
         ledger.verify()
 
 
+def test_the_anchoring_key_signs_the_checkpoint_in_a_domain_naming_the_registry(setup, account):
+    from provenance.signing import recover_checkpoint_signer
+
+    ledger, chain = setup
+    a = anchoring.anchor(ledger, chain).anchor
+    record = a.checkpoint_record(ledger.ledger_id)
+    assert a.checkpoint_signer == account.address == a.sender
+    assert recover_checkpoint_signer(record, a.checkpoint_signature, a.chain_id, a.contract) == account.address
+    assert recover_checkpoint_signer(record, a.checkpoint_signature, a.chain_id) != account.address  # no registry
+    assert ledger.checkpoints()[-1].signer == account.address  # and the checkpoint itself, without the registry
+
+
+def test_an_anchor_recorded_unsigned_is_signed_by_the_next_run_sending_nothing(setup):
+    ledger, chain = setup
+    a = anchoring.anchor(ledger, chain).anchor
+    ledger.conn.execute("UPDATE anchors SET checkpoint_signer = NULL, checkpoint_signature = NULL")  # schema 1
+    ledger.verify()  # unsigned anchors are allowed: they just prove nothing in a certificate
+    height = chain.block_number()
+    r = anchoring.anchor(ledger, chain)
+    assert r.nothing_new and not r.sent and chain.block_number() == height
+    assert anchoring.anchors(ledger) == [a]  # signed again, the same (deterministic) signature
+
+
+def test_verify_catches_an_edited_anchor_signature(setup, other_account):
+    ledger, chain = setup
+    a = anchoring.anchor(ledger, chain).anchor
+    ledger.conn.execute("UPDATE anchors SET checkpoint_signer = ?", (other_account.address,))
+    with pytest.raises(Exception, match=re.escape(f"the anchor in transaction {a.tx_hash}: the checkpoint signature"
+                                                  f" does not match its signer {other_account.address}")):
+        ledger.verify()
+
+
 def test_status_reports_an_anchor_lost_with_the_chain(setup, tmp_path, account):
     ledger, chain = setup
     anchoring.anchor(ledger, chain)

@@ -60,6 +60,32 @@ def test_page_of_an_unanchored_certificate_says_so(hostile_cert):
     assert "Verified, not anchored" in page and "Not anchored when this certificate was issued" in page
 
 
+def test_page_shows_the_transfer_history_the_owner_and_the_checkpoint_signer(hostile_cert, ledger, account,
+                                                                            other_account):
+    page = render_html(hostile_cert, verify_certificate(hostile_cert))
+    assert "No transfers up to ledger entry 1: the owner is the registrant" in page
+    assert f"key <span class=\"hex\">{account.address}</span> signed this root" in page
+
+    ledger.append_transfer(1, other_account.address, account)
+    cert = issue_certificate(ledger, 1)
+    page = render_html(cert, verify_certificate(cert))
+    assert f"<tr><th>Owner</th><td>{other_account.address} (after 1 transfer)</td></tr>" in page
+    assert (f"<tr><td>2</td><td class=\"hex\">{account.address}</td><td class=\"hex\">{other_account.address}</td>"
+            in page)
+    assert "<h2>Commitment</h2>" not in page
+
+
+def test_page_of_a_revealed_work_shows_its_commitment(ledger, account, tmp_path):
+    [c] = provenance.register(ledger, [WORK], account, artist="Aigerim", private=True, workers=1,
+                              private_dir=tmp_path / "private").results
+    out = provenance.reveal(ledger, c.commitment, account, private_dir=tmp_path / "private")
+    cert = issue_certificate(ledger, out.work_id)
+    page = render_html(cert, verify_certificate(cert))
+    assert "<h2>Commitment</h2>" in page and c.commitment in page
+    assert "<tr><th>Committed no later than</th><td>the signed checkpoint of 1 entry" in page
+    assert "<b>Verified, not anchored</b>" in page
+
+
 def test_page_of_a_tampered_certificate_says_not_verified():
     cert = json.loads((ASSETS / "bad-proof-step.json").read_text())
     page = render_html(cert, verify_certificate(cert))

@@ -18,7 +18,7 @@ from click.testing import CliRunner
 from cli.main import cli
 from provenance import anchoring, certificates
 from provenance.certificates import FORMAT, issue_certificate, verify_certificate
-from provenance.errors import TamperedLedgerError
+from provenance.errors import TamperedLedgerError, UsageError
 from provenance.ledger import Ledger
 
 ASSETS = Path(__file__).parent / "assets" / "certificates"
@@ -43,6 +43,8 @@ def reason(result, level: str) -> str:
 GOOD = load("good")
 SIG_CHAIN = GOOD["registration"]["domain"]["chainId"]
 ROOT = GOOD["inclusion"]["root"]
+KEEPER = GOOD["checkpoint"]["signer"]  # the key that registered, checkpointed and anchored (make_bad.KEY)
+REGISTRY = GOOD["anchor"]["contract"]
 SIGNED_RECORD = ("the signed record (title, artist, license, created, registeredAt, width, height, sha256, pdq,"
                  " phash, registrant) or the signature was changed")
 ENTRY_FIELDS = "a field of the entry (seq, kind, work_id, recorded_at, payload, prev_hash) was changed"
@@ -56,11 +58,21 @@ def test_anchored_certificate_verifies_offline_at_the_anchored_level():
                            "image": "skipped"}
     registrant = GOOD["entry"]["payload"]["record"]["registrant"]
     assert reason(r, "signed") == f"EIP-712 signature by the registrant {registrant}, bound to chain {SIG_CHAIN}"
-    assert reason(r, "included") == f"entry 2 is leaf 2 of 3 under root {ROOT[:16]}…"
+    assert reason(r, "included") == f"entry 2 is leaf 2 of 3 under root {ROOT[:16]}…, checkpoint signed by {KEEPER}"
     a = GOOD["anchor"]
     assert reason(r, "anchored") == (f"receipt consistent: root {ROOT[:16]}… anchored in block {a['block_number']}"
-                                     f" (tx {a['tx_hash'][:18]}…) on chain {a['chain_id']}; not checked on chain"
+                                     f" (tx {a['tx_hash'][:18]}…) on chain {a['chain_id']}, in the registry"
+                                     f" {REGISTRY} that the checkpoint signature names; not checked on chain"
                                      " (give an RPC URL)")
+
+
+def test_the_anchored_checkpoint_is_signed_in_a_domain_naming_the_registry():
+    cp = GOOD["checkpoint"]
+    assert cp["primaryType"] == "Checkpoint" and cp["signer"] == GOOD["entry"]["payload"]["record"]["registrant"]
+    assert cp["domain"] == {"name": "provenance", "version": "1", "chainId": SIG_CHAIN, "verifyingContract": REGISTRY}
+    assert cp["message"] == {"ledgerId": GOOD["ledger_id"], "size": 3, "root": "0x" + ROOT}
+    unanchored = load("good-unanchored")["checkpoint"]
+    assert "verifyingContract" not in unanchored["domain"]
 
 
 def test_unanchored_certificate_verifies_at_the_included_level_without_a_chain():
@@ -98,6 +110,17 @@ def _bad_cases():
         "receipt-chain": ("anchored", f"the anchor receipt is on chain 1, but the signature is bound to chain"
                                       f" {SIG_CHAIN}"),
         "format": ("format", f"not a {FORMAT} certificate (format: 'provenance-certificate/9')"),
+        "checkpoint-signature": ("included", f"the checkpoint signature was made by {make_bad.OTHER}, not by its"
+                                             f" signer {KEEPER}: the checkpoint (ledgerId, size, root, domain) or its"
+                                             " signature was changed"),
+        "checkpoint-other-size": ("included", f"checkpoint is signed for 2 entries with root {make_bad._flip(ROOT)[:16]}…"
+                                              f" of ledger {GOOD['ledger_id']}, not the 3 entries with root"
+                                              f" {ROOT[:16]}… of ledger {GOOD['ledger_id']} that the inclusion proof"
+                                              " leads to"),
+        "checkpoint-registry": ("anchored", f"the checkpoint is signed for the registry {make_bad.OTHER_REGISTRY},"
+                                            f" not for the anchor receipt's registry {REGISTRY}"),
+        "checkpoint-unbound": ("anchored", "the checkpoint signature's domain names no registry contract, so it does"
+                                           f" not bind the root to the anchor receipt's registry {REGISTRY}"),
         "stale-hash": ("format", f"certificate_hash is {GOOD['certificate_hash'][:16]}… but the content hashes to"
                                  f" {{actual_cert}}: the certificate was edited after it was issued"),
     }
@@ -183,6 +206,32 @@ def test_an_unreachable_node_fails_the_anchored_level():
                                      "  hint: check --rpc-url, or verify offline without it")
 
 
+def test_a_version_1_certificate_is_refused_with_what_to_do():
+    old = json.loads(json.dumps(GOOD))
+    old["format"] = "provenance-certificate/1"
+    del old["checkpoint"]
+    old["certificate_hash"] = certificates.certificate_hash(old)
+    r = verify_certificate(old)
+    assert r.level is None and reason(r, "format") == (
+        f"not a {FORMAT} certificate (format: 'provenance-certificate/1')\n  hint: it was issued before checkpoints"
+        " were signed: ask for a new certificate (provenance certificate WORK_ID)")
+
+
+def test_cli_ledger_checkpoint_signs_the_latest_state(cli_home):
+    from chainhelp import home_account
+
+    from provenance import config
+
+    r = _run("ledger", "checkpoint")
+    assert r.exit_code == 0 and "nothing to sign" in r.output, r.output
+    with Ledger.open(config.ledger_path()) as led:
+        add_works(led, home_account(), 1, start=5)
+    r = _run("ledger", "checkpoint", "--json")
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.output)
+    assert out["signed"] and out["checkpoint"]["size"] == 5 and out["checkpoint"]["signer"] == home_account().address
+
+
 def test_the_certificate_hash_does_not_depend_on_layout():
     assert certificates.certificate_hash(json.loads(json.dumps(GOOD))) == GOOD["certificate_hash"]
     assert GOOD["certificate_hash"] == certificates.certificate_hash(load("good"))
@@ -229,6 +278,7 @@ def setup(tmp_path, w3, account):
     fund(w3, account.address)
     with Ledger.create(tmp_path / "ledger.db", chain_id=w3.eth.chain_id) as led:
         add_works(led, account, 5)
+        led.checkpoint(signer=account)  # as register does at the end of a batch
         yield led, evm_chain(w3, led, account)
 
 
@@ -278,6 +328,39 @@ def test_a_root_missing_on_a_fresh_chain_fails_online(setup, account):
     r = verify_certificate(cert, w3=fresh)
     assert not r.ok and reason(r, "anchored") == (f"transaction {cert['anchor']['tx_hash']} of the anchor receipt"
                                                   f" is not on chain {cert['anchor']['chain_id']}")
+
+
+def test_an_anchored_checkpoint_signed_by_another_key_than_the_sender_fails_online(setup, w3):
+    ledger, chain = setup
+    anchoring.anchor(ledger, chain)
+    bad = json.loads(json.dumps(issue_certificate(ledger, 2)))
+    make_bad._resign_checkpoint(bad, key=make_bad.OTHER_KEY)
+    bad["checkpoint"]["signer"] = make_bad.OTHER
+    bad["certificate_hash"] = certificates.certificate_hash(bad)
+    assert verify_certificate(bad).ok  # offline, any key may vouch for a checkpoint: it is named
+    r = verify_certificate(bad, w3=w3)
+    assert reason(r, "anchored") == (f"transaction {bad['anchor']['tx_hash']} was sent by {chain.address}, not by"
+                                     f" the key {make_bad.OTHER} that signed the anchored checkpoint")
+
+
+def test_no_certificate_without_a_signed_checkpoint(tmp_path, account):
+    """A ledger from before signed checkpoints (tests/assets/ledgers/schema1-anchored.db): its unsigned anchor
+    and checkpoints prove nothing, so issuing says what to do; a signed checkpoint makes work 1 certifiable."""
+    import shutil
+
+    path = tmp_path / "old.db"
+    shutil.copy(ASSETS.parent / "ledgers" / "schema1-anchored.db", path)
+    with Ledger.open(path) as old:
+        with pytest.raises(UsageError, match=r"the anchors covering ledger entry 2 carry no checkpoint signature \(recorded"
+                                             r" before anchors were signed, or sent by another key\)") as info:
+            issue_certificate(old, 2)
+        assert "provenance anchor" in info.value.hint
+        with pytest.raises(UsageError, match="no signed checkpoint covers ledger entry 4 yet") as info:
+            issue_certificate(old, 1)  # transferred after the anchor
+        assert info.value.hint == "sign one with: provenance ledger checkpoint"
+        old.checkpoint(signer=account)
+        r = verify_certificate(issue_certificate(old, 1))
+        assert r.ok and r.level == "included" and reason(r, "included").endswith(f"signed by {account.address}")
 
 
 def test_a_tampered_ledger_issues_no_certificate(setup):

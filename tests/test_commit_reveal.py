@@ -73,7 +73,7 @@ def test_a_private_registration_leaks_nothing(ledger, account, works_dir, tmp_pa
 def test_reveal_links_the_registration_to_the_commit(ledger, account, works_dir, tmp_path):
     r = commit_privately(ledger, account, works_dir, tmp_path)
     add_works(ledger, account, 2)  # others register in between
-    out = reveal(ledger, r.commit_seq, private_dir=tmp_path / "private")
+    out = reveal(ledger, r.commit_seq, account, private_dir=tmp_path / "private")
     assert out.created and out.commit_seq == r.commit_seq and out.commitment == r.commitment
     work = ledger.work(out.work_id)
     assert work.title == "Secret Study" and work.entry_seq > r.commit_seq
@@ -83,15 +83,15 @@ def test_reveal_links_the_registration_to_the_commit(ledger, account, works_dir,
     assert commitment_of(payload["record"], payload["fingerprints"], payload["reveals"]["salt"]) == r.commitment
     assert ledger.local_features("orb/2").get(out.work_id) is not None
     assert ledger.verify().works == 3
-    assert not reveal(ledger, r.commitment, private_dir=tmp_path / "private").created  # idempotent
+    assert not reveal(ledger, r.commitment, account, private_dir=tmp_path / "private").created  # idempotent
 
 
 def test_reveal_of_an_unknown_commitment_is_a_usage_error(ledger, account, tmp_path):
     add_works(ledger, account, 1)
     with pytest.raises(UsageError, match="not a commitment"):
-        reveal(ledger, 1, private_dir=tmp_path)
+        reveal(ledger, 1, account, private_dir=tmp_path)
     with pytest.raises(UsageError, match="no private record"):
-        reveal(ledger, "ab" * 32, private_dir=tmp_path)
+        reveal(ledger, "ab" * 32, account, private_dir=tmp_path)
 
 
 @pytest.mark.parametrize("edit, message", [
@@ -101,10 +101,28 @@ def test_reveal_of_an_unknown_commitment_is_a_usage_error(ledger, account, tmp_p
 ], ids=["salt", "fingerprints", "commit-seq"])
 def test_a_tampered_reveal_is_caught(ledger, account, works_dir, tmp_path, edit, message):
     r = commit_privately(ledger, account, works_dir, tmp_path)
-    seq = ledger.work(reveal(ledger, r.commitment, private_dir=tmp_path / "private").work_id).entry_seq
+    seq = ledger.work(reveal(ledger, r.commitment, account, private_dir=tmp_path / "private").work_id).entry_seq
     ledger.verify()
     rewrite_payload(ledger, seq, edit)
     with pytest.raises(TamperedLedgerError, match=message):
+        ledger.verify()
+
+
+def test_a_second_reveal_of_one_commitment_is_caught(ledger, account, works_dir, tmp_path):
+    """A forger copies the reveal as a new work: it opens the commitment too, but one commitment dates one work."""
+    r = commit_privately(ledger, account, works_dir, tmp_path)
+    first = ledger.work(reveal(ledger, r.commitment, account, private_dir=tmp_path / "private").work_id)
+    seq, text, prev = ledger.conn.execute("SELECT e.seq, e.payload, e.entry_hash FROM entries e WHERE seq ="
+                                          " (SELECT MAX(seq) FROM entries)").fetchone()
+    assert seq == first.entry_seq
+    at = "2026-01-01T00:00:00Z"
+    conn = sqlite3.connect(ledger.path)
+    conn.execute("INSERT INTO entries VALUES (?, 'register', ?, ?, ?, ?, ?)",
+                 (seq + 1, first.id + 1, at, text, prev, entry_hash(seq + 1, "register", first.id + 1, at, text, prev)))
+    conn.commit()
+    conn.close()
+    with pytest.raises(TamperedLedgerError, match=rf"^entry {seq + 1} reveals the commitment of entry {r.commit_seq}"
+                                                  rf" again \(entry {seq} revealed it already\)$"):
         ledger.verify()
 
 
@@ -113,7 +131,7 @@ def test_a_re_signed_record_does_not_open_the_commitment(ledger, account, works_
     from provenance.signing import sign_registration
 
     r = commit_privately(ledger, account, works_dir, tmp_path)
-    seq = ledger.work(reveal(ledger, r.commitment, private_dir=tmp_path / "private").work_id).entry_seq
+    seq = ledger.work(reveal(ledger, r.commitment, account, private_dir=tmp_path / "private").work_id).entry_seq
 
     def retitle(p):
         p["record"]["title"] = "Another Title"
@@ -150,7 +168,7 @@ def test_the_certificate_of_a_revealed_work_proves_the_earlier_date(tmp_path, w3
         r = commit_privately(ledger, account, works_dir, tmp_path)
         early = anchoring.anchor(ledger, chain).anchor  # the commitment is anchored while the work is unpublished
         add_works(ledger, account, 2, start=2)
-        out = reveal(ledger, r.commitment, private_dir=tmp_path / "private")
+        out = reveal(ledger, r.commitment, account, private_dir=tmp_path / "private")
         late = anchoring.anchor(ledger, chain).anchor
         cert = issue_certificate(ledger, out.work_id)
 

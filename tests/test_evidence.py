@@ -14,6 +14,7 @@ from provenance.errors import TamperedLedgerError, UsageError
 from provenance.evidence import make_evidence, verify_evidence
 from provenance.ledger import canonical_json
 from provenance.scanlog import ScanLog
+from provenance.signing import sign_checkpoint
 
 
 def _match(led, name: str):
@@ -82,7 +83,7 @@ def test_notice_is_filled_in_with_placeholders_for_the_rest(scanned, tmp_path):
     assert "post_04.jpg" in notice and "WARNING" not in notice
 
 
-def test_making_it_again_is_idempotent_even_after_anchoring(scanned, tmp_path):
+def test_making_it_again_is_idempotent_even_after_anchoring(scanned, tmp_path, account):
     m = _match(scanned, "post_04.jpg")
     first = make_evidence(scanned, m.id, tmp_path / "a")
     again = make_evidence(scanned, m.id, tmp_path / "b")
@@ -92,9 +93,12 @@ def test_making_it_again_is_idempotent_even_after_anchoring(scanned, tmp_path):
     # A mined anchor over every entry (as `provenance anchor` records it): the packet stays, the timestamp gains it.
     size, root = scanned.size(), merkle.root(scanned.entry_hashes()).hex()
     scanned.ensure_chain_tables()
+    contract = "0x" + "c0" * 20
+    signature = sign_checkpoint(account, {"ledgerId": scanned.ledger_id, "size": size, "root": root}, 31337, contract)
     scanned.conn.execute("INSERT INTO anchors (chain_id, instance, contract, root, size, first_entry, tx_hash,"
-                         " block_number, block_timestamp, sender, recorded_at) VALUES (31337, 'test', '0xc0', ?, ?,"
-                         " 1, '0x' || hex(randomblob(32)), 7, 1767225600, '0xs', 'now')", ("0x" + root, size))
+                         " block_number, block_timestamp, sender, recorded_at, checkpoint_signer, checkpoint_signature)"
+                         " VALUES (31337, 'test', ?, ?, ?, 1, '0x' || hex(randomblob(32)), 7, 1767225600, ?, 'now',"
+                         " ?, ?)", (contract, "0x" + root, size, account.address, account.address, signature))
     anchored = make_evidence(scanned, m.id, tmp_path / "a")
     assert (anchored.packet_sha256, anchored.created) == (first.packet_sha256, False)
     stamp = json.loads((tmp_path / "a" / "timestamp.json").read_text())

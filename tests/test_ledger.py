@@ -412,6 +412,53 @@ def test_checkpoint_roots_and_inclusion_proofs(ledger, works_dir, account):
                                      merkle.consistency_proof(hashes, old.size))
 
 
+def test_checkpoints_are_signed_by_the_registering_key(ledger, works_dir, account, other_account):
+    from provenance.signing import recover_checkpoint_signer, sign_checkpoint
+
+    register_all(ledger, sorted(works_dir.iterdir())[:2], account)
+    [cp] = ledger.checkpoints()
+    assert cp.signer == account.address
+    assert recover_checkpoint_signer(cp.record(ledger.ledger_id), cp.signature, ledger.chain_id) == account.address
+
+    forged = sign_checkpoint(other_account, {**cp.record(ledger.ledger_id), "size": 1}, ledger.chain_id)
+    raw(ledger, ("UPDATE checkpoints SET signature = ?", (forged,)))
+    with pytest.raises(TamperedLedgerError, match=re.escape(f"checkpoint 2: the checkpoint signature does not match"
+                                                            f" its signer {account.address}")) as info:
+        ledger.verify()
+    assert info.value.seq == 2
+    raw(ledger, ("UPDATE checkpoints SET signature = ?, signer = ?", (cp.signature, other_account.address)))
+    with pytest.raises(TamperedLedgerError, match=f"does not match its signer {other_account.address}"):
+        ledger.verify()
+
+
+def test_an_unsigned_checkpoint_is_signed_by_the_next_signer(ledger, account):
+    from chainhelp import add_works
+
+    add_works(ledger, account, 2)
+    unsigned = ledger.checkpoint()
+    assert unsigned.size == 2 and unsigned.signer is None
+    signed = ledger.checkpoint(signer=account)
+    assert (signed.size, signed.root, signed.signer) == (2, unsigned.root, account.address)
+    assert ledger.checkpoints() == [signed] and ledger.checkpoint(signer=account) is None
+    ledger.verify()
+
+
+def test_a_schema_1_ledger_opens_upgraded_and_verifies(tmp_path):
+    """tests/assets/ledgers/schema1-anchored.db was written by the provenance before signed checkpoints (3 works,
+    anchored on an in-process EVM, then work 1 transferred): it must open, be upgraded in place, and verify."""
+    import shutil
+
+    path = tmp_path / "old.db"
+    shutil.copy(Path(__file__).parent / "assets" / "ledgers" / "schema1-anchored.db", path)
+    with Ledger.open(path) as old:
+        assert old.meta("schema_version") == "2"
+        report = old.verify()
+        assert (report.entries, report.works, report.checkpoints) == (4, 3, 2)
+        assert [(cp.size, cp.signer) for cp in old.checkpoints()] == [(3, None), (4, None)]
+    with Ledger.open(path) as again:  # upgraded once
+        assert again.verify() == report
+
+
 # -- opening and creating ------------------------------------------------------------------------------------------
 
 def test_open_missing_file_hints_at_init(tmp_path):

@@ -24,7 +24,10 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[2]
 WORKS = ROOT / "examples" / "works"
 KEY = "0x" + "11" * 32
+OTHER_KEY = "0x" + "22" * 32
 OTHER = "0x1563915e194D8CfBA1943570603F7606A3115508"  # the address of key 0x22…22 (tests: other_account)
+#: A registry address that is not the receipt's (an anchor in another contract).
+OTHER_REGISTRY = "0x5FbDB2315678afecb367f032d93F642f64180aa3"
 ORDER = ("geometric-poster.png", "brush-abstract.jpg", "sunset-hills.jpg")
 WORK_ID = 2
 
@@ -52,6 +55,27 @@ def _record(cert: dict) -> dict:
     return cert["entry"]["payload"]["record"]
 
 
+_KEEP = object()
+
+
+def _resign_checkpoint(cert: dict, *, key: str = KEY, size: int | None = None, root: str | None = None,
+                       contract=_KEEP) -> None:
+    """Replace the certificate's signed checkpoint by a real signature of `key` over the given size, root and
+    registry (default: the certificate's own), keeping the stated signer: what a forger with some key can make."""
+    from eth_account import Account
+
+    from provenance import signing
+
+    cp = cert["checkpoint"]
+    m = cp["message"]
+    record = {"ledgerId": m["ledgerId"], "size": m["size"] if size is None else size,
+              "root": m["root"] if root is None else root}
+    contract = cp["domain"].get("verifyingContract") if contract is _KEEP else contract
+    typed = signing.typed_checkpoint(record, cp["domain"]["chainId"], contract)
+    cp.update(typed, signature=signing.sign_checkpoint(Account.from_key(key), record, cp["domain"]["chainId"],
+                                                       contract))
+
+
 #: name -> what a forger does. Offline ones are written out as bad-<name>.json.
 TAMPERS: dict[str, Callable[[dict], None]] = {
     "title": lambda c: _record(c).update(title="Forged Title"),
@@ -67,6 +91,11 @@ TAMPERS: dict[str, Callable[[dict], None]] = {
     "receipt-chain": lambda c: c["anchor"].update(chain_id=1),
     "chain-id": lambda c: c["registration"]["domain"].update(chainId=1),
     "format": lambda c: c.update(format="provenance-certificate/9"),
+    "checkpoint-signature": lambda c: _resign_checkpoint(c, key=OTHER_KEY),
+    "checkpoint-other-size": lambda c: _resign_checkpoint(c, size=c["inclusion"]["tree_size"] - 1,
+                                                          root=_flip(c["inclusion"]["root"])),
+    "checkpoint-registry": lambda c: _resign_checkpoint(c, contract=OTHER_REGISTRY),
+    "checkpoint-unbound": lambda c: _resign_checkpoint(c, contract=None),
 }
 ONLINE_TAMPERS: dict[str, Callable[[dict], None]] = {
     "receipt-tx": lambda c: c["anchor"].update(tx_hash="0x" + "ab" * 32),
