@@ -312,10 +312,13 @@ def scan(ctx, sources, sources_file, source_type, full, allow_private, no_robots
     policy = FetchPolicy(deadline=timeout, respect_robots=not no_robots, allow_private=allow_private)
     batch = provenance.scan(ledger, sources, workers=workers, type=source_type, full=full, policy=policy)
     counts = dict.fromkeys(("matched", "allowed", "clean", "failed", "skipped"), 0)
+    fetched = 0
     bar = _progress(batch, "scanning")
     for r in bar:
         counts[r.status] += 1
-        bar.set_postfix_str(", ".join(f"{k} {v}" for k, v in counts.items() if v), refresh=False)
+        fetched += r.fetched_at is not None
+        bar.set_postfix_str(", ".join(f"{k} {v}" for k, v in {"fetched": fetched, **counts}.items() if v),
+                            refresh=False)
         if r.error:
             tqdm.write(f"error: {r.item}: {r.error}", file=sys.stderr)
             continue

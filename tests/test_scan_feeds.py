@@ -3,6 +3,7 @@ resumed scans, and bad items that each fail on their own line. Nothing leaves lo
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 from click.testing import CliRunner
@@ -94,8 +95,11 @@ def test_an_interrupted_scan_resumes_where_it_stopped(ledger, server):
 
 def test_bad_items_each_fail_on_their_own_line_and_the_rest_goes_on(ledger, server, no_outside_network,
                                                                    loopback_is_public):
-    policy = FetchPolicy(per_host_interval=0)  # private addresses refused; the test server counts as public
+    # Private addresses refused; the test server counts as public. A short deadline for the slow-loris item.
+    policy = FetchPolicy(per_host_interval=0, deadline=3)
+    started = time.monotonic()
     results = list(provenance.scan(ledger, [server.url("/assets/scan-mixed.rss")], policy=policy).results)
+    assert time.monotonic() - started < 30  # nothing hangs past its deadline
 
     by_name = {_name(r.item): r for r in results}
     assert by_name["post_02.jpg"].status == "matched" and by_name["post_02.jpg"].matches[0].sha256_exact
@@ -108,6 +112,11 @@ def test_bad_items_each_fail_on_their_own_line_and_the_rest_goes_on(ledger, serv
         "/hostile/huge": "is 10,737,418,240 bytes, over the 52,428,800-byte image limit",
         "/blocked/a.jpg": "disallowed by the site's robots.txt",
         "http://10.0.0.1/a.jpg": "refused: 10.0.0.1 is a private address",
+        "/hostile/endless": "more than 52,428,800 bytes, over the image limit",
+        "/hostile/loop": f"redirect loop (back to {server.url('/hostile/loop')})",
+        "/hostile/html-as-image": "not an image (content type text/html)",
+        "/hostile/slow-body": "no complete answer within the 3 s deadline",
+        "/assets/bomb.png": "over Pillow's decompression-bomb limit",
         "file:///etc/passwd": "skipped: a feed from the network may not point at local files (in"
                               f" {server.url('/assets/scan-mixed.rss')})",
     }, errors
