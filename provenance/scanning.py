@@ -8,8 +8,8 @@ from ._parallel import imap
 from .errors import ImageError
 from .fingerprints import ORB, fingerprint_decoded
 from .imaging import decode, read_bytes
-from .index import Index
-from .ledger import Ledger, Work
+from .index import Index, open_index
+from .ledger import Ledger
 from .matching import Match, find_matches
 from .registration import Batch
 from .sources import collect_files, display
@@ -25,12 +25,12 @@ class ScanResult:
     error: str | None = None
 
 
-_index: Index | None = None  # per worker process, built once by _init
+_index: Index | None = None  # per worker process, set by _init (workers are forked: the mapped files are shared)
 
 
-def _init(works: list[Work], local_blobs: dict[int, bytes]) -> None:
+def _init(index: Index) -> None:
     global _index
-    _index = Index(works, local_blobs)
+    _index = index
 
 
 def _scan_file(path: Path) -> ScanResult:
@@ -48,11 +48,12 @@ def _scan_file(path: Path) -> ScanResult:
 def scan(ledger: Ledger, paths: list[str | Path], *, workers: int | None = None) -> Batch:
     """Check every image under `paths` against every registered work. Results come in input order."""
     files, source_errors = collect_files(paths)
-    works, local_blobs = ledger.works(), ledger.local_features(ORB)
+    index = open_index(ledger)
+    index.local_blobs = ledger.local_features(ORB)
 
     def run():
         for e in source_errors:
             yield ScanResult(e.item, error=e.error)
-        yield from imap(_scan_file, files, workers, initializer=_init, initargs=(works, local_blobs))
+        yield from imap(_scan_file, files, workers, initializer=_init, initargs=(index,))
 
     return Batch(len(files) + len(source_errors), run())
