@@ -95,7 +95,7 @@ def register(ledger: Ledger, paths: list[str | Path], account: LocalAccount, *, 
     def run() -> Iterator[RegisterResult]:
         for e in source_errors:
             yield RegisterResult(e.item, error=e.error)
-        index = open_index(ledger)  # brought up to date with the ledger, not rebuilt
+        index = None if private else open_index(ledger)  # brought up to date with the ledger, not rebuilt
         try:
             for fp in imap(_fingerprint_file, files, workers):
                 item = display(fp.path)
@@ -103,7 +103,7 @@ def register(ledger: Ledger, paths: list[str | Path], account: LocalAccount, *, 
                     yield RegisterResult(item, error=fp.error)
                     continue
                 name = title or (title_from_filename(fp.path) if pretty_titles else display(fp.path.name))
-                claims = _prior_claims(ledger, index, fp.fps, account.address)
+                claims = [] if private else _prior_claims(ledger, index, fp.fps, account.address)
                 record = _record(fp, account.address, name, artist, license, created)
                 try:
                     signature = sign_registration(account, record, ledger.chain_id)
