@@ -467,23 +467,56 @@ class Ledger:
             return signed
 
     # -- reading works -----------------------------------------------------------------------------------------
-    def works(self) -> list[Work]:
+    def works(self, where: str = "", params: tuple = ()) -> list[Work]:
         fps: dict[int, dict[str, Fingerprint]] = {}
-        for work_id, alg, value, quality in self.conn.execute("SELECT * FROM fingerprints"):
+        sub = f"SELECT id FROM works {where}"
+        for work_id, alg, value, quality in self.conn.execute(
+                f"SELECT * FROM fingerprints WHERE work_id IN ({sub})" if where else "SELECT * FROM fingerprints",
+                params):
             fps.setdefault(work_id, {})[alg] = Fingerprint(alg, value, quality)
         cols = [d[1] for d in self.conn.execute("PRAGMA table_info(works)")]
         out = []
-        for row in self.conn.execute("SELECT * FROM works ORDER BY id"):
+        for row in self.conn.execute(f"SELECT * FROM works {where} ORDER BY id", params):
             d = dict(zip(cols, row))
             d["prior_claims"] = json.loads(d["prior_claims"] or "[]")
             out.append(Work(**d, fingerprints=fps.get(d["id"], {})))
         return out
 
     def work(self, work_id: int) -> Work:
-        for w in self.works():  # small ledgers; an indexed lookup comes with the scale work
-            if w.id == work_id:
-                return w
-        raise UsageError(f"no work with id {work_id}", hint="list works with: provenance works list")
+        found = self.works("WHERE id = ?", (work_id,))
+        if not found:
+            raise UsageError(f"no work with id {work_id}", hint="list works with: provenance works list")
+        return found[0]
+
+    def registrants(self, work_ids: list[int]) -> dict[int, str]:
+        """work id -> registrant address, for a few works."""
+        marks = ",".join("?" * len(work_ids))
+        return dict(self.conn.execute(f"SELECT id, registrant FROM works WHERE id IN ({marks})", list(work_ids)))
+
+    def fingerprint_rows(self, algorithms: tuple[str, ...], after_id: int = 0) -> tuple[list[tuple], int, str, int]:
+        """Only what a search index needs, for works with an id above `after_id`: rows of (id, sha256, then
+        value and quality per algorithm, None where missing), in id order, with the last entry's seq and hash and
+        the number of works. One read transaction, so the rows are exactly the works of entries 1..seq (work ids grow with entries:
+        append_work numbers them in the transaction that appends the entry)."""
+        joins = "".join(f" LEFT JOIN fingerprints f{i} ON f{i}.work_id = w.id AND f{i}.algorithm = ?"
+                        for i in range(len(algorithms)))
+        cols = "".join(f", f{i}.value, f{i}.quality" for i in range(len(algorithms)))
+        self.conn.execute("BEGIN")
+        try:
+            last = self.conn.execute("SELECT seq, entry_hash FROM entries ORDER BY seq DESC LIMIT 1").fetchone()
+            rows = self.conn.execute(f"SELECT w.id, w.sha256{cols} FROM works w{joins} WHERE w.id > ?"
+                                     " ORDER BY w.id", (*algorithms, after_id)).fetchall()
+            count = self.conn.execute("SELECT COUNT(*) FROM works").fetchone()[0]
+        finally:
+            self.conn.execute("COMMIT")
+        seq, digest = last if last else (0, GENESIS)
+        return rows, seq, digest, count
+
+    def entry_hash_at(self, seq: int) -> str | None:
+        if seq == 0:
+            return GENESIS
+        row = self.conn.execute("SELECT entry_hash FROM entries WHERE seq = ?", (seq,)).fetchone()
+        return row[0] if row else None
 
     def local_features(self, algorithm: str) -> dict[int, bytes]:
         """work id -> stored blob of `algorithm`."""

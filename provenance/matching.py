@@ -57,10 +57,14 @@ def _global(best: dict[int, Match], index: Index, pdq_variants, phash_variants, 
     if quality < PDQ_MIN_QUALITY:
         return
     detailed = index.quality[PDQ] >= PDQ_MIN_QUALITY
-    near = {signal: index.nearest(signal, variants, AGREEMENT[signal], detailed)
-            for signal, variants in ((PDQ, pdq_variants), (PHASH, phash_variants))}
-    found = {signal: {w: (d, v) for w, d, v in zip(n.work_ids.tolist(), n.distances.tolist(), n.variants.tolist())}
-             for signal, n in near.items()}
+    # PDQ's agreement radius is too wide for an index: search PDQ at its own threshold, and compute the PDQ
+    # distance of the (few) works within pHash's agreement radius directly. Same hits as scanning at 72.
+    phash = index.nearest(PHASH, phash_variants, AGREEMENT[PHASH], detailed)
+    near = [index.nearest(PDQ, pdq_variants, THRESHOLDS[PDQ], detailed),
+            index.nearest(PDQ, pdq_variants, AGREEMENT[PDQ], detailed, among=phash.work_ids)]
+    found = {signal: {w: (d, v) for n in ns for w, d, v in
+                      zip(n.work_ids.tolist(), n.distances.tolist(), n.variants.tolist())}
+             for signal, ns in ((PDQ, near), (PHASH, [phash]))}
     candidates = []  # (work, signal, distance, variant, score)
     for signal, hits in found.items():
         candidates += [(w, signal, d, v, _score(d, THRESHOLDS[signal])) for w, (d, v) in hits.items()

@@ -18,7 +18,7 @@ from ._parallel import imap
 from .errors import ImageError, UsageError
 from .fingerprints import ORB, PDQ, PDQEQ, PHASH, FingerprintSet, fingerprint_decoded
 from .imaging import decode, read_bytes
-from .index import Index
+from .index import open_index
 from .ledger import Appended, Ledger, commitment_of
 from .matching import PDQ_MIN_QUALITY, find_matches
 from .previews import make_preview, store_preview
@@ -99,7 +99,7 @@ def register(ledger: Ledger, paths: list[str | Path], account: LocalAccount, *, 
     def run() -> Iterator[RegisterResult]:
         for e in source_errors:
             yield RegisterResult(e.item, error=e.error)
-        others = Index([w for w in ledger.works() if w.registrant.lower() != account.address.lower()])
+        index = None if private else open_index(ledger)  # brought up to date with the ledger, not rebuilt
         try:
             for fp in imap(_fingerprint_file, files, workers):
                 item = display(fp.path)
@@ -107,8 +107,7 @@ def register(ledger: Ledger, paths: list[str | Path], account: LocalAccount, *, 
                     yield RegisterResult(item, error=fp.error)
                     continue
                 name = title or (title_from_filename(fp.path) if pretty_titles else display(fp.path.name))
-                claims = [{"work_id": m.work_id, "signal": m.signal, "distance": m.distance,
-                           "transform": m.transform} for m in find_matches(fp.fps, others)]
+                claims = [] if private else _prior_claims(ledger, index, fp.fps, account.address)
                 record = _record(fp, account.address, name, artist, license, created)
                 try:
                     signature = sign_registration(account, record, ledger.chain_id)
@@ -136,6 +135,15 @@ def register(ledger: Ledger, paths: list[str | Path], account: LocalAccount, *, 
             ledger.checkpoint(signer=account)
 
     return Batch(len(files) + len(source_errors), run())
+
+
+def _prior_claims(ledger: Ledger, index, fps: FingerprintSet, registrant: str) -> list[dict]:
+    """Matches to works registered by someone else. The index has no local features, so find_matches decides
+    each work on its own hashes: dropping the registrant's own works afterwards is the same as leaving them out."""
+    matches = find_matches(fps, index)
+    owners = ledger.registrants([m.work_id for m in matches]) if matches else {}
+    return [{"work_id": m.work_id, "signal": m.signal, "distance": m.distance, "transform": m.transform}
+            for m in matches if owners[m.work_id].lower() != registrant.lower()]
 
 
 def _record(fp: _Fingerprinted, registrant: str, title: str, artist: str, license: str,

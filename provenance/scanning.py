@@ -14,8 +14,8 @@ from ._parallel import imap
 from .errors import ImageError
 from .fingerprints import ORB, fingerprint_decoded
 from .imaging import decode, read_bytes
-from .index import Index
-from .ledger import Ledger, Work
+from .index import Index, open_index
+from .ledger import Ledger
 from .matching import Match, find_matches
 from .registration import Batch
 from .scanlog import ScanLog, allowed_by
@@ -59,12 +59,12 @@ class _Checked:
     error: str | None = None
 
 
-_index: Index | None = None  # per worker process, built once by _init
+_index: Index | None = None  # per worker process, set by _init (workers are forked: the mapped files are shared)
 
 
-def _init(works: list[Work], local_blobs: dict[int, bytes]) -> None:
+def _init(index: Index) -> None:
     global _index
-    _index = Index(works, local_blobs)
+    _index = index
 
 
 def _check(job: _Job) -> _Checked:
@@ -133,7 +133,8 @@ def scan(ledger: Ledger, sources: list[str | Path], *, workers: int | None = Non
         found, errors = collect_files([s])
         files += [(p, display(s)) for p in found]
         source_errors += errors
-    works, local_blobs = ledger.works(), ledger.local_features(ORB)
+    index = open_index(ledger)
+    index.local_blobs = ledger.local_features(ORB)
     log = ScanLog(ledger) if record else None
     rules = log.allow_rules() if log else []
     refs, fetcher = [], None
@@ -153,7 +154,7 @@ def scan(ledger: Ledger, sources: list[str | Path], *, workers: int | None = Non
         seen = log.seen(ref.url) if (log and not full and _is_remote(ref.url)) else None
         (skipped if seen else todo).append(ref)
     run_id = log.start_run([display(s) for s in sources], full) if log else None
-    check = dict(workers=workers, initializer=_init, initargs=(works, local_blobs))
+    check = dict(workers=workers, initializer=_init, initargs=(index,))
 
     def finish(result: ScanResult, data: bytes | None = None, *, http_status=None, headers=None, etag=None,
                last_modified=None, title=None, published=None) -> ScanResult:

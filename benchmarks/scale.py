@@ -1,0 +1,284 @@
+"""The global-hash index at scale: registration, index build, memory, query latency and recall beside a scan.
+
+    python benchmarks/scale.py N [N ...] [--out DIR] [--real 2000] [--brute-queries 100]
+
+For each N, builds a ledger of N works and prints one table row. Works 1..R (R = --real) are real: procedural
+images (gradients, shapes, strokes, noise, text; one in five is a small edit of another, so the ledger holds
+near-duplicate clusters) registered through the real `provenance.register` (decode, every fingerprint, EIP-712
+signature, one transaction per work): its rate is the "register/s" column. Fingerprinting costs ~10 ms per image
+per core, so works R+1..N are bulk-loaded rows (unsigned, not `ledger verify`-able) whose hashes are derived from
+the real ones: each takes a random real work's PDQ, pHash and equalised PDQ and flips every bit with probability
+p, p uniform in [0.15, 0.5] for 90 % of them (unrelated works that keep the real hashes' bit biases) and in
+[0.01, 0.06] for 10 % (near-duplicate clusters around real works, 2-15 PDQ bits away). Qualities are copied.
+
+Queries: real transformed copies of registered real works (JPEG q30, horizontal flip, 10 % centre crop, a
+caption bar) and unrelated new images. Latency is the global stage of `find_matches` (exact bytes, PDQ, pHash,
+equalised PDQ, 8 orientations, whole and framed view) against `open_index`; "incl." adds decoding and
+fingerprinting the query. The local-feature stage is not run (it is not indexed at this scale). The same queries
+go through a brute-force scan of the same rows (the first --brute-queries of them), and the matches must be
+identical: "recall" is the share of planted copies whose source work is among the matches.
+"""
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import random
+import resource
+import shutil
+import sqlite3
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont, ImageOps
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from eth_account import Account  # noqa: E402
+
+import provenance  # noqa: E402
+from provenance._parallel import imap  # noqa: E402
+from provenance.fingerprints import PDQ, PDQEQ, PHASH, fingerprint_decoded  # noqa: E402
+from provenance.imaging import decode  # noqa: E402
+from provenance.index import ALGORITHMS, Columns, Index, index_folder, open_index  # noqa: E402
+from provenance.ledger import Ledger  # noqa: E402
+from provenance.matching import find_matches  # noqa: E402
+
+SIZE = (320, 240)
+
+
+def art(seed: int) -> Image.Image:
+    """A procedural picture: gradient, shapes, strokes, noise, sometimes text."""
+    rng = np.random.default_rng(seed)
+    w, h = SIZE
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    a, b = rng.uniform(0, 255, 3), rng.uniform(0, 255, 3)
+    t = (np.cos(rng.uniform(0, 6.3)) * xx / w + np.sin(rng.uniform(0, 6.3)) * yy / h)[..., None]
+    img = Image.fromarray(np.clip(a + (b - a) * (t - t.min()) / (np.ptp(t) + 1e-6), 0, 255).astype(np.uint8))
+    d = ImageDraw.Draw(img)
+    for _ in range(rng.integers(4, 14)):
+        c = tuple(int(v) for v in rng.integers(0, 256, 3))
+        x0, y0 = rng.integers(-40, w), rng.integers(-40, h)
+        x1, y1 = x0 + rng.integers(10, 200), y0 + rng.integers(10, 160)
+        kind = rng.integers(0, 4)
+        if kind == 0:
+            d.ellipse((x0, y0, x1, y1), fill=c)
+        elif kind == 1:
+            d.rectangle((x0, y0, x1, y1), fill=c)
+        elif kind == 2:
+            d.polygon([tuple(int(v) for v in rng.integers(0, max(w, h), 2)) for _ in range(rng.integers(3, 7))],
+                      fill=c)
+        else:
+            d.line([tuple(int(v) for v in rng.integers(0, max(w, h), 2)) for _ in range(4)], fill=c,
+                   width=int(rng.integers(2, 12)))
+    if rng.random() < 0.4:
+        d.text((int(rng.integers(0, w - 100)), int(rng.integers(0, h - 30))), f"no. {seed}",
+               fill=tuple(int(v) for v in rng.integers(0, 256, 3)), font=ImageFont.load_default(size=28))
+    arr = np.asarray(img).astype(np.float32) + rng.normal(0, rng.uniform(0, 12), (h, w, 3))
+    return Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8))
+
+
+def edit(img: Image.Image, seed: int) -> Image.Image:
+    """A small edit of a work (a near duplicate the artist might register too)."""
+    rng = np.random.default_rng(seed)
+    out = img.copy()
+    d = ImageDraw.Draw(out)
+    x, y = int(rng.integers(0, SIZE[0] - 60)), int(rng.integers(0, SIZE[1] - 40))
+    d.ellipse((x, y, x + 40, y + 30), fill=tuple(int(v) for v in rng.integers(0, 256, 3)))
+    return out
+
+
+def _save_work(args) -> None:
+    i, folder = args
+    img = edit(art(i // 5 * 5), i) if i % 5 == 4 else art(i)
+    img.save(folder / f"work_{i:06d}.jpg", quality=90)
+
+
+def attack(img: Image.Image, kind: str) -> Image.Image:
+    w, h = img.size
+    if kind == "jpeg_q30":
+        buf = io.BytesIO()
+        img.save(buf, "JPEG", quality=30)
+        return Image.open(buf).convert("RGB")
+    if kind == "hflip":
+        return ImageOps.mirror(img)
+    if kind == "crop_10pct":
+        return img.crop((w // 20, h // 20, w - w // 20, h - h // 20))
+    out = img.copy()  # caption bar
+    d = ImageDraw.Draw(out)
+    d.rectangle((0, h - h // 7, w, h), fill=(255, 255, 255))
+    d.text((8, h - h // 7 + 4), "look what I found", fill=(0, 0, 0), font=ImageFont.load_default(size=20))
+    return out
+
+
+ATTACKS = ("jpeg_q30", "hflip", "crop_10pct", "caption")
+
+
+def _real_works(cache: Path, count: int) -> list[Path]:
+    cache.mkdir(parents=True, exist_ok=True)
+    todo = [(i, cache) for i in range(count) if not (cache / f"work_{i:06d}.jpg").exists()]
+    list(imap(_save_work, todo))
+    return [cache / f"work_{i:06d}.jpg" for i in range(count)]
+
+
+def _bulk_load(ledger: Ledger, real: Columns, first_id: int, count: int, seed: int) -> float:
+    """Works first_id.. with hashes derived from the real ones (see the module docstring). Returns seconds."""
+    rng = np.random.default_rng(seed)
+    t = time.perf_counter()
+    conn = sqlite3.connect(str(ledger.path), isolation_level=None)
+    conn.execute("PRAGMA synchronous=OFF")
+    last = conn.execute("SELECT MAX(seq) FROM entries").fetchone()[0] or 0
+    block = 100_000
+    for at in range(0, count, block):
+        n = min(block, count - at)
+        src = rng.integers(0, len(real), n)
+        near = rng.random(n) < 0.1
+        p = np.where(near, rng.uniform(0.01, 0.06, n), rng.uniform(0.15, 0.5, n))[:, None]
+        codes = {}
+        for alg in ALGORITHMS:
+            bits = np.unpackbits(real.codes[alg][src], axis=1)
+            bits ^= (rng.random(bits.shape) < p).astype(np.uint8)
+            packed = np.packbits(bits, axis=1)
+            hexed = packed.tobytes().hex()
+            width = packed.shape[1] * 2
+            codes[alg] = [hexed[j:j + width] for j in range(0, len(hexed), width)]
+        ids = range(first_id + at, first_id + at + n)
+        seqs = range(last + at + 1, last + at + n + 1)
+        conn.execute("BEGIN")
+        conn.executemany("INSERT INTO entries VALUES (?, 'register', ?, '', '{}', '', ?)",
+                         [(s, i, f"{s:064x}") for s, i in zip(seqs, ids)])
+        conn.executemany("INSERT INTO works VALUES (?, ?, 'bulk', 'bench', '', 320, 240, '', '', ?, '', '[]', ?)",
+                         [(i, os.urandom(32).hex(), f"0x{i:040x}", s) for i, s in zip(ids, seqs)])
+        qp, qe = real.quality[PDQ][src].tolist(), real.quality[PDQEQ][src].tolist()
+        conn.executemany("INSERT INTO fingerprints VALUES (?, ?, ?, ?)",
+                         [row for k, i in enumerate(ids) for row in
+                          ((i, PDQ, codes[PDQ][k], qp[k]), (i, PHASH, codes[PHASH][k], None),
+                           (i, PDQEQ, codes[PDQEQ][k], qe[k]))])
+        conn.execute("COMMIT")
+    conn.close()
+    return time.perf_counter() - t
+
+
+def _rss_mib() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2 ** 20
+
+
+def _fingerprint(data: bytes):
+    return fingerprint_decoded(data, decode(data), variants=True, local_features=False)  # as scan does
+
+
+def _global(fps, index):
+    return [(m.work_id, m.signal, m.distance, m.transform) for m in find_matches(fps, index)]
+
+
+def run(n: int, out: Path, real_count: int, brute_queries: int, queries: list) -> dict:
+    folder = out / f"ledger-{n}"
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    ledger = Ledger.create(folder / "ledger.db")
+    files = _real_works(out / "real-works", min(n, real_count))
+    t = time.perf_counter()
+    results = list(provenance.register(ledger, files, Account.from_key("0x" + "11" * 32), artist="bench").results)
+    register_rate = len(files) / (time.perf_counter() - t)
+    assert all(r.created for r in results), [r.error for r in results if r.error][:3]
+    id_of = {Path(r.item).name: r.work_id for r in results}
+    shutil.rmtree(index_folder(ledger.path), ignore_errors=True)
+    real = Columns.from_rows(ledger.fingerprint_rows(ALGORITHMS)[0])
+    bulk_s = _bulk_load(ledger, real, len(files) + 1, n - len(files), n) if n > len(files) else 0.0
+
+    rss0 = _rss_mib()
+    t = time.perf_counter()
+    index = open_index(ledger)  # no index file: read the ledger, build, write
+    build_s = time.perf_counter() - t
+    del index
+    t = time.perf_counter()
+    index = open_index(ledger)  # the index file: verify checksums, map
+    open_s = time.perf_counter() - t
+    for a in ALGORITHMS:  # touch every page, so RSS counts them
+        np.asarray(index.codes[a]).sum()
+        if a in index.tables:
+            index.tables[a].order.sum(), index.tables[a].offsets.sum()
+    rss = _rss_mib() - rss0
+    brute = Index()
+    brute._set(index.columns, {}, 0)  # the same rows, no tables: every search is a scan
+
+    excl, incl, found, found_brute, planted, differ = [], [], 0, 0, 0, 0
+    for k, (source, data) in enumerate(queries):
+        t0 = time.perf_counter()
+        fps = _fingerprint(data)
+        t1 = time.perf_counter()
+        got = _global(fps, index)
+        t2 = time.perf_counter()
+        excl.append(t2 - t1)
+        incl.append(t2 - t0)
+        source = id_of[source] if source else None
+        hit = source is not None and any(m[0] == source for m in got)
+        planted += source is not None
+        found += hit
+        if k < brute_queries:
+            want = _global(fps, brute)
+            differ += want != got
+            found_brute += source is not None and any(m[0] == source for m in want)
+    t = time.perf_counter()
+    for source, data in queries[:20]:
+        _global(_fingerprint(data), brute)
+    brute_ms = (time.perf_counter() - t) / 20 * 1000
+    n_brute = min(brute_queries, len(queries))
+    planted_brute = sum(s is not None for s, _ in queries[:n_brute])
+    ledger.close()
+    return {"N": n, "register/s": f"{register_rate:.0f} ({len(files)})", "bulk/s": f"{(n - len(files)) / bulk_s:.0f}"
+            if bulk_s else "-", "build s": f"{build_s:.1f}", "open s": f"{open_s:.2f}",
+            "index MiB": f"{index.nbytes / 2 ** 20:.0f}", "RSS MiB": f"{rss:.0f}",
+            "p50/p99 ms excl.": f"{1000 * np.percentile(excl, 50):.1f}/{1000 * np.percentile(excl, 99):.1f}",
+            "p50/p99 ms incl.": f"{1000 * np.percentile(incl, 50):.1f}/{1000 * np.percentile(incl, 99):.1f}",
+            "recall index": f"{found}/{planted}",
+            "recall scan": f"{found_brute}/{planted_brute}", "same as scan": f"{n_brute - differ}/{n_brute}",
+            "scan p50 ms": f"{brute_ms:.0f}"}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("n", type=int, nargs="+")
+    ap.add_argument("--out", type=Path, help="keep ledgers and images here (default: a temporary folder)")
+    ap.add_argument("--real", type=int, default=2000, help="works registered through register() (default 2000)")
+    ap.add_argument("--brute-queries", type=int, default=100, help="queries also run by a scan (default 100)")
+    ap.add_argument("--planted", type=int, default=60, help="works copied into the queries, 4 attacks each")
+    args = ap.parse_args()
+    out = args.out or Path(tempfile.mkdtemp(prefix="provenance-scale-"))
+    real = _real_works(out / "real-works", min(max(args.n), args.real))
+    rnd = random.Random(0)
+    sources = rnd.sample([i for i in range(min(min(args.n), len(real))) if i % 5 != 4], args.planted)
+    queries = []
+    for i in sources:
+        img = Image.open(real[i]).convert("RGB")
+        for kind in ATTACKS:
+            buf = io.BytesIO()
+            attack(img, kind).save(buf, "JPEG", quality=85)
+            queries.append((real[i].name, buf.getvalue()))
+    for s in range(args.planted):  # unrelated images
+        buf = io.BytesIO()
+        art(10_000_000 + s).save(buf, "JPEG", quality=85)
+        queries.append((None, buf.getvalue()))
+    rnd.shuffle(queries)
+    print(f"{len(queries)} queries ({len(queries) - args.planted} planted copies of {args.planted} works under"
+          f" {len(ATTACKS)} attacks, {args.planted} unrelated), {os.cpu_count()} cores, out {out}", flush=True)
+    rows = []
+    for n in args.n:
+        rows.append(run(n, out, args.real, args.brute_queries, queries))
+        print("  ".join(f"{k}={v}" for k, v in rows[-1].items()), flush=True)
+    print()
+    cols = list(rows[0])
+    widths = [max(len(c), *(len(str(r[c])) for r in rows)) for c in cols]
+    print(" | ".join(c.rjust(w) for c, w in zip(cols, widths)))
+    print("-|-".join("-" * w for w in widths))
+    for r in rows:
+        print(" | ".join(str(r[c]).rjust(w) for c, w in zip(cols, widths)))
+    print(f"\npeak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
+
+
+if __name__ == "__main__":
+    main()
