@@ -72,6 +72,19 @@ def commitment_of(record: dict, fingerprints: list[dict], salt: str) -> str:
     return hashlib.sha256(canonical_json(body).encode()).hexdigest()
 
 
+@contextmanager
+def immediate_transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """BEGIN IMMEDIATE ... COMMIT on `conn` (ROLLBACK on any exception): the write lock is taken up front."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield conn
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    else:
+        conn.execute("COMMIT")
+
+
 def utc_now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
 
@@ -294,17 +307,9 @@ class Ledger:
     def size(self) -> int:
         return self.conn.execute("SELECT COUNT(*) FROM entries").fetchone()[0]
 
-    @contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
+    def transaction(self):
         """An IMMEDIATE transaction: takes the write lock up front, so read-then-append cannot race."""
-        self.conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield self.conn
-        except BaseException:
-            self.conn.execute("ROLLBACK")
-            raise
-        else:
-            self.conn.execute("COMMIT")
+        return immediate_transaction(self.conn)
 
     # -- appending ---------------------------------------------------------------------------------------------
     def append_work(self, record: dict, signature: str, fingerprints: list[dict],

@@ -20,13 +20,11 @@ from __future__ import annotations
 
 import fnmatch
 import json
-import sqlite3
-from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Iterable, Iterator
+from typing import Iterable
 
 from .errors import UsageError
-from .ledger import Ledger, canonical_json, utc_now
+from .ledger import Ledger, canonical_json, immediate_transaction, utc_now
 
 _TABLES = [
     """CREATE TABLE IF NOT EXISTS scan_runs (id INTEGER PRIMARY KEY, started_at TEXT, finished_at TEXT,
@@ -131,16 +129,8 @@ class ScanLog:
                 for sql in _TABLES:
                     c.execute(sql)
 
-    @contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
-        self.conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield self.conn
-        except BaseException:
-            self.conn.execute("ROLLBACK")
-            raise
-        else:
-            self.conn.execute("COMMIT")
+    def transaction(self):
+        return immediate_transaction(self.conn)
 
     def close(self) -> None:
         if self.conn is not self.ledger.conn:

@@ -68,6 +68,26 @@ def home(tmp_path, monkeypatch, _keystore_template) -> Path:
 
 
 @pytest.fixture(scope="session")
+def _registered_template(tmp_path_factory, works_dir, account) -> Path:
+    """A ledger file with the example works registered by the library (titles from file names), made once."""
+    from provenance import register
+
+    path = tmp_path_factory.mktemp("registered") / "ledger.db"
+    with Ledger.create(path) as led:
+        list(register(led, [works_dir], account, artist="Aigerim", pretty_titles=True).results)
+    return path
+
+
+@pytest.fixture
+def registered_ledger(tmp_path, _registered_template) -> Ledger:
+    """A fresh copy of the registered ledger (see _registered_template), for tests that scan or append."""
+    path = tmp_path / "ledger.db"
+    shutil.copyfile(_registered_template, path)
+    with Ledger.open(path) as led:
+        yield led
+
+
+@pytest.fixture(scope="session")
 def _scanned_template(tmp_path_factory, works_dir, feed_dir, account) -> Path:
     """A ledger file with the example works registered, an allow rule for one repost, and one scan of the
     example feed recorded (made once per session: registering and scanning cost a few seconds)."""

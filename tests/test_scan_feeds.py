@@ -18,20 +18,9 @@ FAST = FetchPolicy(allow_private=True, per_host_interval=0)
 TRUTH = json.loads((EXAMPLES / "truth.json").read_text())
 
 
-@pytest.fixture(scope="module")
-def registered(tmp_path_factory, works_dir, account):
-    path = tmp_path_factory.mktemp("scanfeeds") / "ledger.db"
-    with provenance.Ledger.create(path) as ledger:
-        list(provenance.register(ledger, [works_dir], account, artist="Aigerim", pretty_titles=True).results)
-    return path
-
-
 @pytest.fixture
-def ledger(registered, tmp_path):
-    copy = tmp_path / "ledger.db"
-    copy.write_bytes(registered.read_bytes())
-    with provenance.Ledger.open(copy) as led:
-        yield led
+def ledger(registered_ledger):
+    return registered_ledger
 
 
 def _name(url: str) -> str:

@@ -14,20 +14,9 @@ from provenance.errors import UsageError
 from provenance.scanlog import ScanLog
 
 
-@pytest.fixture(scope="module")
-def registered(tmp_path_factory, works_dir, account):
-    path = tmp_path_factory.mktemp("scanlog") / "ledger.db"
-    with provenance.Ledger.create(path) as ledger:
-        list(provenance.register(ledger, [works_dir], account, artist="Aigerim", pretty_titles=True).results)
-    return path
-
-
 @pytest.fixture
-def ledger(registered, tmp_path):
-    copy = tmp_path / "ledger.db"
-    copy.write_bytes(registered.read_bytes())
-    with provenance.Ledger.open(copy) as led:
-        yield led
+def ledger(registered_ledger):
+    return registered_ledger
 
 
 def test_a_scan_records_every_item_and_match_with_the_copy_bytes(ledger, feed_dir, truth):
