@@ -30,7 +30,7 @@ from .ledger import Ledger, canonical_json, utc_now
 
 _TABLES = [
     """CREATE TABLE IF NOT EXISTS scan_runs (id INTEGER PRIMARY KEY, started_at TEXT, finished_at TEXT,
-       sources TEXT, full INTEGER, counts TEXT)""",
+       sources TEXT, "full" INTEGER, counts TEXT)""",
     """CREATE TABLE IF NOT EXISTS scan_items (id INTEGER PRIMARY KEY, run_id INTEGER REFERENCES scan_runs(id),
        source TEXT, item TEXT, url TEXT, page_url TEXT, title TEXT, published TEXT, status TEXT, error TEXT,
        sha256 TEXT, http_status INTEGER, headers TEXT, fetched_at TEXT)""",
@@ -147,7 +147,7 @@ class ScanLog:
     # -- runs ----------------------------------------------------------------------------------------------------
     def start_run(self, sources: list[str], full: bool) -> int:
         with self.transaction() as c:
-            return c.execute("INSERT INTO scan_runs (started_at, sources, full) VALUES (?, ?, ?) RETURNING id",
+            return c.execute("INSERT INTO scan_runs (started_at, sources, \"full\") VALUES (?, ?, ?) RETURNING id",
                              (utc_now(), canonical_json(sources), int(full))).fetchone()[0]
 
     def finish_run(self, run_id: int, counts: dict[str, int]) -> None:

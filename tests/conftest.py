@@ -1,4 +1,5 @@
-"""Shared fixtures: real example images, a real SQLite ledger file, real (encrypted) keystores."""
+"""Shared fixtures: real example images, a real SQLite ledger file, real (encrypted) keystores, and `backend`:
+a fresh ledger target on each storage backend (SQLite file, PostgreSQL schema; see dbhelp)."""
 from __future__ import annotations
 
 import json
@@ -10,6 +11,8 @@ from eth_account import Account
 
 from provenance import keys
 from provenance.ledger import Ledger
+
+import dbhelp
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
@@ -40,6 +43,24 @@ def account():
 @pytest.fixture(scope="session")
 def other_account():
     return Account.from_key("0x" + "22" * 32)
+
+
+@pytest.fixture(params=dbhelp.BACKENDS)
+def backend(request, tmp_path):
+    """Where a new ledger goes: a SQLite file path, or the URL of a fresh PostgreSQL schema (dropped after)."""
+    if request.param == "sqlite":
+        yield tmp_path / "ledger.db"
+        return
+    url = dbhelp.new_schema_url()
+    yield url
+    dbhelp.drop_schema(url)
+
+
+@pytest.fixture
+def any_ledger(backend) -> Ledger:
+    """A new, empty ledger on each backend."""
+    with Ledger.create(backend) as led:
+        yield led
 
 
 @pytest.fixture
