@@ -85,6 +85,7 @@ def home(tmp_path, monkeypatch, _keystore_template) -> Path:
     monkeypatch.setenv("PROVENANCE_HOME", str(home))
     monkeypatch.setenv("PROVENANCE_PASSPHRASE", PASSPHRASE)
     monkeypatch.delenv("PROVENANCE_LEDGER", raising=False)
+    monkeypatch.delenv("PROVENANCE_DB", raising=False)
     return home
 
 
