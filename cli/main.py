@@ -386,6 +386,20 @@ def worker(ctx, once, lease, max_attempts, poll, workers, allow_private):
 
 
 @cli.command()
+@click.option("--from", "source", required=True, metavar="FILE|URL", help="The ledger to copy (a file or a URL).")
+@click.option("--to", "target", required=True, metavar="FILE|URL",
+              help="Where to copy it: postgresql://user@host/db[?schema=NAME], or a new file. Must be empty.")
+def migrate(source, target):
+    """Move a registry between SQLite and PostgreSQL, row for row: nothing re-signed, verified on both sides."""
+    from provenance.migrate import migrate as migrate_
+
+    r = migrate_(source if source.startswith("postgres") else os.path.expanduser(source),
+                 target if target.startswith("postgres") else os.path.expanduser(target))
+    click.echo(f"copied {sum(r.rows.values())} rows of {len(r.rows)} tables; both verify: {r.target.entries}"
+               f" entries, {r.target.works} works, {r.target.checkpoints} checkpoints, root {r.target.root}")
+
+
+@cli.command()
 @click.option("--state", type=click.Choice(("queued", "running", "done", "parked")), help="Only jobs in this state.")
 @click.option("--json", "as_json", is_flag=True, help="JSON Lines: one object per job.")
 @click.pass_context
