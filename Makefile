@@ -22,4 +22,4 @@ demo: install
 	bash scripts/demo.sh
 
 test: install
-	$(BIN)/python -m pytest -q
+	bash scripts/test.sh

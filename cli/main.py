@@ -31,8 +31,12 @@ class ProvenanceGroup(click.Group):
             ctx.exit(e.exit_code)
 
 
+def _target(ctx: click.Context):
+    return config.ledger_target(ctx.obj["db"], ctx.obj["ledger"])
+
+
 def _ledger(ctx: click.Context) -> Ledger:
-    return Ledger.open(config.ledger_path(ctx.obj["ledger"]))
+    return Ledger.open(_target(ctx))
 
 
 def _passphrase(confirm: bool = False) -> str:
@@ -55,12 +59,15 @@ def _emit_json(obj) -> None:
 
 @click.group(cls=ProvenanceGroup)
 @click.version_option(provenance.__version__, prog_name="provenance")
-@click.option("--ledger", envvar="PROVENANCE_LEDGER", type=click.Path(dir_okay=False),
-              help="Ledger file (default: $PROVENANCE_HOME or the XDG data dir, /ledger.db).")
+@click.option("--ledger", type=click.Path(dir_okay=False),
+              help="Ledger file (default: $PROVENANCE_LEDGER, else $PROVENANCE_HOME or the XDG data dir, /ledger.db).")
+@click.option("--db", metavar="URL",
+              help="The ledger's database: postgresql://user@host/db[?schema=NAME] for a shared registry, or a"
+                   " file (default: $PROVENANCE_DB, else the --ledger file).")
 @click.pass_context
-def cli(ctx, ledger):
+def cli(ctx, ledger, db):
     """Register artworks, find their reposted copies, prove who made them first."""
-    ctx.obj = {"ledger": ledger}
+    ctx.obj = {"ledger": ledger, "db": db}
 
 
 @cli.command()
@@ -69,8 +76,8 @@ def cli(ctx, ledger):
 @click.pass_context
 def init(ctx, chain_id):
     """Create a new, empty ledger."""
-    ledger = Ledger.create(config.ledger_path(ctx.obj["ledger"]), chain_id=chain_id)
-    click.echo(f"created ledger {ledger.path} (id {ledger.ledger_id}, chain id {ledger.chain_id})")
+    ledger = Ledger.create(_target(ctx), chain_id=chain_id)
+    click.echo(f"created ledger {ledger.location} (id {ledger.ledger_id}, chain id {ledger.chain_id})")
 
 
 # -- keys ------------------------------------------------------------------------------------------------------
@@ -291,9 +298,11 @@ SOURCE_TYPES = ("folder", "image", "list", "rss", "atom", "jsonfeed", "html", "s
 @click.option("--report", "report_path", type=click.Path(dir_okay=False),
               help="Also write a web page of this scan's matches (self-contained HTML).")
 @click.option("--json", "as_json", is_flag=True, help="JSON Lines: one object per match.")
+@click.option("--enqueue", is_flag=True,
+              help="Do not scan here: queue one job per source for `provenance worker`s (on any machine).")
 @click.pass_context
 def scan(ctx, sources, sources_file, source_type, full, allow_private, no_robots, timeout, workers, report_path,
-         as_json):
+         as_json, enqueue):
     """Scan folders, images, URL lists, RSS/Atom/JSON feeds, web pages and sitemaps for copies of registered works.
 
     SOURCES are paths or http(s) URLs. Remote images checked by an earlier scan are skipped (--full checks
@@ -307,6 +316,14 @@ def scan(ctx, sources, sources_file, source_type, full, allow_private, no_robots
         sources += read_sources_file(sources_file)
     if not sources:
         raise UsageError("nothing to scan", hint="name folders, files or URLs, or give --sources FILE")
+    if enqueue:
+        from provenance.queue import Queue
+
+        _ledger(ctx).close()  # the ledger must exist
+        with Queue(_target(ctx)) as q:
+            ids = q.enqueue(sources)
+        click.echo(f"queued {len(ids)} scan jobs (ids {ids[0]}-{ids[-1]}); run: provenance worker")
+        return
     ledger = _ledger(ctx)
     titles = {w.id: w.title for w in ledger.works()}
     policy = FetchPolicy(deadline=timeout, respect_robots=not no_robots, allow_private=allow_private)
@@ -345,6 +362,61 @@ def scan(ctx, sources, sources_file, source_type, full, allow_private, no_robots
         r = report_mod.write_report(ledger, report_path)
         click.echo(f"wrote {r.path}: {r.matches - r.allowed} copies of {r.works} works, {r.allowed} allowed", err=True)
     ctx.exit(1 if counts["failed"] else 0)
+
+
+@cli.command()
+@click.option("--once", is_flag=True, help="Exit when no job is left (default: wait for new ones).")
+@click.option("--lease", type=float, default=300, show_default=True,
+              help="Seconds a job stays this worker's without a renewal; a dead worker's job is retried after it.")
+@click.option("--max-attempts", type=int, default=3, show_default=True, help="Park a job after this many tries.")
+@click.option("--poll", type=float, default=5, show_default=True, help="Seconds between looks at an empty queue.")
+@click.option("--workers", type=int, help="Processes per scan (default: all cores).")
+@click.option("--allow-private", is_flag=True, help="Let remote sources reach loopback and private addresses.")
+@click.pass_context
+def worker(ctx, once, lease, max_attempts, poll, workers, allow_private):
+    """Process the queue of scan jobs (filled by `scan --enqueue`); run one per core or machine."""
+    from provenance.fetch import FetchPolicy
+    from provenance.queue import work
+
+    def tell(job, outcome, counts):
+        what = ", ".join(f"{k} {v}" for k, v in (counts or {}).items() if v) or job.error or ""
+        click.echo(f"job {job.id} {job.source}: {outcome} {what}".rstrip(), err=True)
+
+    options = {"workers": workers, "policy": FetchPolicy(allow_private=allow_private)}
+    r = work(_target(ctx), lease=lease, max_attempts=max_attempts, once=once, poll=poll, scan_options=options,
+             on_job=tell)
+    click.echo(f"worker done: {r.done} jobs done, {r.failed} failed")
+
+
+@cli.command()
+@click.option("--from", "source", required=True, metavar="FILE|URL", help="The ledger to copy (a file or a URL).")
+@click.option("--to", "target", required=True, metavar="FILE|URL",
+              help="Where to copy it: postgresql://user@host/db[?schema=NAME], or a new file. Must be empty.")
+def migrate(source, target):
+    """Move a registry between SQLite and PostgreSQL, row for row: nothing re-signed, verified on both sides."""
+    from provenance.migrate import migrate as migrate_
+
+    r = migrate_(source if source.startswith("postgres") else os.path.expanduser(source),
+                 target if target.startswith("postgres") else os.path.expanduser(target))
+    click.echo(f"copied {sum(r.rows.values())} rows of {len(r.rows)} tables; both verify: {r.target.entries}"
+               f" entries, {r.target.works} works, {r.target.checkpoints} checkpoints, root {r.target.root}")
+
+
+@cli.command()
+@click.option("--state", type=click.Choice(("queued", "running", "done", "parked")), help="Only jobs in this state.")
+@click.option("--json", "as_json", is_flag=True, help="JSON Lines: one object per job.")
+@click.pass_context
+def jobs(ctx, state, as_json):
+    """List the scan jobs of the queue."""
+    from provenance.queue import Queue
+
+    with Queue(_target(ctx)) as q:
+        for j in q.jobs(state):
+            if as_json:
+                _emit_json(asdict(j))
+            else:
+                click.echo(f"{j.id:5}  {j.state:8} tries {j.attempts}  {j.source}  {j.worker or ''}"
+                           f"  {j.error or ''}".rstrip())
 
 
 @cli.command()

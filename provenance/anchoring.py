@@ -149,10 +149,10 @@ def _record(ledger: Ledger, chain: Chain, contract: str, root: str, size: int, r
                     receipt["from"], utc_now())
     anchor = _signed(ledger, chain, anchor)
     with ledger.transaction() as c:
-        c.execute(f"INSERT OR IGNORE INTO anchors ({_COLUMNS}) VALUES ({', '.join('?' * 13)})",
+        c.execute(f"INSERT INTO anchors ({_COLUMNS}) VALUES ({', '.join('?' * 13)}) ON CONFLICT DO NOTHING",
                   tuple(anchor.__dict__.values()))
         c.execute("DELETE FROM pending_txs WHERE kind = 'anchor' AND chain_id = ? AND instance = ? AND"
-                  " json_extract(detail, '$.root') = ?", (chain.chain_id, chain.instance, root))
+                  f" {c.json_text('detail', 'root')} = ?", (chain.chain_id, chain.instance, root))
     return anchor
 
 
@@ -271,7 +271,7 @@ def anchor(ledger: Ledger, chain: Chain, *, dry_run: bool = False,
 def _forget_root(ledger: Ledger, chain: Chain, root_hex: str) -> None:
     with ledger.transaction() as c:
         c.execute("DELETE FROM pending_txs WHERE kind = 'anchor' AND chain_id = ? AND instance = ? AND"
-                  " json_extract(detail, '$.root') = ?", (chain.chain_id, chain.instance, root_hex))
+                  f" {c.json_text('detail', 'root')} = ?", (chain.chain_id, chain.instance, root_hex))
 
 
 def _first_anchor_plan(ledger: Ledger, chain: Chain, root_hex: str, size: int) -> AnchorResult:

@@ -221,11 +221,13 @@ class Chain:
     def _record_deployment(self, ledger: Ledger, name: str, receipt: dict):
         address = receipt["contractAddress"]
         with ledger.transaction() as c:
-            c.execute("INSERT OR REPLACE INTO deployments VALUES (?, ?, ?, ?, ?, ?, ?)",
+            c.execute("INSERT INTO deployments VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (chain_id, instance, name)"
+                      " DO UPDATE SET address = excluded.address, tx_hash = excluded.tx_hash,"
+                      " block_number = excluded.block_number, recorded_at = excluded.recorded_at",
                       (self.chain_id, self.instance, name, address, _hex(receipt["transactionHash"]),
                        receipt["blockNumber"], utc_now()))
             c.execute("DELETE FROM pending_txs WHERE kind = 'deploy' AND chain_id = ? AND instance = ? AND"
-                      " json_extract(detail, '$.name') = ?", (self.chain_id, self.instance, name))
+                      f" {c.json_text('detail', 'name')} = ?", (self.chain_id, self.instance, name))
         return self.w3.eth.contract(address=address, abi=artifact(name)["abi"])
 
     def estimate_as_deployed(self, name: str, function: str, args: list) -> int | None:
@@ -338,7 +340,9 @@ class Chain:
         ledger.ensure_chain_tables()
         tx = {"raw": signed.raw, "sender": signed.sender, "nonce": signed.nonce}
         with ledger.transaction() as c:
-            c.execute("INSERT OR REPLACE INTO pending_txs VALUES (?, ?, ?, ?, ?, ?, ?)",
+            c.execute("INSERT INTO pending_txs VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (tx_hash) DO UPDATE SET"
+                      " kind = excluded.kind, chain_id = excluded.chain_id, instance = excluded.instance,"
+                      " contract = excluded.contract, detail = excluded.detail, sent_at = excluded.sent_at",
                       (signed.tx_hash, kind, self.chain_id, self.instance, contract,
                        json.dumps({**detail, "tx": tx}), utc_now()))
 
@@ -346,15 +350,16 @@ class Chain:
         """Transactions noted on this chain and not yet recorded as mined, oldest first."""
         ledger.ensure_chain_tables()
         rows = ledger.conn.execute("SELECT tx_hash, kind, contract, detail, sent_at FROM pending_txs WHERE"
-                                   " chain_id = ? AND instance = ? AND kind = coalesce(?, kind) ORDER BY sent_at,"
-                                   " rowid", (self.chain_id, self.instance, kind)).fetchall()
+                                   " chain_id = ? AND instance = ? AND kind = coalesce(?, kind)",
+                                   (self.chain_id, self.instance, kind)).fetchall()
         out = []
         for tx_hash, kind_, contract, detail, sent_at in rows:
             d = json.loads(detail)
             t = d.pop("tx", {})
             out.append(PendingTx(kind_, contract, d, SignedTx(tx_hash, t.get("raw", ""), t.get("sender", ""),
                                                               t.get("nonce", -1)), sent_at))
-        return out
+        # oldest first; within one second, in nonce order (the order they were signed and must be mined in)
+        return sorted(out, key=lambda p: (p.sent_at, p.tx.nonce))
 
     def forget_pending(self, ledger: Ledger, tx_hash: str) -> None:
         with ledger.transaction() as c:

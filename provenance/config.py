@@ -22,5 +22,16 @@ def ledger_path(explicit: str | os.PathLike | None = None) -> Path:
     return data_dir() / "ledger.db"
 
 
+def ledger_target(db: str | None = None, ledger: str | os.PathLike | None = None) -> Path | str:
+    """Where the ledger lives: --db (a postgresql:// URL, or a file), else --ledger, else $PROVENANCE_DB, else
+    $PROVENANCE_LEDGER, else DATA_DIR/ledger.db. A URL is returned as it is, a path expanded."""
+    from .storage import is_url
+
+    chosen = db or ledger or os.environ.get("PROVENANCE_DB") or None
+    if chosen and is_url(str(chosen)):
+        return str(chosen)
+    return ledger_path(chosen)
+
+
 def keys_dir() -> Path:
     return data_dir() / "keys"

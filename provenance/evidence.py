@@ -88,9 +88,9 @@ def _entry(ledger: Ledger, seq: int) -> dict:
 
 
 def _ensure_table(ledger: Ledger) -> None:
-    if not ledger.conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'evidence_packets'").fetchone():
+    if not ledger.conn.has_table("evidence_packets"):
         with ledger.transaction() as c:
-            c.execute(_TABLE)
+            c.create([_TABLE])
 
 
 def _certificate(ledger: Ledger, match_id: int, work_id: int) -> dict:
@@ -300,7 +300,7 @@ def make_evidence(ledger: Ledger, match_id: int, out_dir: str | Path, *,
     seq, created = ledger.append_evidence(packet, match_id, m.work_id)
     ledger.checkpoint()
     with ledger.transaction() as c:
-        c.execute("INSERT OR IGNORE INTO evidence_packets VALUES (?, ?, ?, ?, ?)",
+        c.execute("INSERT INTO evidence_packets VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
                   (packet, match_id, seq, canonical_json(cert), utc_now()))
     stamp = _timestamp(ledger, packet, seq, cert["entry"]["seq"])
     try:

@@ -1,4 +1,5 @@
-"""The append-only, tamper-evident ledger: a plain SQLite file you can open in Datasette.
+"""The append-only, tamper-evident ledger: a plain SQLite file you can open in Datasette, or a PostgreSQL
+database shared by many artists and workers (see storage.py: the same tables and SQL on both).
 
 Tables
   entries      the log itself: one row per event, each hashing its predecessor (a hash chain). Kinds:
@@ -24,14 +25,20 @@ Tables
 Only `entries` is authoritative. `verify()` recomputes the chain, the checkpoint roots and every signature
 (entries, checkpoints, anchors), and checks that the `works` and `fingerprints` rows still say what their entries say.
 
-Every append is one `BEGIN IMMEDIATE` transaction, so a killed process leaves either the whole work or nothing,
-and several processes can append to one file at once (SQLite serialises the writers; WAL lets readers go on).
+Every append is one serial transaction (SQLite: `BEGIN IMMEDIATE`; PostgreSQL: a per-registry advisory lock
+held to COMMIT), so a killed process leaves either the whole work or nothing, and several processes - on
+PostgreSQL, several machines - can append at once: the writers are serialised, readers go on.
+
+Many artists in one registry: each `register` entry carries its registrant's signature over the record, checked
+before it is appended and again by verify(); a `transfer` must be signed by the current owner. On PostgreSQL the
+server also refuses UPDATE, DELETE and TRUNCATE on entries, works, fingerprints and local_features (triggers; a
+checkpoint may only gain its signature, once), so no artist's client can alter or delete another's records;
+whoever can bypass that (a superuser) is still caught by verify().
 """
 from __future__ import annotations
 
 import hashlib
 import json
-import sqlite3
 import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -39,9 +46,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterator
 
-import sqlite_utils
-
-from . import merkle
+from . import merkle, storage
 from .errors import LedgerError, TamperedLedgerError, UsageError
 from .fingerprints import Fingerprint
 from .signing import (DEFAULT_CHAIN_ID, recover_checkpoint_signer, recover_commitment_signer, recover_registrant,
@@ -70,19 +75,6 @@ def commitment_of(record: dict, fingerprints: list[dict], salt: str) -> str:
     {"record", "fingerprints", "salt"}. Anyone holding the revealed record, fingerprints and salt can recompute it."""
     body = {"record": record, "fingerprints": fingerprints, "salt": salt}
     return hashlib.sha256(canonical_json(body).encode()).hexdigest()
-
-
-@contextmanager
-def immediate_transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
-    """BEGIN IMMEDIATE ... COMMIT on `conn` (ROLLBACK on any exception): the write lock is taken up front."""
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        yield conn
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
-    else:
-        conn.execute("COMMIT")
 
 
 def utc_now() -> str:
@@ -169,6 +161,24 @@ def _check_evidence_payload(seq: int, work_id, payload) -> None:
                                   f" the id of the work it is about", seq)
 
 
+_CORE_TABLES = [
+    "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT)",
+    """CREATE TABLE entries (seq INTEGER PRIMARY KEY, kind TEXT, work_id INTEGER, recorded_at TEXT, payload TEXT,
+       prev_hash TEXT, entry_hash TEXT)""",
+    """CREATE TABLE works (id INTEGER PRIMARY KEY, sha256 TEXT, title TEXT, artist TEXT, license TEXT,
+       width INTEGER, height INTEGER, created TEXT, registered_at TEXT, registrant TEXT, signature TEXT,
+       prior_claims TEXT, entry_seq INTEGER REFERENCES entries(seq))""",
+    "CREATE UNIQUE INDEX idx_works_sha256_registrant ON works (sha256, registrant)",
+    """CREATE TABLE fingerprints (work_id INTEGER REFERENCES works(id), algorithm TEXT, value TEXT,
+       quality INTEGER, PRIMARY KEY (work_id, algorithm))""",
+    """CREATE TABLE local_features (work_id INTEGER REFERENCES works(id), algorithm TEXT, data BLOB,
+       PRIMARY KEY (work_id, algorithm))""",
+    """CREATE TABLE checkpoints (size INTEGER PRIMARY KEY, root TEXT, recorded_at TEXT, signer TEXT,
+       signature TEXT)""",
+]
+#: Rows no one may change or delete once written (enforced by the PostgreSQL server; verify() checks them all).
+_APPEND_ONLY = ("entries", "works", "fingerprints", "local_features")
+
 _CHAIN_TABLES = [
     """CREATE TABLE IF NOT EXISTS deployments (chain_id INTEGER, instance TEXT, name TEXT, address TEXT,
        tx_hash TEXT, block_number INTEGER, recorded_at TEXT, PRIMARY KEY (chain_id, instance, name))""",
@@ -185,46 +195,57 @@ _CHAIN_TABLES = [
 
 
 class Ledger:
-    """A ledger file. Use `Ledger.create(path)` once, then `Ledger.open(path)`."""
+    """A ledger: a SQLite file or a `postgresql://` URL. Use `Ledger.create(target)` once, then `Ledger.open`."""
 
-    def __init__(self, path: Path, conn: sqlite3.Connection):
-        self.path = path
+    def __init__(self, target: Path | str, conn: storage.Database):
+        self.target = target  # what storage.connect opens: a Path, or a URL
+        self.path: Path | None = None if storage.is_url(target) else Path(target)  # the SQLite file
+        self.location = storage.describe(target)  # for messages (a URL without its password)
         self.conn = conn
-        self.db = sqlite_utils.Database(conn)
+
+    @property
+    def name(self) -> str:
+        """A short name for pages and messages: the file name, or the URL."""
+        return self.path.name if self.path is not None else self.location
 
     # -- opening -------------------------------------------------------------------------------------------------
     @staticmethod
-    def _connect(path: Path) -> sqlite3.Connection:
-        try:
-            conn = sqlite3.connect(str(path), timeout=60, isolation_level=None, check_same_thread=False)
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=FULL")
-            conn.execute("PRAGMA busy_timeout=60000")
-            return conn
-        except sqlite3.Error as e:
-            raise LedgerError(f"cannot open ledger {path}: {e}") from None
+    def _target(target: Path | str) -> Path | str:
+        return target if storage.is_url(target) else Path(target)
 
     @classmethod
-    def create(cls, path: Path | str, chain_id: int = DEFAULT_CHAIN_ID) -> "Ledger":
-        """Create a new empty ledger at `path` (its folder is created). Refuses to overwrite an existing one."""
-        path = Path(path)
-        if path.exists() and path.stat().st_size > 0:
-            raise UsageError(f"a ledger already exists at {path}", hint="use it as it is, or choose another --ledger")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        ledger = cls(path, cls._connect(path))
+    def create(cls, target: Path | str, chain_id: int = DEFAULT_CHAIN_ID) -> "Ledger":
+        """Create a new empty ledger at `target` (a file, whose folder is created, or a PostgreSQL URL). Refuses
+        to overwrite an existing one."""
+        target = cls._target(target)
+        where = storage.describe(target)
+        if isinstance(target, Path):
+            if target.exists() and target.stat().st_size > 0:
+                raise UsageError(f"a ledger already exists at {where}",
+                                 hint="use it as it is, or choose another --ledger")
+            target.parent.mkdir(parents=True, exist_ok=True)
+        conn = storage.connect(target)
+        if not isinstance(target, Path):
+            conn.ensure_schema()
+            if conn.has_table("meta"):
+                conn.close()
+                raise UsageError(f"a ledger already exists at {where}",
+                                 hint="use it as it is, or name another database or ?schema= in --db")
+        ledger = cls(target, conn)
         with ledger.transaction():
             ledger._create_schema(chain_id)
         return ledger
 
     @classmethod
-    def open(cls, path: Path | str) -> "Ledger":
-        path = Path(path)
-        if not path.exists():
+    def open(cls, target: Path | str) -> "Ledger":
+        target = cls._target(target)
+        path = storage.describe(target)
+        if isinstance(target, Path) and not target.exists():
             raise UsageError(f"no ledger at {path}", hint="create one with: provenance init")
-        ledger = cls(path, cls._connect(path))
+        ledger = cls(target, storage.connect(target))
         try:
-            version = ledger.meta("schema_version")
-        except sqlite3.DatabaseError as e:
+            version = ledger.meta("schema_version") if ledger.conn.has_table("meta") else None
+        except ledger.conn.Error as e:
             raise LedgerError(f"{path} is not a provenance ledger ({e})") from None
         if version is None:
             raise LedgerError(f"{path} is not a provenance ledger (no meta table)")
@@ -239,18 +260,18 @@ class Ledger:
     _SIGNATURE_COLUMNS = {"checkpoints": ("signer", "signature"),
                           "anchors": ("checkpoint_signer", "checkpoint_signature")}
 
-    def _upgrade(self, path: Path) -> None:
+    def _upgrade(self, path: str) -> None:
         """Schema 1 -> 2: add the (empty) signature columns. Old rows stay unsigned and verify as before; the
         next signed checkpoint, or `provenance anchor`, signs the latest state."""
         try:
             with self.transaction() as c:
                 for table, columns in self._SIGNATURE_COLUMNS.items():
-                    have = {row[1] for row in c.execute(f"PRAGMA table_info({table})")}
+                    have = set(c.columns(table)) if c.has_table(table) else set()
                     for column in columns if have else ():
                         if column not in have:
                             c.execute(f"ALTER TABLE {table} ADD COLUMN {column} TEXT")
                 c.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),))
-        except sqlite3.Error as e:
+        except self.conn.Error as e:
             raise LedgerError(f"cannot upgrade ledger {path} to schema {SCHEMA_VERSION}: {e}",
                               hint="open it once where the file is writable") from None
 
@@ -263,33 +284,23 @@ class Ledger:
     def __exit__(self, *exc):
         self.close()
 
-    def _create_schema(self, chain_id: int) -> None:
-        db = self.db
-        db["meta"].create({"key": str, "value": str}, pk="key")
-        db["entries"].create({"seq": int, "kind": str, "work_id": int, "recorded_at": str, "payload": str,
-                              "prev_hash": str, "entry_hash": str}, pk="seq")
-        db["works"].create({"id": int, "sha256": str, "title": str, "artist": str, "license": str, "width": int,
-                            "height": int, "created": str, "registered_at": str, "registrant": str,
-                            "signature": str, "prior_claims": str, "entry_seq": int}, pk="id",
-                           foreign_keys=[("entry_seq", "entries", "seq")])
-        db["works"].create_index(["sha256", "registrant"], unique=True)
-        db["fingerprints"].create({"work_id": int, "algorithm": str, "value": str, "quality": int},
-                                  pk=("work_id", "algorithm"), foreign_keys=[("work_id", "works", "id")])
-        db["local_features"].create({"work_id": int, "algorithm": str, "data": bytes}, pk=("work_id", "algorithm"),
-                                    foreign_keys=[("work_id", "works", "id")])
-        db["checkpoints"].create({"size": int, "root": str, "recorded_at": str, "signer": str, "signature": str},
-                                 pk="size")
-        for key, value in {"schema_version": SCHEMA_VERSION, "ledger_id": str(uuid.uuid4()),
+    def _create_schema(self, chain_id: int, meta: bool = True) -> None:
+        """The core tables (and, unless `meta` is false - a migration copies it - this ledger's meta rows)."""
+        self.conn.create(_CORE_TABLES)
+        for table in _APPEND_ONLY:
+            self.conn.append_only(table)
+        self.conn.append_only("checkpoints", settable_once=("signer", "signature"))
+        for key, value in {} if not meta else {"schema_version": SCHEMA_VERSION, "ledger_id": str(uuid.uuid4()),
                            "chain_id": chain_id, "created_at": utc_now()}.items():
             self.conn.execute("INSERT INTO meta (key, value) VALUES (?, ?)", (key, str(value)))
 
     def ensure_chain_tables(self) -> None:
         """Create the chain tables on first use, so ledgers made before chain support keep working unchanged."""
-        if self.conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'tokens'").fetchone():
+        if self.conn.has_table("tokens"):
             return
         with self.transaction() as c:
-            for sql in _CHAIN_TABLES:
-                c.execute(sql)
+            if not c.has_table("tokens"):
+                c.create(_CHAIN_TABLES)
 
     # -- small reads -------------------------------------------------------------------------------------------
     def meta(self, key: str) -> str | None:
@@ -307,9 +318,11 @@ class Ledger:
     def size(self) -> int:
         return self.conn.execute("SELECT COUNT(*) FROM entries").fetchone()[0]
 
-    def transaction(self):
-        """An IMMEDIATE transaction: takes the write lock up front, so read-then-append cannot race."""
-        return immediate_transaction(self.conn)
+    @contextmanager
+    def transaction(self) -> Iterator[storage.Database]:
+        """A serial write transaction: takes the write lock up front, so read-then-append cannot race."""
+        with self.conn.transaction() as c:
+            yield c
 
     # -- appending ---------------------------------------------------------------------------------------------
     def append_work(self, record: dict, signature: str, fingerprints: list[dict],
@@ -340,9 +353,9 @@ class Ledger:
             if reveals is not None:
                 payload["reveals"] = {"commit_seq": reveals["commit_seq"], "salt": reveals["salt"]}
             seq = self._append_entry(c, "register", work_id, payload)
-            c.execute("INSERT INTO works VALUES (:id, :sha256, :title, :artist, :license, :width, :height, :created,"
-                      " :registered_at, :registrant, :signature, :prior_claims, :entry_seq)",
-                      _work_row(work_id, seq, payload))
+            row = _work_row(work_id, seq, payload)
+            c.execute(f"INSERT INTO works ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
+                      tuple(row.values()))
             c.executemany("INSERT INTO fingerprints VALUES (?, ?, ?, ?)",
                           [(work_id, f["algorithm"], f["value"], f.get("quality")) for f in fingerprints])
             c.executemany("INSERT INTO local_features VALUES (?, ?, ?)",
@@ -413,7 +426,7 @@ class Ledger:
         return None
 
     @staticmethod
-    def _owner(c: sqlite3.Connection, work_id: int, registrant: str) -> str:
+    def _owner(c: storage.Database, work_id: int, registrant: str) -> str:
         row = c.execute("SELECT payload FROM entries WHERE kind = 'transfer' AND work_id = ? ORDER BY seq DESC"
                         " LIMIT 1", (work_id,)).fetchone()
         return json.loads(row[0])["transfer"]["to"] if row else registrant
@@ -433,7 +446,7 @@ class Ledger:
             out.append(Transfer(work_id, seq, t["from"], t["to"], t["transferredAt"], at, p["signature"]))
         return out
 
-    def _append_entry(self, c: sqlite3.Connection, kind: str, work_id: int | None, payload: dict) -> int:
+    def _append_entry(self, c: storage.Database, kind: str, work_id: int | None, payload: dict) -> int:
         last = c.execute("SELECT seq, entry_hash FROM entries ORDER BY seq DESC LIMIT 1").fetchone()
         seq, prev = (last[0] + 1, last[1]) if last else (1, GENESIS)
         text, at = canonical_json(payload), utc_now()
@@ -479,9 +492,10 @@ class Ledger:
                 f"SELECT * FROM fingerprints WHERE work_id IN ({sub})" if where else "SELECT * FROM fingerprints",
                 params):
             fps.setdefault(work_id, {})[alg] = Fingerprint(alg, value, quality)
-        cols = [d[1] for d in self.conn.execute("PRAGMA table_info(works)")]
+        rows = self.conn.execute(f"SELECT * FROM works {where} ORDER BY id", params)
+        cols = [d[0] for d in rows.description]
         out = []
-        for row in self.conn.execute(f"SELECT * FROM works {where} ORDER BY id", params):
+        for row in rows:
             d = dict(zip(cols, row))
             d["prior_claims"] = json.loads(d["prior_claims"] or "[]")
             out.append(Work(**d, fingerprints=fps.get(d["id"], {})))
@@ -602,7 +616,7 @@ class Ledger:
 
     def _verify_chain_records(self, leaves: list[bytes]) -> None:
         """Anchors must be roots of this ledger's entries; tokens must point at the metadata stored with them."""
-        if not self.conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'tokens'").fetchone():
+        if not self.conn.has_table("tokens"):
             return
         for size, root, tx, chain_id, contract, signer, signature in self.conn.execute(
                 "SELECT size, root, tx_hash, chain_id, contract, checkpoint_signer, checkpoint_signature FROM anchors"
@@ -702,9 +716,10 @@ class Ledger:
         return str(t["to"])
 
     def _verify_projection(self, work_entries: dict[int, tuple[int, dict]]) -> None:
-        cols = [d[1] for d in self.conn.execute("PRAGMA table_info(works)")]
+        rows = self.conn.execute("SELECT * FROM works ORDER BY id")
+        cols = [d[0] for d in rows.description]
         seen = set()
-        for row in self.conn.execute("SELECT * FROM works ORDER BY id"):
+        for row in rows:
             stored = dict(zip(cols, row))
             work_id = stored["id"]
             if work_id not in work_entries:
@@ -725,7 +740,8 @@ class Ledger:
             stored_fps.setdefault(work_id, []).append((alg, value, quality))
         for work_id, (seq, payload) in sorted(work_entries.items()):
             expected = sorted((f["algorithm"], f["value"], f.get("quality")) for f in payload["fingerprints"])
-            if stored_fps.pop(work_id, []) != expected:
+            # sorted here, not by ORDER BY: a PostgreSQL collation may order algorithm ids differently
+            if sorted(stored_fps.pop(work_id, []), key=lambda r: (r[0], r[1])) != expected:
                 raise TamperedLedgerError(f"fingerprints of work {work_id} were edited and no longer match ledger"
                                           f" entry {seq}", seq)
         if stored_fps:

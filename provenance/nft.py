@@ -162,18 +162,19 @@ def _record(ledger: Ledger, chain: Chain, contract: str, work_id: int, token_id:
         c.execute("INSERT INTO tokens VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                   (chain.chain_id, chain.instance, contract, token_id, work_id, cid, meta, royalty_bps, owner,
                    tx_hash, receipt["blockNumber"], utc_now()))
-        c.execute(_FORGET_WORK, (chain.chain_id, chain.instance, work_id))
+        c.execute(_forget_work_sql(c), (chain.chain_id, chain.instance, str(work_id)))
     return MintResult(work_id, token_id, contract, f"ipfs://{cid}", cid, royalty_bps, owner, tx_hash,
                       receipt["blockNumber"], chain.chain_id, sent=sent, recovered=not sent)
 
 
-_FORGET_WORK = ("DELETE FROM pending_txs WHERE kind = 'mint' AND chain_id = ? AND instance = ? AND"
-                " json_extract(detail, '$.work_id') = ?")
+def _forget_work_sql(c) -> str:
+    return ("DELETE FROM pending_txs WHERE kind = 'mint' AND chain_id = ? AND instance = ? AND"
+            f" {c.json_text('detail', 'work_id')} = ?")
 
 
 def _forget_work(ledger: Ledger, chain: Chain, work_id: int) -> None:
     with ledger.transaction() as c:
-        c.execute(_FORGET_WORK, (chain.chain_id, chain.instance, work_id))
+        c.execute(_forget_work_sql(c), (chain.chain_id, chain.instance, str(work_id)))
 
 
 def stored_metadata(ledger: Ledger, cid: str) -> dict:

@@ -47,21 +47,22 @@ def make_preview(image: Image.Image, side: int = PREVIEW_SIDE) -> bytes:
 
 
 def _ensure_table(ledger: Ledger) -> None:
-    if not ledger.conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'previews'").fetchone():
+    if not ledger.conn.has_table("previews"):
         with ledger.transaction() as c:
-            c.execute(_TABLE)
+            c.create([_TABLE])
 
 
 def store_preview(ledger: Ledger, work_id: int, data: bytes, mime: str = "image/jpeg") -> None:
     """Keep `data` as the preview of `work_id`, unless it has one already (a re-registration changes nothing)."""
     _ensure_table(ledger)
     with ledger.transaction() as c:
-        c.execute("INSERT OR IGNORE INTO previews (work_id, mime, data) VALUES (?, ?, ?)", (work_id, mime, data))
+        c.execute("INSERT INTO previews (work_id, mime, data) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+                  (work_id, mime, data))
 
 
 def preview(ledger: Ledger, work_id: int) -> Picture | None:
     """The stored preview of `work_id`, if any."""
-    if not ledger.conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'previews'").fetchone():
+    if not ledger.conn.has_table("previews"):
         return None
     row = ledger.conn.execute("SELECT mime, data FROM previews WHERE work_id = ?", (work_id,)).fetchone()
     return Picture(row[0], row[1], "preview") if row else None

@@ -225,7 +225,7 @@ def reveal(ledger: Ledger, commitment_or_seq: str | int, account: LocalAccount,
     secret = json.loads(path.read_text())
     seq = ledger.commit_seq(commitment)
     if seq is None:
-        raise UsageError(f"commitment {commitment[:16]}… is not in this ledger ({ledger.path})")
+        raise UsageError(f"commitment {commitment[:16]}… is not in this ledger ({ledger.location})")
     blobs = {alg: None if data is None else base64.b64decode(data) for alg, data in secret.get("blobs", {}).items()}
     appended: Appended = ledger.append_work(secret["record"], secret["signature"], secret["fingerprints"], [], blobs,
                                             reveals={"commit_seq": seq, "salt": secret["salt"]})

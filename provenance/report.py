@@ -318,7 +318,7 @@ footer {{ color: #777; font-size: 12.5px; margin-top: 24px; }}
 <div id="cards">
 {empty}{"".join(cards)}
 </div>
-<footer>Made by provenance from the scan record in {_e(ledger.path.name)}. Pictures are small copies for looking;
+<footer>Made by provenance from the scan record in {_e(ledger.name)}. Pictures are small copies for looking;
 the evidence is the packet written by <code>provenance evidence MATCH_ID -o DIR</code> (the found bytes, their
 SHA-256, the work's certificate and a timestamp in the ledger).</footer>
 </main>

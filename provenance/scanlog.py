@@ -1,6 +1,6 @@
 """The scan record: what each scan looked at, what it found, and what the artist has allowed.
 
-Kept in the ledger's SQLite file beside the (authoritative, signed) entries, but not part of them: it is the
+Kept in the ledger's database (SQLite file or PostgreSQL) beside the (authoritative, signed) entries, but not part of them: it is the
 artist's working memory, not a claim. Tables (created on first use, so older ledgers open unchanged):
 
   scan_runs     one row per `scan`: sources, start/finish time, counts
@@ -20,15 +20,17 @@ from __future__ import annotations
 
 import fnmatch
 import json
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Iterable
+from typing import Iterable, Iterator
 
+from . import storage
 from .errors import UsageError
-from .ledger import Ledger, canonical_json, immediate_transaction, utc_now
+from .ledger import Ledger, canonical_json, utc_now
 
 _TABLES = [
     """CREATE TABLE IF NOT EXISTS scan_runs (id INTEGER PRIMARY KEY, started_at TEXT, finished_at TEXT,
-       sources TEXT, full INTEGER, counts TEXT)""",
+       sources TEXT, "full" INTEGER, counts TEXT)""",
     """CREATE TABLE IF NOT EXISTS scan_items (id INTEGER PRIMARY KEY, run_id INTEGER REFERENCES scan_runs(id),
        source TEXT, item TEXT, url TEXT, page_url TEXT, title TEXT, published TEXT, status TEXT, error TEXT,
        sha256 TEXT, http_status INTEGER, headers TEXT, fetched_at TEXT)""",
@@ -99,6 +101,10 @@ class MatchRecord:
     fetched_at: str | None
 
 
+_REMEMBER = """INSERT INTO seen VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (url) DO UPDATE SET etag = excluded.etag,
+    last_modified = excluded.last_modified, sha256 = excluded.sha256, status = excluded.status,
+    item_id = excluded.item_id, checked_at = excluded.checked_at"""
+
 _MATCH_SQL = """SELECT m.id, m.run_id, m.item_id, m.work_id, m.signal, m.distance, m.transform, m.score,
     m.confidence, m.sha256_exact, m.geometry, m.allowed_by, m.found_at, i.item, i.source, i.url, i.page_url,
     i.sha256, i.http_status, i.headers, i.fetched_at
@@ -118,19 +124,21 @@ class ScanLog:
 
     def __init__(self, ledger: Ledger):
         self.ledger = ledger
-        # A connection of its own with synchronous=NORMAL: in WAL mode a power cut may lose the last items
-        # recorded (the re-run checks them again) but never corrupts the file, and a scan does not pay an fsync
-        # per image. The ledger's own connection keeps synchronous=FULL for entries.
-        self.conn = ledger.conn if str(ledger.path) == ":memory:" else Ledger._connect(ledger.path)
-        if self.conn is not ledger.conn:
-            self.conn.execute("PRAGMA synchronous=NORMAL")
-        if not self.conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'allow_rules'").fetchone():
-            with self.transaction() as c:
-                for sql in _TABLES:
-                    c.execute(sql)
+        # A connection of its own that is not durable (SQLite: synchronous=NORMAL, PostgreSQL: synchronous_commit
+        # off): a power cut may lose the last items recorded (the re-run checks them again) but never corrupts
+        # anything, and a scan does not pay an fsync per image. The ledger's own connection stays durable.
+        self.conn = ledger.conn if str(ledger.target) == ":memory:" else storage.connect(ledger.target,
+                                                                                          durable=False)
+        if not self.conn.has_table("allow_rules"):
+            with self.conn.transaction() as c:  # serial: two workers starting at once create the tables once
+                if not c.has_table("allow_rules"):
+                    c.create(_TABLES)
 
-    def transaction(self):
-        return immediate_transaction(self.conn)
+    @contextmanager
+    def transaction(self) -> Iterator[storage.Database]:
+        """Rows of the scan record, not the hash chain: on PostgreSQL no registry-wide lock is needed."""
+        with self.conn.transaction(serial=False) as c:
+            yield c
 
     def close(self) -> None:
         if self.conn is not self.ledger.conn:
@@ -139,8 +147,8 @@ class ScanLog:
     # -- runs ----------------------------------------------------------------------------------------------------
     def start_run(self, sources: list[str], full: bool) -> int:
         with self.transaction() as c:
-            return c.execute("INSERT INTO scan_runs (started_at, sources, full) VALUES (?, ?, ?)",
-                             (utc_now(), canonical_json(sources), int(full))).lastrowid
+            return c.execute("INSERT INTO scan_runs (started_at, sources, \"full\") VALUES (?, ?, ?) RETURNING id",
+                             (utc_now(), canonical_json(sources), int(full))).fetchone()[0]
 
     def finish_run(self, run_id: int, counts: dict[str, int]) -> None:
         with self.transaction() as c:
@@ -161,23 +169,23 @@ class ScanLog:
         with self.transaction() as c:
             item_id = c.execute(
                 "INSERT INTO scan_items (run_id, source, item, url, page_url, title, published, status, error,"
-                " sha256, http_status, headers, fetched_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " sha256, http_status, headers, fetched_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                " RETURNING id",
                 (run_id, source, item, url, page_url, title, published, status, error, sha256, http_status,
-                 canonical_json(headers) if headers is not None else None, fetched_at)).lastrowid
+                 canonical_json(headers) if headers is not None else None, fetched_at)).fetchone()[0]
             ids = []
             for m in matches:
                 ids.append(c.execute(
                     "INSERT INTO scan_matches (item_id, run_id, work_id, signal, distance, transform, score,"
                     " confidence, sha256_exact, geometry, allowed_by, found_at)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
                     (item_id, run_id, m.work_id, m.signal, m.distance, m.transform, m.score, m.confidence,
                      int(m.sha256_exact), canonical_json(m.geometry) if m.geometry is not None else None,
-                     allowed.get(m.work_id), now)).lastrowid)
+                     allowed.get(m.work_id), now)).fetchone()[0])
             if matches and data is not None and sha256:
-                c.execute("INSERT OR IGNORE INTO found_images VALUES (?, ?)", (sha256, data))
+                c.execute("INSERT INTO found_images VALUES (?, ?) ON CONFLICT DO NOTHING", (sha256, data))
             if url is not None and status != "failed":
-                c.execute("INSERT OR REPLACE INTO seen VALUES (?, ?, ?, ?, ?, ?, ?)",
-                          (url, etag, last_modified, sha256, status, item_id, now))
+                c.execute(_REMEMBER, (url, etag, last_modified, sha256, status, item_id, now))
             return ids
 
     def seen(self, url: str) -> Seen | None:
@@ -189,8 +197,7 @@ class ScanLog:
                  status: str) -> None:
         """Remember a page or feed (not an image) with its validators, for the next conditional request."""
         with self.transaction() as c:
-            c.execute("INSERT OR REPLACE INTO seen VALUES (?, ?, ?, ?, ?, NULL, ?)",
-                      (url, etag, last_modified, sha256, status, utc_now()))
+            c.execute(_REMEMBER, (url, etag, last_modified, sha256, status, None, utc_now()))
 
     # -- matches -------------------------------------------------------------------------------------------------
     def match(self, match_id: int) -> MatchRecord:
@@ -241,8 +248,8 @@ class ScanLog:
             raise UsageError("an allow rule needs a --source URL pattern, e.g. 'https://example.com/gallery/*'")
         at = utc_now()
         with self.transaction() as c:
-            rule_id = c.execute("INSERT INTO allow_rules (work_id, pattern, note, created_at) VALUES (?, ?, ?, ?)",
-                                (work_id, pattern, note, at)).lastrowid
+            rule_id = c.execute("INSERT INTO allow_rules (work_id, pattern, note, created_at) VALUES (?, ?, ?, ?)"
+                                " RETURNING id", (work_id, pattern, note, at)).fetchone()[0]
         return AllowRule(rule_id, work_id, pattern, note, at)
 
     def allow_rules(self) -> list[AllowRule]:

@@ -1,4 +1,5 @@
-"""Shared fixtures: real example images, a real SQLite ledger file, real (encrypted) keystores."""
+"""Shared fixtures: real example images, a real SQLite ledger file, real (encrypted) keystores, and `backend`:
+a fresh ledger target on each storage backend (SQLite file, PostgreSQL schema; see dbhelp)."""
 from __future__ import annotations
 
 import json
@@ -10,6 +11,8 @@ from eth_account import Account
 
 from provenance import keys
 from provenance.ledger import Ledger
+
+import dbhelp
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
@@ -42,6 +45,24 @@ def other_account():
     return Account.from_key("0x" + "22" * 32)
 
 
+@pytest.fixture(params=dbhelp.BACKENDS)
+def backend(request, tmp_path):
+    """Where a new ledger goes: a SQLite file path, or the URL of a fresh PostgreSQL schema (dropped after)."""
+    if request.param == "sqlite":
+        yield tmp_path / "ledger.db"
+        return
+    url = dbhelp.new_schema_url()
+    yield url
+    dbhelp.drop_schema(url)
+
+
+@pytest.fixture
+def any_ledger(backend) -> Ledger:
+    """A new, empty ledger on each backend."""
+    with Ledger.create(backend) as led:
+        yield led
+
+
 @pytest.fixture
 def ledger(tmp_path) -> Ledger:
     with Ledger.create(tmp_path / "ledger.db") as led:
@@ -64,6 +85,7 @@ def home(tmp_path, monkeypatch, _keystore_template) -> Path:
     monkeypatch.setenv("PROVENANCE_HOME", str(home))
     monkeypatch.setenv("PROVENANCE_PASSPHRASE", PASSPHRASE)
     monkeypatch.delenv("PROVENANCE_LEDGER", raising=False)
+    monkeypatch.delenv("PROVENANCE_DB", raising=False)
     return home
 
 

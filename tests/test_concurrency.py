@@ -1,4 +1,5 @@
-"""Crash safety and concurrent writers, with real `provenance register` processes on a real ledger file.
+"""Crash safety and concurrent writers, with real `provenance register` processes on a real ledger file, and on a
+real PostgreSQL schema (the same tests, through the `backend` fixture).
 
 The subprocesses get this test's environment (the `home` fixture's PROVENANCE_HOME and PROVENANCE_PASSPHRASE)."""
 from __future__ import annotations
@@ -7,7 +8,6 @@ import hashlib
 import os
 import re
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from provenance import keys
+from provenance import keys, storage
 from provenance.fingerprints import fingerprint
 from provenance.ledger import Ledger
 
@@ -58,8 +58,8 @@ def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def provenance_cmd(ledger: Path, *args: str) -> list[str]:
-    return [sys.executable, "-c", "from cli.main import main; main()", "--ledger", str(ledger), *args]
+def provenance_cmd(ledger: Path | str, *args: str) -> list[str]:
+    return [sys.executable, "-c", "from cli.main import main; main()", "--db", str(ledger), *args]
 
 
 def start(ledger: Path, *args: str) -> subprocess.Popen:
@@ -76,8 +76,8 @@ def finish(proc: subprocess.Popen, timeout: float = 60) -> tuple[int, int, int]:
     return tuple(int(n) for n in summary)
 
 
-def count_works(path: Path) -> int:
-    conn = sqlite3.connect(path, timeout=10)
+def count_works(path: Path | str) -> int:
+    conn = storage.connect(path)
     try:
         return conn.execute("SELECT COUNT(*) FROM works").fetchone()[0]
     finally:
@@ -85,10 +85,9 @@ def count_works(path: Path) -> int:
 
 
 @pytest.fixture
-def ledger_path(tmp_path) -> Path:
-    path = tmp_path / "ledger.db"
-    Ledger.create(path).close()
-    return path
+def ledger_path(backend) -> Path | str:
+    Ledger.create(backend).close()
+    return backend
 
 
 def test_kill_mid_register_then_rerun(home, images, ledger_path):

@@ -1,5 +1,7 @@
-"""Tests for provenance.ledger: registration into a real SQLite file, tamper detection, idempotence, prior claims,
-checkpoints and opening errors. Every tamper is done the way an attacker would: raw SQL on the file."""
+"""Tests for provenance.ledger: registration into a real SQLite file and a real PostgreSQL schema (the `ledger`
+fixture here runs each test on both backends), tamper detection, idempotence, prior claims, checkpoints and
+opening errors. Every tamper is done the way an attacker would: raw SQL on the file, or as a PostgreSQL
+superuser who switches the append-only triggers off."""
 from __future__ import annotations
 
 import hashlib
@@ -24,6 +26,8 @@ from provenance.fingerprints import ALGORITHMS, ORB, PDQ, PHASH, SHA256, fingerp
 from provenance.ledger import Ledger, canonical_json, entry_hash
 from provenance.signing import sign_registration
 
+from dbhelp import raw_connection
+
 N_WORKS = 6  # files in examples/works
 
 
@@ -33,15 +37,16 @@ def register_all(ledger, paths, account, **kw):
     return list(provenance.register(ledger, [Path(p) for p in paths], account, workers=1, **kw).results)
 
 
+@pytest.fixture
+def ledger(any_ledger) -> Ledger:
+    return any_ledger
+
+
 def raw(ledger: Ledger, *statements: tuple) -> None:
-    """Run SQL on the ledger file through a separate connection, as someone with the file would."""
-    conn = sqlite3.connect(ledger.path)
-    try:
+    """Run SQL on the ledger through a separate connection, as someone with the file (or a superuser) would."""
+    with raw_connection(ledger) as conn:
         for sql, *params in statements:
             conn.execute(sql, *params)
-        conn.commit()
-    finally:
-        conn.close()
 
 
 def count(ledger: Ledger, table: str) -> int:
@@ -53,8 +58,7 @@ def rewrite_entry(ledger: Ledger, seq: int, edit) -> None:
 
     Only what the chain cannot protect is left to catch it: signatures and checkpoints.
     """
-    conn = sqlite3.connect(ledger.path)
-    try:
+    with raw_connection(ledger) as conn:
         rows = conn.execute("SELECT seq, kind, work_id, recorded_at, payload, prev_hash FROM entries"
                             " WHERE seq >= ? ORDER BY seq", (seq,)).fetchall()
         prev = rows[0][5]
@@ -67,9 +71,6 @@ def rewrite_entry(ledger: Ledger, seq: int, edit) -> None:
             conn.execute("UPDATE entries SET payload = ?, prev_hash = ?, entry_hash = ? WHERE seq = ?",
                          (text, prev, digest, s))
             prev = digest
-        conn.commit()
-    finally:
-        conn.close()
 
 
 @pytest.fixture
@@ -328,8 +329,7 @@ def test_deleting_only_the_last_entry_is_reported_by_the_checkpoint(registered):
 
 def test_second_entry_for_an_existing_work_id_is_detected(registered, other_account):
     """Anyone may append; nobody may re-register work 3 under its id: that would rewrite whose work it is."""
-    conn = sqlite3.connect(registered.path)
-    try:
+    with raw_connection(registered) as conn:
         last_seq, prev = conn.execute("SELECT seq, entry_hash FROM entries ORDER BY seq DESC LIMIT 1").fetchone()
         [[at, text]] = conn.execute("SELECT recorded_at, payload FROM entries WHERE seq = 3").fetchall()
         payload = json.loads(text)
@@ -340,9 +340,6 @@ def test_second_entry_for_an_existing_work_id_is_detected(registered, other_acco
                      (seq, at, text, prev, entry_hash(seq, "register", 3, at, text, prev)))
         conn.execute("UPDATE works SET registrant = ?, artist = 'Mallory', signature = ?, entry_seq = ? WHERE id = 3",
                      (other_account.address, payload["signature"], seq))
-        conn.commit()
-    finally:
-        conn.close()
     assert registered.work(3).artist == "Mallory"
 
     with pytest.raises(TamperedLedgerError, match="work 3|work id 3") as info:
@@ -499,8 +496,8 @@ def test_open_ledger_from_a_newer_version(tmp_path):
 
 def test_create_refuses_to_overwrite(registered, tmp_path):
     with pytest.raises(UsageError, match="already exists"):
-        Ledger.create(registered.path)
-    assert len(Ledger.open(registered.path).works()) == N_WORKS
+        Ledger.create(registered.target)
+    assert len(Ledger.open(registered.target).works()) == N_WORKS
 
     other = tmp_path / "notes.txt"
     other.write_text("not a ledger, but mine")
@@ -510,7 +507,35 @@ def test_create_refuses_to_overwrite(registered, tmp_path):
 
 
 def test_reopened_ledger_reads_the_same(registered):
-    with Ledger.open(registered.path) as again:
+    with Ledger.open(registered.target) as again:
         assert again.works() == registered.works()
         assert again.ledger_id == registered.ledger_id
         assert again.verify() == registered.verify()
+
+
+# -- many artists in one registry (PostgreSQL) ---------------------------------------------------------------------
+
+@pytest.mark.parametrize("sql", ["UPDATE entries SET payload = '{}' WHERE seq = 3", "DELETE FROM entries WHERE seq = 6",
+                                 "UPDATE works SET registrant = '0x0' WHERE id = 2", "DELETE FROM fingerprints",
+                                 "DELETE FROM local_features WHERE work_id = 1", "TRUNCATE entries CASCADE",
+                                 "UPDATE checkpoints SET root = 'ff'", "DELETE FROM checkpoints"])
+def test_the_server_refuses_to_change_or_delete_records(registered, sql):
+    """On a shared PostgreSQL registry no client - another artist's, a buggy one - can rewrite what was appended."""
+    if registered.path is not None:
+        pytest.skip("a SQLite file is as writable as its owner makes it; verify() is the check there")
+    with pytest.raises(registered.conn.Error, match="append-only"):
+        registered.conn.execute(sql)
+    assert registered.verify().entries == N_WORKS
+
+
+def test_a_checkpoint_is_signed_once_on_the_server(ledger, account, other_account):
+    from chainhelp import add_works
+
+    add_works(ledger, account, 2)
+    ledger.checkpoint()
+    ledger.checkpoint(signer=account)
+    if ledger.path is not None:
+        pytest.skip("the rule is the server's (PostgreSQL)")
+    with pytest.raises(ledger.conn.Error, match="append-only"):
+        ledger.conn.execute("UPDATE checkpoints SET signer = ?, signature = NULL", (other_account.address,))
+    ledger.verify()
