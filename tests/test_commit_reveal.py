@@ -17,6 +17,7 @@ from provenance.certificates import certificate_hash, issue_certificate, verify_
 from provenance.errors import TamperedLedgerError, UsageError
 from provenance.ledger import Ledger, canonical_json, commitment_of, entry_hash
 
+import dbhelp
 from dbhelp import raw_connection
 
 
@@ -207,6 +208,7 @@ def test_the_certificate_of_a_revealed_work_proves_the_earlier_date(backend, tmp
     assert not bad.ok and "come together" in next(c for c in bad.checks if c.level == "signed").reason
 
 
+@pytest.mark.parametrize("cli_home", dbhelp.BACKENDS, indirect=True)
 def test_cli_register_private_then_reveal(cli_home, works_dir):
     res = run("register", str(works_dir / "flow-field.png"), "--private", "--json")
     assert res.exit_code == 0, res.output
