@@ -70,8 +70,16 @@ def cli_home(request, home, monkeypatch):
     return home
 
 
+_UNLOCKED: dict[bytes, object] = {}
+
+
 def home_account():
-    return keys.unlock(keys.find_key(config.keys_dir()), PASSPHRASE)
+    """The home's key, unlocked (scrypt costs ~1 s: each keystore file's account is decrypted once a session)."""
+    info = keys.find_key(config.keys_dir())
+    data = info.path.read_bytes()
+    if data not in _UNLOCKED:
+        _UNLOCKED[data] = keys.unlock(info, PASSPHRASE)
+    return _UNLOCKED[data]
 
 
 def managed_w3(home: Path) -> tuple[_anvil.ManagedNode, Web3]:
