@@ -208,6 +208,21 @@ class Ledger:
         """A short name for pages and messages: the file name, or the URL."""
         return self.path.name if self.path is not None else self.location
 
+    def index_folder(self) -> Path:
+        """Where this ledger's global-hash index (a cache, see index.open_index) is kept: beside the file
+        (`ledger.db.index/`), or - a PostgreSQL registry has no file - in this machine's data directory, one folder
+        per server, database and schema (`DATA_DIR/index/<hash of the URL without its password>/`)."""
+        if self.path is not None:
+            return Path(f"{self.path}.index")
+        from . import config
+
+        folder = config.data_dir() / "index" / hashlib.sha256(self.location.encode()).hexdigest()[:16]
+        try:
+            folder.parent.mkdir(parents=True, exist_ok=True)
+        except OSError:
+            pass  # open_index then keeps the index in memory
+        return folder
+
     # -- opening -------------------------------------------------------------------------------------------------
     @staticmethod
     def _target(target: Path | str) -> Path | str:

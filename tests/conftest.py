@@ -20,6 +20,15 @@ EXAMPLES = ROOT / "examples"
 PASSPHRASE = "correct horse battery staple"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _data_dir(tmp_path_factory):
+    """Library tests that name no PROVENANCE_HOME keep provenance's data (a PostgreSQL registry's index cache)
+    out of the real ~/.local/share."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("XDG_DATA_HOME", str(tmp_path_factory.mktemp("xdg-data")))
+        yield
+
+
 @pytest.fixture(scope="session")
 def works_dir() -> Path:
     return EXAMPLES / "works"

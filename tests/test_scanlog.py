@@ -12,8 +12,10 @@ import provenance
 from cli.main import cli
 from provenance.errors import UsageError
 from provenance import storage
+from provenance.ledger import Ledger
 from provenance.scanlog import ScanLog
 
+import dbhelp
 from dbhelp import db_args
 
 
@@ -117,3 +119,23 @@ def test_scan_record_survives_a_second_process(ledger, feed_dir):
         assert [tuple(r) for r in other.execute("SELECT status FROM scan_items").fetchall()] == [("matched",)]
     finally:
         other.close()
+
+
+def test_the_index_cache_is_the_registrys_own_not_in_the_working_directory(ledger, feed_dir, tmp_path,
+                                                                         monkeypatch):
+    # A PostgreSQL ledger has no file to keep `ledger.db.index/` beside: it went to ./None.index, shared by every
+    # registry the process opened.
+    cwd, home = tmp_path / "cwd", tmp_path / "home"
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)
+    monkeypatch.setenv("PROVENANCE_HOME", str(home))
+    list(provenance.scan(ledger, [feed_dir / "post_02.jpg"], workers=1).results)
+
+    folder = ledger.index_folder()
+    assert (folder / "manifest.json").exists() and list(cwd.iterdir()) == []
+    if ledger.path is not None:
+        assert folder == ledger.path.parent / "ledger.db.index"
+    else:
+        assert folder.parent == home / "index"
+        other = Ledger(dbhelp.new_schema_url(), ledger.conn)  # another schema on the same server
+        assert other.index_folder() != folder
