@@ -535,14 +535,11 @@ class Ledger:
         joins = "".join(f" LEFT JOIN fingerprints f{i} ON f{i}.work_id = w.id AND f{i}.algorithm = ?"
                         for i in range(len(algorithms)))
         cols = "".join(f", f{i}.value, f{i}.quality" for i in range(len(algorithms)))
-        self.conn.execute("BEGIN")
-        try:
-            last = self.conn.execute("SELECT seq, entry_hash FROM entries ORDER BY seq DESC LIMIT 1").fetchone()
-            rows = self.conn.execute(f"SELECT w.id, w.sha256{cols} FROM works w{joins} WHERE w.id > ?"
-                                     " ORDER BY w.id", (*algorithms, after_id)).fetchall()
-            count = self.conn.execute("SELECT COUNT(*) FROM works").fetchone()[0]
-        finally:
-            self.conn.execute("COMMIT")
+        with self.conn.snapshot() as c:
+            last = c.execute("SELECT seq, entry_hash FROM entries ORDER BY seq DESC LIMIT 1").fetchone()
+            rows = c.execute(f"SELECT w.id, w.sha256{cols} FROM works w{joins} WHERE w.id > ?"
+                             " ORDER BY w.id", (*algorithms, after_id)).fetchall()
+            count = c.execute("SELECT COUNT(*) FROM works").fetchone()[0]
         seq, digest = last if last else (0, GENESIS)
         return rows, seq, digest, count
 
@@ -566,7 +563,12 @@ class Ledger:
 
     # -- verification ------------------------------------------------------------------------------------------
     def verify(self) -> VerifyReport:
-        """Recompute everything derivable. Raises TamperedLedgerError naming the first bad row."""
+        """Recompute everything derivable. Raises TamperedLedgerError naming the first bad row. Reads one state
+        of the ledger (a snapshot): appends committed meanwhile by other processes are not half seen."""
+        with self.conn.snapshot():
+            return self._verify()
+
+    def _verify(self) -> VerifyReport:
         chain_id = self.chain_id
         prev, expected_seq, leaves = GENESIS, 1, []
         work_entries: dict[int, tuple[int, dict]] = {}
