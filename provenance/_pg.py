@@ -33,6 +33,7 @@ def _ident(name: str) -> str:
 class PostgresDatabase(Database):
     dialect = "postgresql"
     skip_locked = " FOR UPDATE SKIP LOCKED"
+    _BEGIN_SNAPSHOT = "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY"
 
     def __init__(self, url: str, durable: bool = True):
         if psycopg is None:

@@ -208,6 +208,21 @@ class Ledger:
         """A short name for pages and messages: the file name, or the URL."""
         return self.path.name if self.path is not None else self.location
 
+    def index_folder(self) -> Path:
+        """Where this ledger's global-hash index (a cache, see index.open_index) is kept: beside the file
+        (`ledger.db.index/`), or - a PostgreSQL registry has no file - in this machine's data directory, one folder
+        per server, database and schema (`DATA_DIR/index/<hash of the URL without its password>/`)."""
+        if self.path is not None:
+            return Path(f"{self.path}.index")
+        from . import config
+
+        folder = config.data_dir() / "index" / hashlib.sha256(self.location.encode()).hexdigest()[:16]
+        try:
+            folder.parent.mkdir(parents=True, exist_ok=True)
+        except OSError:
+            pass  # open_index then keeps the index in memory
+        return folder
+
     # -- opening -------------------------------------------------------------------------------------------------
     @staticmethod
     def _target(target: Path | str) -> Path | str:
@@ -520,14 +535,11 @@ class Ledger:
         joins = "".join(f" LEFT JOIN fingerprints f{i} ON f{i}.work_id = w.id AND f{i}.algorithm = ?"
                         for i in range(len(algorithms)))
         cols = "".join(f", f{i}.value, f{i}.quality" for i in range(len(algorithms)))
-        self.conn.execute("BEGIN")
-        try:
-            last = self.conn.execute("SELECT seq, entry_hash FROM entries ORDER BY seq DESC LIMIT 1").fetchone()
-            rows = self.conn.execute(f"SELECT w.id, w.sha256{cols} FROM works w{joins} WHERE w.id > ?"
-                                     " ORDER BY w.id", (*algorithms, after_id)).fetchall()
-            count = self.conn.execute("SELECT COUNT(*) FROM works").fetchone()[0]
-        finally:
-            self.conn.execute("COMMIT")
+        with self.conn.snapshot() as c:
+            last = c.execute("SELECT seq, entry_hash FROM entries ORDER BY seq DESC LIMIT 1").fetchone()
+            rows = c.execute(f"SELECT w.id, w.sha256{cols} FROM works w{joins} WHERE w.id > ?"
+                             " ORDER BY w.id", (*algorithms, after_id)).fetchall()
+            count = c.execute("SELECT COUNT(*) FROM works").fetchone()[0]
         seq, digest = last if last else (0, GENESIS)
         return rows, seq, digest, count
 
@@ -551,7 +563,12 @@ class Ledger:
 
     # -- verification ------------------------------------------------------------------------------------------
     def verify(self) -> VerifyReport:
-        """Recompute everything derivable. Raises TamperedLedgerError naming the first bad row."""
+        """Recompute everything derivable. Raises TamperedLedgerError naming the first bad row. Reads one state
+        of the ledger (a snapshot): appends committed meanwhile by other processes are not half seen."""
+        with self.conn.snapshot():
+            return self._verify()
+
+    def _verify(self) -> VerifyReport:
         chain_id = self.chain_id
         prev, expected_seq, leaves = GENESIS, 1, []
         work_entries: dict[int, tuple[int, dict]] = {}

@@ -61,6 +61,27 @@ class Database:
         raise NotImplementedError
         yield self
 
+    #: Starts a read-only transaction that sees one state of the database from its first read to its end.
+    _BEGIN_SNAPSHOT = "BEGIN"
+    _reading = False
+
+    @contextmanager
+    def snapshot(self) -> Iterator["Database"]:
+        """Several reads that must agree with each other (verify, the index's rows and the entry they cover)
+        while other processes append. SQLite: a deferred transaction, whose WAL snapshot is taken at the first
+        read. PostgreSQL: REPEATABLE READ (its default, READ COMMITTED, gives each statement a newer state).
+        Re-entrant; not inside transaction()."""
+        if self._reading:
+            yield self
+            return
+        self.execute(self._BEGIN_SNAPSHOT)
+        self._reading = True
+        try:
+            yield self
+        finally:
+            self._reading = False
+            self.execute("COMMIT")  # read only: nothing to keep or lose, even after an error
+
     def create(self, statements: Sequence[str]) -> None:
         """Run `CREATE TABLE/INDEX` statements written for SQLite (`INTEGER PRIMARY KEY` numbering rows, BLOB,
         REAL); PostgreSQL gets identity columns, BIGINT, BYTEA and DOUBLE PRECISION."""

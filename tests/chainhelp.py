@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 from conftest import PASSPHRASE
+
+import dbhelp
 from web3 import EthereumTesterProvider, HTTPProvider, Web3
 
 from cli.main import cli
@@ -53,17 +55,31 @@ def run(*args: str) -> Result:
 
 
 @pytest.fixture
-def cli_home(home):
-    """A CLI home with a ledger of 4 works registered by the keystore's key (import this fixture to use it)."""
+def cli_home(request, home, monkeypatch):
+    """A CLI home with a ledger of 4 works registered by the keystore's key (import this fixture to use it).
+    The ledger is the home's file; `@pytest.mark.parametrize("cli_home", dbhelp.BACKENDS, indirect=True)` runs a
+    test on a PostgreSQL schema too ($PROVENANCE_DB, which every command then uses; config.ledger_target())."""
+    if getattr(request, "param", "sqlite") == "postgresql":
+        url = dbhelp.new_schema_url()
+        request.addfinalizer(lambda: dbhelp.drop_schema(url))
+        monkeypatch.setenv("PROVENANCE_DB", url)
     assert run("init").exit_code == 0
-    with Ledger.open(config.ledger_path()) as led:
+    with Ledger.open(config.ledger_target()) as led:
         add_works(led, home_account(), 4)
         led.checkpoint(signer=home_account())  # as register does at the end of a batch
     return home
 
 
+_UNLOCKED: dict[bytes, object] = {}
+
+
 def home_account():
-    return keys.unlock(keys.find_key(config.keys_dir()), PASSPHRASE)
+    """The home's key, unlocked (scrypt costs ~1 s: each keystore file's account is decrypted once a session)."""
+    info = keys.find_key(config.keys_dir())
+    data = info.path.read_bytes()
+    if data not in _UNLOCKED:
+        _UNLOCKED[data] = keys.unlock(info, PASSPHRASE)
+    return _UNLOCKED[data]
 
 
 def managed_w3(home: Path) -> tuple[_anvil.ManagedNode, Web3]:

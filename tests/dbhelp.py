@@ -61,3 +61,44 @@ def raw_connection(ledger):
         conn.execute("SET session_replication_role = replica")
         yield Raw(conn)
         conn.commit()
+
+
+def clone_schema(src_url: str, dst_url: str) -> None:
+    """Copy the ledger in schema `src_url` into the new schema `dst_url` on the same server, row for row, with
+    the same tables, append-only triggers and identity numbering (provenance.migrate's copy, but server-side:
+    `INSERT INTO dst.t SELECT ... FROM src.t`, no rows through Python). For per-test copies of a template."""
+    from provenance import migrate, storage
+    from provenance._pg import _ident, _split_schema
+    from provenance.ledger import Ledger
+
+    src = _ident(_split_schema(src_url)[1])
+    db = storage.connect(dst_url)
+    try:
+        db.ensure_schema()
+        have = set(r[0] for r in db.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = ?", (_split_schema(src_url)[1],)))
+        chain_id = int(db.execute(f"SELECT value FROM {src}.meta WHERE key = 'chain_id'").fetchone()[0])
+        schemas, made = migrate._schemas(), set()
+        with db.transaction() as c:
+            Ledger(dst_url, c)._create_schema(chain_id, meta=False)
+            made.update(("meta", "entries", "works", "fingerprints", "local_features", "checkpoints"))
+            for table in [t for t in migrate._ORDER if t in have]:
+                if table not in made:
+                    c.create(schemas[table])
+                    made.update(t for t, s in schemas.items() if s is schemas[table])
+                columns = ", ".join(f'"{name}"' for name in c.columns(table))
+                c.execute(f"INSERT INTO {table} ({columns}) SELECT {columns} FROM {src}.{table}")
+                c.reset_ids(table)
+    finally:
+        db.close()
+
+
+def db_args(ledger) -> list[str]:
+    """The CLI's global option naming `ledger`'s database on either backend (`--db` takes a file too)."""
+    return ["--db", str(ledger.target)]
+
+
+def sqlite_only(fixture: str, reason: str):
+    """Run a test on the SQLite variant of a backend-parametrised `fixture` only; `reason` (for the reader)
+    says why."""
+    return pytest.mark.parametrize(fixture, ["sqlite"], indirect=True)

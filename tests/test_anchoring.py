@@ -1,7 +1,8 @@
 """Anchoring on a real EVM: one tx per batch, nothing twice, interrupts lose nothing, proofs check out.
 
-Library tests run on the in-process EVM (eth-tester); CLI tests run on the managed Anvil node, whose state must
-survive between two commands.
+Library tests run on the in-process EVM (eth-tester), on both storage backends (`setup`); CLI tests run on the
+managed Anvil node, whose state must survive between two commands (SQLite only: the node, not the storage, is
+what they test).
 """
 from __future__ import annotations
 
@@ -28,9 +29,10 @@ def w3():
 
 
 @pytest.fixture
-def setup(tmp_path, w3, account):
+def setup(backend, w3, account):
+    """A ledger of 5 works on each backend, and the in-process EVM."""
     fund(w3, account.address)
-    with Ledger.create(tmp_path / "ledger.db", chain_id=w3.eth.chain_id) as led:
+    with Ledger.create(backend, chain_id=w3.eth.chain_id) as led:
         add_works(led, account, 5)
         yield led, evm_chain(w3, led, account)
 

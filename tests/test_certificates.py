@@ -2,7 +2,8 @@
 
 The bad certificates under tests/assets/certificates/ are made by make_bad.py there (good.json with one change,
 re-hashed as a forger would). Changes only a chain can refute (the receipt's transaction, block, time) are applied
-by the same script's functions to a live certificate anchored on the in-process EVM.
+by the same script's functions to a live certificate anchored on the in-process EVM. Live certificates are issued
+from ledgers on both storage backends (`setup`).
 """
 from __future__ import annotations
 
@@ -20,6 +21,9 @@ from provenance import anchoring, certificates
 from provenance.certificates import FORMAT, issue_certificate, verify_certificate
 from provenance.errors import TamperedLedgerError, UsageError
 from provenance.ledger import Ledger
+
+import dbhelp
+from dbhelp import raw_connection
 
 ASSETS = Path(__file__).parent / "assets" / "certificates"
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
@@ -217,6 +221,7 @@ def test_a_version_1_certificate_is_refused_with_what_to_do():
         " were signed: ask for a new certificate (provenance certificate WORK_ID)")
 
 
+@pytest.mark.parametrize("cli_home", dbhelp.BACKENDS, indirect=True)
 def test_cli_ledger_checkpoint_signs_the_latest_state(cli_home):
     from chainhelp import home_account
 
@@ -224,7 +229,7 @@ def test_cli_ledger_checkpoint_signs_the_latest_state(cli_home):
 
     r = _run("ledger", "checkpoint")
     assert r.exit_code == 0 and "nothing to sign" in r.output, r.output
-    with Ledger.open(config.ledger_path()) as led:
+    with Ledger.open(config.ledger_target()) as led:
         add_works(led, home_account(), 1, start=5)
     r = _run("ledger", "checkpoint", "--json")
     assert r.exit_code == 0, r.output
@@ -274,9 +279,10 @@ def w3():
 
 
 @pytest.fixture
-def setup(tmp_path, w3, account):
+def setup(backend, w3, account):
+    """A ledger of 5 works, checkpointed, on each backend, and the in-process EVM."""
     fund(w3, account.address)
-    with Ledger.create(tmp_path / "ledger.db", chain_id=w3.eth.chain_id) as led:
+    with Ledger.create(backend, chain_id=w3.eth.chain_id) as led:
         add_works(led, account, 5)
         led.checkpoint(signer=account)  # as register does at the end of a batch
         yield led, evm_chain(w3, led, account)
@@ -345,7 +351,8 @@ def test_an_anchored_checkpoint_signed_by_another_key_than_the_sender_fails_onli
 
 def test_no_certificate_without_a_signed_checkpoint(tmp_path, account):
     """A ledger from before signed checkpoints (tests/assets/ledgers/schema1-anchored.db): its unsigned anchor
-    and checkpoints prove nothing, so issuing says what to do; a signed checkpoint makes work 1 certifiable."""
+    and checkpoints prove nothing, so issuing says what to do; a signed checkpoint makes work 1 certifiable.
+    SQLite only: the old ledger is a committed file (schema 1 predates PostgreSQL support)."""
     import shutil
 
     path = tmp_path / "old.db"
@@ -365,7 +372,8 @@ def test_no_certificate_without_a_signed_checkpoint(tmp_path, account):
 
 def test_a_tampered_ledger_issues_no_certificate(setup):
     ledger, _ = setup
-    ledger.conn.execute("UPDATE works SET title = 'Mine now' WHERE id = 2")
+    with raw_connection(ledger) as conn:  # past PostgreSQL's append-only rule, as a superuser could
+        conn.execute("UPDATE works SET title = 'Mine now' WHERE id = 2")
     with pytest.raises(TamperedLedgerError, match=r"works row 2 was edited \(title\)"):
         issue_certificate(ledger, 2)
 

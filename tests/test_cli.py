@@ -1,11 +1,11 @@
-"""Tests for the `provenance` command through click's CliRunner, on real files in tmp_path.
+"""Tests for the `provenance` command through click's CliRunner, on real files in tmp_path and, for the commands
+that take `--db`, on PostgreSQL too (`library_ledger` is on both backends; the shared-database flow below).
 
-Only the full-flow test registers through the CLI (each CLI register unlocks the keystore: ~0.5 s of scrypt);
+Only the full-flow tests register through the CLI (each CLI register unlocks the keystore: ~0.5 s of scrypt);
 the other tests build their ledger with the library."""
 from __future__ import annotations
 
 import json
-import sqlite3
 from pathlib import Path
 
 import click
@@ -16,8 +16,10 @@ from PIL import Image
 import provenance
 from cli.main import cli
 from provenance.fingerprints import ALGORITHMS
-from provenance.fingerprints import ALGORITHMS
 from provenance.ledger import Ledger
+
+import dbhelp
+from dbhelp import raw_connection
 
 WORK_TITLES = {"Sunset Hills", "Brush Abstract", "Geometric Poster", "Figure Portrait", "Flow Field",
                "Tiled Mandala"}
@@ -38,14 +40,10 @@ def runner():
 
 
 @pytest.fixture
-def library_ledger(tmp_path, works_dir, account) -> Path:
-    """A ledger of examples/works with file-name titles, registered by the library (no scrypt)."""
-    path = tmp_path / "lib-ledger.db"
-    with Ledger.create(path) as led:
-        results = list(provenance.register(led, [works_dir], account, artist="Aigerim", license="CC BY-NC 4.0",
-                                           pretty_titles=True, workers=1).results)
-    assert all(r.created for r in results)
-    return path
+def library_ledger(registered_ledger) -> Path | str:
+    """Where a ledger of examples/works with file-name titles, registered by the library (no scrypt), is: a
+    file or a PostgreSQL URL (`registered_ledger`'s backends); give it as `--db`."""
+    return registered_ledger.target
 
 
 def _all_commands(group: click.Group, prefix=()):
@@ -132,8 +130,52 @@ def test_full_flow(home, runner, works_dir, feed_dir, truth):
     assert len(runner.invoke(cli, ["works", "list"]).stdout.splitlines()) == 6
 
 
+@pytest.mark.skipif(not dbhelp.PG, reason="no PostgreSQL server: set PROVENANCE_TEST_PG=postgresql://... (.ci/run does)")
+def test_full_flow_on_a_shared_postgresql_database(home, runner, works_dir, feed_dir, tmp_path, monkeypatch):
+    """init -> register -> scan -> report -> evidence -> ledger verify, every command given `--db postgresql://`,
+    then the same registry named by $PROVENANCE_DB; nothing is written beside a file that does not exist."""
+    url = dbhelp.new_schema_url()
+    db = ["--db", url]
+    monkeypatch.chdir(tmp_path)
+    try:
+        result = runner.invoke(cli, [*db, "init"])
+        assert result.exit_code == 0, result.output
+        assert result.stdout.startswith(f"created ledger {url} (id ")
+
+        result = runner.invoke(cli, [*db, "register", str(works_dir), "--title-from-filename"])
+        assert result.exit_code == 0, result.output
+        assert "6 registered, 0 already registered, 0 failed" in result.stderr
+
+        result = runner.invoke(cli, [*db, "scan", str(feed_dir), "--json"])
+        assert result.exit_code == 0, result.output
+        found = _scan_lines(result.stdout)
+        assert "scanned 17 items:" in result.stderr and "0 failed" in result.stderr
+        [flipped] = [m for m in found if m["item"].endswith("post_04.jpg")]
+
+        result = runner.invoke(cli, [*db, "report", "-o", "report.html"])
+        assert result.exit_code == 0, result.output
+        assert f"scan run 1, {len(found)} copies of" in result.output
+        assert f"from the scan record in {url}" in (tmp_path / "report.html").read_text(encoding="utf-8")
+
+        result = runner.invoke(cli, [*db, "evidence", str(flipped["match_id"]), "-o", "ev"])
+        assert result.exit_code == 0, result.output
+        assert f"wrote evidence packet of match {flipped['match_id']}" in result.output
+        assert "appended as ledger entry 7" in result.output and (tmp_path / "ev" / "manifest.json").exists()
+
+        result = runner.invoke(cli, [*db, "ledger", "verify"])
+        assert result.exit_code == 0, result.output
+        assert result.stdout.startswith("ledger OK: 7 entries, 6 works, ")
+
+        monkeypatch.setenv("PROVENANCE_DB", url)
+        assert len(runner.invoke(cli, ["works", "list"]).stdout.splitlines()) == 6
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["ev", "home", "report.html"]
+        assert not (home / "ledger.db").exists()
+    finally:
+        dbhelp.drop_schema(url)
+
+
 def test_scan_text_output(home, runner, library_ledger, feed_dir, truth):
-    result = runner.invoke(cli, ["--ledger", str(library_ledger), "scan", str(feed_dir)])
+    result = runner.invoke(cli, ["--db", str(library_ledger), "scan", str(feed_dir)])
     assert result.exit_code == 0
     [exact] = [item for item, t in truth.items() if t["attack"] == "exact_copy"]
     [line] = [line for line in result.stdout.splitlines() if exact in line]
@@ -143,7 +185,7 @@ def test_scan_text_output(home, runner, library_ledger, feed_dir, truth):
 
 
 def test_scan_json_with_library_ledger(home, runner, library_ledger, feed_dir, truth):
-    result = runner.invoke(cli, ["--ledger", str(library_ledger), "scan", str(feed_dir), "--json"])
+    result = runner.invoke(cli, ["--db", str(library_ledger), "scan", str(feed_dir), "--json"])
     assert result.exit_code == 0
     found = _scan_lines(result.stdout)
     _check_scan_against_truth(found, truth)
@@ -159,7 +201,7 @@ def test_scan_json_gives_the_geometry_of_local_feature_matches(home, runner, lib
         im.convert("RGB").crop((round(0.15 * w), round(0.15 * h), round(0.85 * w), round(0.85 * h))).save(
             feed / "cropped.jpg", quality=90)
 
-    result = runner.invoke(cli, ["--ledger", str(library_ledger), "scan", str(feed), "--json"])
+    result = runner.invoke(cli, ["--db", str(library_ledger), "scan", str(feed), "--json"])
 
     assert result.exit_code == 0, result.output
     [m] = _scan_lines(result.stdout)
@@ -176,7 +218,7 @@ def test_scan_json_gives_the_geometry_of_local_feature_matches(home, runner, lib
     assert all(abs(a - b) <= 0.05 for a, b in zip(g["crop"], (0.15, 0.15, 0.85, 0.85)))
     assert m["transform"].startswith("cropped to 70% x 70% of the work")
 
-    result = runner.invoke(cli, ["--ledger", str(library_ledger), "scan", str(feed)])
+    result = runner.invoke(cli, ["--db", str(library_ledger), "scan", str(feed)])
     assert result.exit_code == 0
     assert "cropped to 70% x 70% of the work" in result.stdout and "matching keypoints" in result.stdout
 
@@ -187,7 +229,7 @@ def test_scan_reports_unreadable_items_and_exits_1(home, runner, library_ledger,
     (bad / "not-an-image.jpg").write_bytes(b"GIF89a but not really")
     (bad / "copy.jpg").write_bytes((feed_dir / "post_02.jpg").read_bytes())
 
-    result = runner.invoke(cli, ["--ledger", str(library_ledger), "scan", str(bad), str(tmp_path / "missing")])
+    result = runner.invoke(cli, ["--db", str(library_ledger), "scan", str(bad), str(tmp_path / "missing")])
 
     assert result.exit_code == 1
     assert "not-an-image.jpg" in result.stderr and "missing" in result.stderr
@@ -196,16 +238,15 @@ def test_scan_reports_unreadable_items_and_exits_1(home, runner, library_ledger,
 
 
 def test_ledger_verify_detects_tampering(home, runner, library_ledger):
-    result = runner.invoke(cli, ["--ledger", str(library_ledger), "ledger", "verify", "--json"])
+    result = runner.invoke(cli, ["--db", str(library_ledger), "ledger", "verify", "--json"])
     assert result.exit_code == 0
     report = json.loads(result.stdout)
     assert report["ok"] is True and report["works"] == 6
 
-    with sqlite3.connect(library_ledger) as conn:
+    with Ledger.open(library_ledger) as led, raw_connection(led) as conn:
         conn.execute("UPDATE works SET title = 'Not Yours' WHERE id = 2")
-    conn.close()
 
-    result = runner.invoke(cli, ["--ledger", str(library_ledger), "ledger", "verify"])
+    result = runner.invoke(cli, ["--db", str(library_ledger), "ledger", "verify"])
     assert result.exit_code == 1
     assert "works row 2 was edited (title)" in result.stderr
     assert "ledger OK" not in result.stdout
@@ -220,6 +261,7 @@ def test_init_twice_exits_2(home, runner):
     assert "hint:" in result.stderr
 
 
+@dbhelp.sqlite_only("registered_ledger", "--ledger and PROVENANCE_LEDGER name files")
 def test_ledger_option_and_environment(home, runner, tmp_path, monkeypatch, library_ledger):
     by_option = tmp_path / "by-option" / "ledger.db"
     result = runner.invoke(cli, ["--ledger", str(by_option), "init"])
@@ -244,13 +286,13 @@ def test_ledger_option_and_environment(home, runner, tmp_path, monkeypatch, libr
 
 
 def test_works_show_json_and_unknown_id(home, runner, library_ledger):
-    result = runner.invoke(cli, ["--ledger", str(library_ledger), "works", "show", "3", "--json"])
+    result = runner.invoke(cli, ["--db", str(library_ledger), "works", "show", "3", "--json"])
     assert result.exit_code == 0
     work = json.loads(result.stdout)
     assert work["id"] == 3 and work["title"] in WORK_TITLES
     assert set(work["fingerprints"]) == set(ALGORITHMS)
     assert work["fingerprints"]["sha256/1"]["value"] == work["sha256"]
 
-    result = runner.invoke(cli, ["--ledger", str(library_ledger), "works", "show", "99"])
+    result = runner.invoke(cli, ["--db", str(library_ledger), "works", "show", "99"])
     assert result.exit_code == 2
     assert "no work with id 99" in result.stderr

@@ -1,12 +1,12 @@
 """Commit-reveal for unpublished work: `register --private` records only a salted, signed commitment; `reveal`
 publishes the registration with the salt, verify() and certificates tie it to the earlier commitment.
 
-Forgeries are made as an attacker with the file would: raw SQL, with the hash chain recomputed."""
+Forgeries are made as an attacker with the file (or a PostgreSQL superuser) would: raw SQL, with the hash chain
+recomputed. The library tests run on both backends (`ledger` here is `any_ledger`)."""
 from __future__ import annotations
 
 import json
 import os
-import sqlite3
 import stat
 
 import pytest
@@ -16,6 +16,14 @@ from provenance import anchoring, config, register, reveal
 from provenance.certificates import certificate_hash, issue_certificate, verify_certificate
 from provenance.errors import TamperedLedgerError, UsageError
 from provenance.ledger import Ledger, canonical_json, commitment_of, entry_hash
+
+import dbhelp
+from dbhelp import raw_connection
+
+
+@pytest.fixture
+def ledger(any_ledger) -> Ledger:
+    return any_ledger
 
 
 def commit_privately(ledger, account, works_dir, tmp_path, name="brush-abstract.jpg"):
@@ -27,8 +35,7 @@ def commit_privately(ledger, account, works_dir, tmp_path, name="brush-abstract.
 
 def rewrite_payload(ledger: Ledger, seq: int, edit) -> None:
     """A careful forger: edit the payload of entry `seq` and recompute the hash chain from there."""
-    conn = sqlite3.connect(ledger.path)
-    try:
+    with raw_connection(ledger) as conn:
         rows = conn.execute("SELECT seq, kind, work_id, recorded_at, payload FROM entries ORDER BY seq").fetchall()
         prev = "00" * 32
         for s, kind, work_id, at, text in rows:
@@ -41,9 +48,15 @@ def rewrite_payload(ledger: Ledger, seq: int, edit) -> None:
                          (text, prev, digest, s))
             prev = digest
         conn.execute("DELETE FROM checkpoints")
-        conn.commit()
-    finally:
-        conn.close()
+
+
+def _stored_bytes(ledger: Ledger) -> bytes:
+    """Everything the database holds: the SQLite file (and its WAL), or every row of every table as text."""
+    if ledger.path is not None:
+        ledger.close()
+        return b"".join(p.read_bytes() for p in ledger.path.parent.glob(ledger.path.name + "*"))
+    return "\n".join(str(tuple(row)) for t in ledger.conn.tables()
+                     for row in ledger.conn.execute(f"SELECT * FROM {t}")).encode()
 
 
 def test_a_private_registration_leaks_nothing(ledger, account, works_dir, tmp_path):
@@ -61,8 +74,7 @@ def test_a_private_registration_leaks_nothing(ledger, account, works_dir, tmp_pa
     assert kind == "commit" and work_id is None
     assert set(json.loads(payload)) == {"commit", "signature", "chain_id"}
     assert set(json.loads(payload)["commit"]) == {"commitment", "registrant", "committedAt"}
-    ledger.close()
-    raw = b"".join(p.read_bytes() for p in tmp_path.glob("ledger.db*"))
+    raw = _stored_bytes(ledger)
     secrets = [secret["record"]["title"], secret["record"]["sha256"], secret["record"]["pdq"],
                secret["record"]["phash"], secret["salt"], *(f["value"] for f in secret["fingerprints"])]
     for s in secrets:
@@ -116,11 +128,10 @@ def test_a_second_reveal_of_one_commitment_is_caught(ledger, account, works_dir,
                                           " (SELECT MAX(seq) FROM entries)").fetchone()
     assert seq == first.entry_seq
     at = "2026-01-01T00:00:00Z"
-    conn = sqlite3.connect(ledger.path)
-    conn.execute("INSERT INTO entries VALUES (?, 'register', ?, ?, ?, ?, ?)",
-                 (seq + 1, first.id + 1, at, text, prev, entry_hash(seq + 1, "register", first.id + 1, at, text, prev)))
-    conn.commit()
-    conn.close()
+    with raw_connection(ledger) as conn:
+        conn.execute("INSERT INTO entries VALUES (?, 'register', ?, ?, ?, ?, ?)",
+                     (seq + 1, first.id + 1, at, text, prev,
+                      entry_hash(seq + 1, "register", first.id + 1, at, text, prev)))
     with pytest.raises(TamperedLedgerError, match=rf"^entry {seq + 1} reveals the commitment of entry {r.commit_seq}"
                                                   rf" again \(entry {seq} revealed it already\)$"):
         ledger.verify()
@@ -137,7 +148,8 @@ def test_a_re_signed_record_does_not_open_the_commitment(ledger, account, works_
         p["record"]["title"] = "Another Title"
         p["signature"] = sign_registration(account, p["record"], ledger.chain_id)
     rewrite_payload(ledger, seq, retitle)
-    ledger.conn.execute("UPDATE works SET title = 'Another Title'")
+    with raw_connection(ledger) as conn:
+        conn.execute("UPDATE works SET title = 'Another Title'")
     with pytest.raises(TamperedLedgerError, match="do not recompute the commitment of entry 1"):
         ledger.verify()
 
@@ -160,9 +172,9 @@ def w3():
     return evm_web3()
 
 
-def test_the_certificate_of_a_revealed_work_proves_the_earlier_date(tmp_path, w3, account, works_dir):
+def test_the_certificate_of_a_revealed_work_proves_the_earlier_date(backend, tmp_path, w3, account, works_dir):
     fund(w3, account.address)
-    with Ledger.create(tmp_path / "ledger.db", chain_id=w3.eth.chain_id) as ledger:
+    with Ledger.create(backend, chain_id=w3.eth.chain_id) as ledger:
         chain = evm_chain(w3, ledger, account)
         add_works(ledger, account, 1)
         r = commit_privately(ledger, account, works_dir, tmp_path)
@@ -196,6 +208,7 @@ def test_the_certificate_of_a_revealed_work_proves_the_earlier_date(tmp_path, w3
     assert not bad.ok and "come together" in next(c for c in bad.checks if c.level == "signed").reason
 
 
+@pytest.mark.parametrize("cli_home", dbhelp.BACKENDS, indirect=True)
 def test_cli_register_private_then_reveal(cli_home, works_dir):
     res = run("register", str(works_dir / "flow-field.png"), "--private", "--json")
     assert res.exit_code == 0, res.output

@@ -1,8 +1,10 @@
-"""Evidence packets: the files and their hashes, the certificate, the ledger timestamp, idempotence, tampering."""
+"""Evidence packets: the files and their hashes, the certificate, the ledger timestamp, idempotence, tampering.
+On both backends (`scanned`); tampering is done past provenance (dbhelp.raw_connection)."""
 from __future__ import annotations
 
 import hashlib
 import json
+import secrets
 
 import pytest
 from click.testing import CliRunner
@@ -15,6 +17,8 @@ from provenance.evidence import make_evidence, verify_evidence
 from provenance.ledger import canonical_json
 from provenance.scanlog import ScanLog
 from provenance.signing import sign_checkpoint
+
+from dbhelp import db_args, raw_connection
 
 
 def _match(led, name: str):
@@ -97,8 +101,9 @@ def test_making_it_again_is_idempotent_even_after_anchoring(scanned, tmp_path, a
     signature = sign_checkpoint(account, {"ledgerId": scanned.ledger_id, "size": size, "root": root}, 31337, contract)
     scanned.conn.execute("INSERT INTO anchors (chain_id, instance, contract, root, size, first_entry, tx_hash,"
                          " block_number, block_timestamp, sender, recorded_at, checkpoint_signer, checkpoint_signature)"
-                         " VALUES (31337, 'test', ?, ?, ?, 1, '0x' || hex(randomblob(32)), 7, 1767225600, ?, 'now',"
-                         " ?, ?)", (contract, "0x" + root, size, account.address, account.address, signature))
+                         " VALUES (31337, 'test', ?, ?, ?, 1, ?, 7, 1767225600, ?, 'now', ?, ?)",
+                         (contract, "0x" + root, size, "0x" + secrets.token_hex(32), account.address, account.address,
+                          signature))
     anchored = make_evidence(scanned, m.id, tmp_path / "a")
     assert (anchored.packet_sha256, anchored.created) == (first.packet_sha256, False)
     stamp = json.loads((tmp_path / "a" / "timestamp.json").read_text())
@@ -112,7 +117,8 @@ def test_tampering_with_the_evidence_entry_is_caught(scanned, tmp_path):
     p = make_evidence(scanned, m.id, tmp_path)
     payload = json.loads(_evidence_entries(scanned)[0][1])
     payload["packet_sha256"] = "ab" * 32
-    scanned.conn.execute("UPDATE entries SET payload = ? WHERE seq = ?", (canonical_json(payload), p.entry_seq))
+    with raw_connection(scanned) as conn:  # PostgreSQL's append-only rule refuses provenance's own connection
+        conn.execute("UPDATE entries SET payload = ? WHERE seq = ?", (canonical_json(payload), p.entry_seq))
 
     with pytest.raises(TamperedLedgerError, match=f"entry {p.entry_seq} was edited"):
         scanned.verify()
@@ -156,7 +162,7 @@ def test_an_allowed_match_is_refused_unless_forced(scanned, tmp_path):
 def test_cli_evidence(scanned, tmp_path):
     runner = CliRunner()
     m = _match(scanned, "post_04.jpg")
-    base = ["--ledger", str(scanned.path), "evidence"]
+    base = [*db_args(scanned), "evidence"]
     r = runner.invoke(cli, [*base, str(m.id), "-o", str(tmp_path / "ev")])
     assert r.exit_code == 0, r.output
     assert f"wrote evidence packet of match {m.id} (work #{m.work_id})" in r.output

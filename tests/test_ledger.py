@@ -539,3 +539,55 @@ def test_a_checkpoint_is_signed_once_on_the_server(ledger, account, other_accoun
     with pytest.raises(ledger.conn.Error, match="append-only"):
         ledger.conn.execute("UPDATE checkpoints SET signer = ?, signature = NULL", (other_account.address,))
     ledger.verify()
+
+
+# -- reads while others append -----------------------------------------------------------------------------------
+def _another_writer(ledger: Ledger, account):
+    """Another process registering one work and checkpointing it (its own connection, as `register` would)."""
+    from chainhelp import add_works
+
+    def append():
+        with Ledger.open(ledger.target) as other:
+            add_works(other, account, 1, start=100 + other.size())
+            other.checkpoint()
+    return append
+
+
+def test_verify_reads_one_state_while_another_process_appends(ledger, account, monkeypatch):
+    from chainhelp import add_works
+
+    add_works(ledger, account, 2)
+    ledger.checkpoint()
+    append, checkpoints = _another_writer(ledger, account), ledger.checkpoints
+
+    def appended_meanwhile():  # between verify's read of the entries and of the checkpoints and works
+        append()
+        return checkpoints()
+    monkeypatch.setattr(ledger, "checkpoints", appended_meanwhile)
+    report = ledger.verify()  # was: "checkpoint 3 covers 3 entries but only 2 exist", a false alarm
+    assert (report.entries, report.works, report.checkpoints) == (2, 2, 1)
+    monkeypatch.undo()
+    assert ledger.verify().entries == 3
+
+
+def test_the_index_rows_are_those_of_the_entries_they_claim_to_cover(ledger, account, monkeypatch):
+    from chainhelp import add_works
+
+    add_works(ledger, account, 2)
+    append, execute = _another_writer(ledger, account), ledger.conn.execute
+
+    class Read:
+        def __init__(self, row):
+            self.fetchone = lambda: row
+
+    def execute_then_append(sql, params=()):
+        if not sql.startswith("SELECT seq, entry_hash FROM entries"):
+            return execute(sql, params)
+        read = Read(execute(sql, params).fetchone())
+        append()  # a registration commits between the statements of fingerprint_rows
+        return read
+    monkeypatch.setattr(ledger.conn, "execute", execute_then_append)
+    rows, seq, digest, count = ledger.fingerprint_rows(ALGORITHMS)
+    monkeypatch.undo()
+    assert (len(rows), seq, count) == (2, 2, 2)
+    assert digest == ledger.entry_hash_at(2)

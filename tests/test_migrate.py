@@ -27,6 +27,7 @@ def _rows(target, table):
         return sorted(tuple(r) for r in led.conn.execute(f"SELECT * FROM {table}"))
 
 
+@dbhelp.sqlite_only("scanned", "SQLite to PostgreSQL and back")
 def test_migrate_there_and_back(scanned, pg_url, tmp_path):
     result = CliRunner().invoke(cli, ["migrate", "--from", str(scanned.path), "--to", pg_url])
     assert result.exit_code == 0, result.output
@@ -46,6 +47,7 @@ def test_migrate_there_and_back(scanned, pg_url, tmp_path):
         log.close()
 
 
+@dbhelp.sqlite_only("scanned", "file targets")
 def test_migrate_refuses_a_target_that_is_not_empty(scanned, tmp_path):
     other = tmp_path / "other.db"
     Ledger.create(other).close()

@@ -1,5 +1,6 @@
 """NFT minting on a real EVM: metadata content, its CID as the token URI, royalties, stored metadata, interrupted
-and refused mints (in-process EVM), and the CLI on the managed Anvil node."""
+and refused mints (in-process EVM, on both storage backends: `setup`), and the CLI on the managed Anvil node
+(SQLite only: the node, not the storage, is what it tests)."""
 from __future__ import annotations
 
 import json
@@ -31,10 +32,11 @@ def test_parse_royalty_refuses(text):
 
 
 @pytest.fixture
-def setup(tmp_path, account):
+def setup(backend, account):
+    """A ledger of 2 works on each backend, and the in-process EVM."""
     w3 = evm_web3()
     fund(w3, account.address)
-    with Ledger.create(tmp_path / "ledger.db", chain_id=w3.eth.chain_id) as led:
+    with Ledger.create(backend, chain_id=w3.eth.chain_id) as led:
         add_works(led, account, 2)
         yield led, evm_chain(w3, led, account)
 

@@ -1,4 +1,5 @@
-"""The scan report page: one card per match with both pictures, escaped feed text, filters; and work previews."""
+"""The scan report page: one card per match with both pictures, escaped feed text, filters; and work previews.
+On both backends (`scanned`, `any_ledger`)."""
 from __future__ import annotations
 
 import base64
@@ -16,6 +17,8 @@ from provenance.matching import Match
 from provenance.previews import PREVIEW_SIDE, picture, preview
 from provenance.report import geometry_words, is_web_url, render_report, write_report
 from provenance.scanlog import ScanLog
+
+from dbhelp import db_args
 
 HOSTILE = '<script>alert("t")</script>'
 
@@ -86,7 +89,8 @@ def test_the_page_is_self_contained(scanned):
     assert "default-src 'none'" in page
 
 
-def test_hostile_titles_and_urls_are_escaped_and_only_http_links(ledger, account, works_dir):
+def test_hostile_titles_and_urls_are_escaped_and_only_http_links(any_ledger, account, works_dir):
+    ledger = any_ledger
     [r] = provenance.register(ledger, [works_dir / "sunset-hills.jpg"], account, artist="A", title=HOSTILE,
                               workers=1).results
     log = ScanLog(ledger)
@@ -134,7 +138,8 @@ def test_select_a_run_or_every_run_or_given_matches(scanned, feed_dir, tmp_path)
     assert (tmp_path / "r.html").read_text(encoding="utf-8").startswith("<!DOCTYPE html>")
 
 
-def test_a_ledger_without_scans_says_so(ledger):
+def test_a_ledger_without_scans_says_so(any_ledger):
+    ledger = any_ledger
     with pytest.raises(provenance.errors.UsageError, match="no scan is recorded"):
         render_report(ledger)
 
@@ -154,26 +159,26 @@ def test_registration_stores_a_preview_and_old_works_get_a_sketch(scanned):
 def test_cli_report(scanned, tmp_path):
     runner = CliRunner()
     out = tmp_path / "report.html"
-    r = runner.invoke(cli, ["--ledger", str(scanned.path), "report", "-o", str(out)])
+    r = runner.invoke(cli, [*db_args(scanned), "report", "-o", str(out)])
     assert r.exit_code == 0, r.output
     assert f"wrote {out}: scan run 1, 12 copies of 6 works, 1 allowed" in r.output
     assert len(_cards(out.read_text(encoding="utf-8"))) == 13
 
-    r = runner.invoke(cli, ["--ledger", str(scanned.path), "report", "-o", str(out), "--run", "9"])
+    r = runner.invoke(cli, [*db_args(scanned), "report", "-o", str(out), "--run", "9"])
     assert r.exit_code == 2 and "error: no scan run 9" in r.output and "Traceback" not in r.output
-    r = runner.invoke(cli, ["--ledger", str(scanned.path), "report", "--run", "1", "--all"])
+    r = runner.invoke(cli, [*db_args(scanned), "report", "--run", "1", "--all"])
     assert r.exit_code == 2 and "not both" in r.output
 
 
 def test_cli_matches_lists_ids(scanned):
     runner = CliRunner()
-    r = runner.invoke(cli, ["--ledger", str(scanned.path), "matches", "--work", "5"])
+    r = runner.invoke(cli, [*db_args(scanned), "matches", "--work", "5"])
     assert r.exit_code == 0, r.output
     lines = [line for line in r.output.splitlines() if "run 1" in line]
     assert len(lines) == 3 and all("#5 'Sunset Hills'" in line for line in lines)
     assert sum("allowed (rule 1)" in line for line in lines) == 1
 
-    r = runner.invoke(cli, ["--ledger", str(scanned.path), "matches", "--run", "1", "--json"])
+    r = runner.invoke(cli, [*db_args(scanned), "matches", "--run", "1", "--json"])
     import json
 
     rows = [json.loads(line) for line in r.output.splitlines()]

@@ -1,5 +1,6 @@
 """`scan` over HTTP: feeds and pages served by a real server on 127.0.0.1, the scan record, incremental and
-resumed scans, and bad items that each fail on their own line. Nothing leaves loopback (httpserver guards)."""
+resumed scans, and bad items that each fail on their own line. Nothing leaves loopback (httpserver guards).
+The scan record is on both backends (`registered_ledger`)."""
 from __future__ import annotations
 
 import json
@@ -13,6 +14,9 @@ import provenance
 from cli.main import cli
 from provenance.fetch import FetchPolicy
 from provenance.scanlog import ScanLog
+
+import dbhelp
+from dbhelp import db_args
 
 FAST = FetchPolicy(allow_private=True, per_host_interval=0)
 TRUTH = json.loads((EXAMPLES / "truth.json").read_text())
@@ -82,6 +86,7 @@ def test_an_interrupted_scan_resumes_where_it_stopped(ledger, server):
     assert all(r.status in ("matched", "clean") for r in rest if r.item not in done)
 
 
+@dbhelp.sqlite_only("registered_ledger", "about fetching: the record of failures is covered on both by test_scanlog")
 def test_bad_items_each_fail_on_their_own_line_and_the_rest_goes_on(ledger, server, no_outside_network,
                                                                    loopback_is_public):
     # Private addresses refused; the test server counts as public. A short deadline for the slow-loris item.
@@ -123,7 +128,7 @@ def test_cli_scans_several_sources_and_a_sources_file(home, ledger, server, tmp_
     sources = tmp_path / "sources.txt"
     sources.write_text(f"# my watch list\n{server.url('/feeds/atom.xml')}\n\n{EXAMPLES / 'feed' / 'post_02.jpg'}\n")
     runner = CliRunner()
-    r = runner.invoke(cli, ["--ledger", str(ledger.path), "scan", "--allow-private", "--json", "--sources",
+    r = runner.invoke(cli, [*db_args(ledger), "scan", "--allow-private", "--json", "--sources",
                             str(sources), server.url("/feeds/feed.json")])
     assert r.exit_code == 0, r.output
     found = [json.loads(line) for line in r.stdout.splitlines()]
@@ -135,7 +140,7 @@ def test_cli_scans_several_sources_and_a_sources_file(home, ledger, server, tmp_
             assert m["url"] == m["item"] and m["page_url"].startswith(server.base + "/feeds/posts/")
     assert r.stderr.startswith("scanned 8 items: ")
 
-    r = runner.invoke(cli, ["--ledger", str(ledger.path), "scan", server.url("/feeds/atom.xml")])
+    r = runner.invoke(cli, [*db_args(ledger), "scan", server.url("/feeds/atom.xml")])
     assert r.exit_code == 1
     assert r.stderr.splitlines()[0] == (f"error: {server.url('/feeds/atom.xml')}: refused: 127.0.0.1 is a"
                                         " loopback address (use --allow-private to allow it)") or \

@@ -1,9 +1,9 @@
-"""The scan record and the allow-list, on a real ledger file with the example works and feed."""
+"""The scan record and the allow-list, on a real ledger (SQLite file and PostgreSQL schema: `registered_ledger` runs
+each test on both backends) with the example works and feed."""
 from __future__ import annotations
 
 import hashlib
 import json
-import sqlite3
 
 import pytest
 from click.testing import CliRunner
@@ -11,7 +11,12 @@ from click.testing import CliRunner
 import provenance
 from cli.main import cli
 from provenance.errors import UsageError
+from provenance import storage
+from provenance.ledger import Ledger
 from provenance.scanlog import ScanLog
+
+import dbhelp
+from dbhelp import db_args
 
 
 @pytest.fixture
@@ -79,14 +84,14 @@ def test_unknown_match_id_is_a_usage_error(ledger):
 
 
 def test_older_ledgers_gain_the_scan_tables_on_first_scan(ledger, feed_dir):
-    assert not ledger.conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'scan_items'").fetchone()
+    assert not ledger.conn.has_table("scan_items")
     list(provenance.scan(ledger, [feed_dir / "post_02.jpg"], workers=1).results)
     assert ledger.conn.execute("SELECT COUNT(*) FROM scan_items").fetchone()[0] == 1
 
 
 def test_cli_allow_and_scan_show_allowed(home, ledger, feed_dir):
     runner = CliRunner()
-    base = ["--ledger", str(ledger.path)]
+    base = db_args(ledger)
     r = runner.invoke(cli, [*base, "allow", "5", "--source", "*/post_02.jpg", "--note", "licensed to X until 2027-01"])
     assert r.exit_code == 0, r.output
     assert r.stdout == "allow rule 1: work #5 at */post_02.jpg  (licensed to X until 2027-01)\n"
@@ -109,5 +114,28 @@ def test_cli_allow_and_scan_show_allowed(home, ledger, feed_dir):
 
 def test_scan_record_survives_a_second_process(ledger, feed_dir):
     list(provenance.scan(ledger, [feed_dir / "post_02.jpg"], workers=1).results)
-    other = sqlite3.connect(ledger.path)
-    assert other.execute("SELECT status FROM scan_items").fetchall() == [("matched",)]
+    other = storage.connect(ledger.target)  # another connection, as another process would open
+    try:
+        assert [tuple(r) for r in other.execute("SELECT status FROM scan_items").fetchall()] == [("matched",)]
+    finally:
+        other.close()
+
+
+def test_the_index_cache_is_the_registrys_own_not_in_the_working_directory(ledger, feed_dir, tmp_path,
+                                                                         monkeypatch):
+    # A PostgreSQL ledger has no file to keep `ledger.db.index/` beside: it went to ./None.index, shared by every
+    # registry the process opened.
+    cwd, home = tmp_path / "cwd", tmp_path / "home"
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)
+    monkeypatch.setenv("PROVENANCE_HOME", str(home))
+    list(provenance.scan(ledger, [feed_dir / "post_02.jpg"], workers=1).results)
+
+    folder = ledger.index_folder()
+    assert (folder / "manifest.json").exists() and list(cwd.iterdir()) == []
+    if ledger.path is not None:
+        assert folder == ledger.path.parent / "ledger.db.index"
+    else:
+        assert folder.parent == home / "index"
+        other = Ledger(dbhelp.new_schema_url(), ledger.conn)  # another schema on the same server
+        assert other.index_folder() != folder

@@ -1,10 +1,10 @@
 """Transfers of a registration to a new owner: signed by the current owner, checked by verify() and certificates.
 
-Forgeries are made as an attacker with the file would: raw SQL, with the hash chain recomputed."""
+Forgeries are made as an attacker with the file (or a PostgreSQL superuser) would: raw SQL, with the hash chain
+recomputed. On both backends (`ledger` here is `any_ledger`; the CLI test through cli_home's PROVENANCE_DB)."""
 from __future__ import annotations
 
 import json
-import sqlite3
 
 import pytest
 from chainhelp import add_works, cli_home, home_account, run  # noqa: F401
@@ -16,7 +16,15 @@ from provenance.errors import TamperedLedgerError, UsageError
 from provenance.ledger import Ledger, canonical_json, entry_hash
 from provenance.signing import recover_transfer_signer, sign_transfer
 
+import dbhelp
+from dbhelp import raw_connection
+
 THIRD = Account.from_key("0x" + "33" * 32)
+
+
+@pytest.fixture
+def ledger(any_ledger) -> Ledger:
+    return any_ledger
 
 
 @pytest.fixture
@@ -27,11 +35,12 @@ def two_works(ledger, account) -> Ledger:
 
 def insert_entry(ledger: Ledger, at_seq: int, kind: str, work_id: int, payload: dict) -> None:
     """A careful forger: insert an entry at `at_seq`, renumber the ones after it, recompute the hash chain."""
-    conn = sqlite3.connect(ledger.path)
-    try:
-        rows = conn.execute("SELECT seq, kind, work_id, recorded_at, payload FROM entries ORDER BY seq").fetchall()
+    with raw_connection(ledger) as conn:  # PostgreSQL: replica mode skips the foreign-key checks too
+        rows = [tuple(r) for r in conn.execute("SELECT seq, kind, work_id, recorded_at, payload FROM entries"
+                                               " ORDER BY seq").fetchall()]
         rows.insert(at_seq - 1, (at_seq, kind, work_id, rows[-1][3], canonical_json(payload)))
-        conn.execute("PRAGMA foreign_keys=OFF")
+        if ledger.path is not None:
+            conn.execute("PRAGMA foreign_keys=OFF")
         conn.execute("DELETE FROM entries")
         prev = "00" * 32
         for seq, (_, k, w, at, text) in enumerate(rows, start=1):
@@ -39,9 +48,6 @@ def insert_entry(ledger: Ledger, at_seq: int, kind: str, work_id: int, payload: 
             conn.execute("INSERT INTO entries VALUES (?, ?, ?, ?, ?, ?, ?)", (seq, k, w, at, text, prev, digest))
             prev = digest
         conn.execute("UPDATE works SET entry_seq = entry_seq + 1 WHERE entry_seq >= ?", (at_seq,))
-        conn.commit()
-    finally:
-        conn.close()
 
 
 def transfer_payload(ledger: Ledger, work_id: int, sender: str, to: str, signer) -> dict:
@@ -210,6 +216,7 @@ def test_certificate_with_a_dropped_field_fails_the_format_check(transferred):
 
 
 # -- the CLI -----------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("cli_home", dbhelp.BACKENDS, indirect=True)
 def test_cli_transfer_shows_in_works_show_and_the_certificate(cli_home, tmp_path, other_account):  # noqa: F811
     me = home_account().address
     result = run("transfer", "2", "--to", other_account.address)
@@ -233,5 +240,5 @@ def test_cli_transfer_shows_in_works_show_and_the_certificate(cli_home, tmp_path
     verified = run("verify", str(cert_path))
     assert verified.exit_code == 0, verified.output
     assert f"owner (after the certificate's transfers): {other_account.address}" in verified.stdout
-    with Ledger.open(config.ledger_path()) as led:
+    with Ledger.open(config.ledger_target()) as led:
         assert led.verify().entries == 5
