@@ -1,11 +1,14 @@
 """Build a held-out corpus: the dev corpus's works and distractors under changes the matcher was NOT tuned on.
 
-    python benchmarks/make_holdout.py DEV_CORPUS OUT
+    python benchmarks/make_holdout.py DEV_CORPUS OUT [--strengths 2]
 
 Writes OUT/works, OUT/feed, OUT/truth.json in the layout benchmarks/detection.py reads. The attacks are heavier
 or different in kind from the dev corpus's: 30 % crops, 8-12° rotations, stretched aspect ratios, the work inside
 a mock app screenshot (non-uniform chrome), blur, and combinations (crop + caption + recompression, mirror + crop,
 rotation + recolour, screenshot + JPEG).
+
+`--strengths 2` writes a second held-out set: the same twelve kinds of change at other strengths, positions and
+seeds (ATTACKS_2), for checking anything tuned on the first one.
 """
 from __future__ import annotations
 
@@ -81,30 +84,49 @@ ATTACKS = {
     "rotate_recolour": lambda im, r: ImageEnhance.Color(im.rotate(-6, expand=True, fillcolor=(0, 0, 0))).enhance(0.2),
 }
 
+ATTACKS_2 = {
+    "crop_28": lambda im, r: crop(im, .12, .2, .12, .08) if r.random() < .5 else crop(im, 0, .3, .28, 0),
+    "crop_one_side_30": lambda im, r: crop(im, *[(.3 if i == r.randrange(4) else 0) for i in range(4)]),
+    "rotate_10": lambda im, r: im.rotate(10 * r.choice([-1, 1]), expand=True, fillcolor=(0, 0, 0),
+                                        resample=Image.BICUBIC),
+    "rotate_9_crop": lambda im, r: crop(im.rotate(-9, resample=Image.BICUBIC), .12, .08, .08, .12),
+    "stretch_v": lambda im, r: im.resize((im.width, int(im.height * 1.25)), Image.BILINEAR),
+    "squash_h": lambda im, r: im.resize((int(im.width * 0.8), im.height), Image.BILINEAR),
+    "screenshot_small": lambda im, r: screenshot(im.resize((im.width * 3 // 4, im.height * 3 // 4)), r),
+    "screenshot_third_jpeg": lambda im, r: jpeg(screenshot(im.resize((im.width // 3, im.height // 3)), r), 50),
+    "blur_1_5": lambda im, r: im.filter(ImageFilter.GaussianBlur(1.5)),
+    "crop_caption_jpeg_2": lambda im, r: jpeg(caption(crop(im, .05, .1, .05, .1), "me after seeing this"), 40),
+    "mirror_crop_2": lambda im, r: crop(ImageOps.mirror(im), 0, .1, .15, .15),
+    "rotate_recolour_2": lambda im, r: ImageEnhance.Color(im.rotate(7, expand=True, fillcolor=(255, 255, 255))
+                                                        ).enhance(0.4),
+}
+
 
 def main() -> None:
-    dev, out = Path(sys.argv[1]), Path(sys.argv[2])
+    second = "--strengths" in sys.argv and sys.argv[sys.argv.index("--strengths") + 1] == "2"
+    attacks = ATTACKS_2 if second else ATTACKS
+    dev, out = (Path(a) for a in [a for a in sys.argv[1:] if not a.startswith("--") and a != "2"][:2])
     truth_in = json.loads((dev / "truth.json").read_text())
     shutil.rmtree(out, ignore_errors=True)
     (out / "feed").mkdir(parents=True)
     shutil.copytree(dev / "works", out / "works")
-    rng, truth = random.Random(11), {}
+    rng, truth = random.Random(12 if second else 11), {}
 
     def emit(im: Image.Image, work: str | None, attack: str) -> None:
-        name = hashlib.sha256(f"holdout|{work}|{attack}|{len(truth)}".encode()).hexdigest()[:16]
+        name = hashlib.sha256(f"holdout{2 if second else ''}|{work}|{attack}|{len(truth)}".encode()).hexdigest()[:16]
         ext = rng.choice([".jpg", ".png", ".webp"])
         im.convert("RGB").save(out / "feed" / (name + ext), **({} if ext == ".png" else {"quality": 80}))
         truth[name + ext] = {"work": work, "attack": attack}
 
     for i, work in enumerate(sorted(p.name for p in (out / "works").iterdir())):
         im = Image.open(out / "works" / work).convert("RGB")
-        for attack, fn in ATTACKS.items():
-            emit(fn(im, random.Random(f"{i}{attack}")), work, attack)
+        for attack, fn in attacks.items():
+            emit(fn(im, random.Random(f"{i}{attack}{2 if second else ''}")), work, attack)
     for name, t in sorted(truth_in.items()):
         if t["work"] is None:
             emit(Image.open(dev / "feed" / name).convert("RGB"), None, "distractor")
     (out / "truth.json").write_text(json.dumps(truth, indent=0, sort_keys=True))
-    print(f"{len(truth)} feed images ({len(ATTACKS)} attacks) -> {out}")
+    print(f"{len(truth)} feed images ({len(attacks)} attacks) -> {out}")
 
 
 if __name__ == "__main__":

@@ -86,7 +86,7 @@ class FingerprintSet:
     phash_variants: tuple[str, ...] = field(default=(), repr=False)
     pdqeq_variants: tuple[str, ...] = field(default=(), repr=False)
     inner: InnerView | None = field(default=None, repr=False)
-    # Registration only: the encoded local features (orb/2); the ORB fingerprint's value is their SHA-256.
+    # Registration only: the encoded local features (orb/3); the ORB fingerprint's value is their SHA-256.
     local_features: bytes | None = field(default=None, repr=False)
 
     def get(self, algorithm: str) -> Fingerprint | None:

@@ -30,8 +30,8 @@ class Match:
     """One registered work an image was found to copy."""
 
     work_id: int
-    signal: str  # algorithm id that explains the match ("sha256/1", "pdq/1", "orb/2", ...)
-    distance: int | None  # Hamming distance for hash signals (0 for exact bytes); None for orb/2 (see geometry)
+    signal: str  # algorithm id that explains the match ("sha256/1", "pdq/1", "orb/3", ...)
+    distance: int | None  # Hamming distance for hash signals (0 for exact bytes); None for orb/3 (see geometry)
     transform: str  # what was done to the work to get the copy, e.g. "flipped horizontally"
     score: float  # 1.0 = identical; 0.5 = exactly at the decision threshold
     sha256_exact: bool

@@ -9,7 +9,7 @@ It is NOT part of any ledger entry and `ledger verify` does not check it: it is 
 at a report, never evidence (the evidence packet carries the found copy's bytes and the work's certificate, and a
 preview only helps a person see what was matched). A private registration (`register --private`) stores none
 until `reveal`, which would otherwise leak the image before the details are published. Works registered before
-previews existed get a grey sketch from the 64x64 thumbnail inside their `orb/2` features (`picture`).
+previews existed get a grey sketch from the thumbnail inside their `orb/3` (or `orb/2`) features (`picture`).
 """
 from __future__ import annotations
 
@@ -20,7 +20,6 @@ import numpy as np
 from PIL import Image
 
 from . import local
-from .fingerprints import ORB
 from .ledger import Ledger
 
 #: Long side of a stored preview, in pixels.
@@ -73,12 +72,11 @@ def picture(ledger: Ledger, work_id: int) -> Picture | None:
     found = preview(ledger, work_id)
     if found is not None:
         return found
-    row = ledger.conn.execute("SELECT data FROM local_features WHERE work_id = ? AND algorithm = ?",
-                              (work_id, ORB)).fetchone()
-    if not row or row[0] is None:
+    blob = ledger.local_features(*local.READABLE).get(work_id)
+    if blob is None:
         return None
     try:
-        features = local.decode(row[0])
+        features = local.decode(blob)
     except ValueError:
         return None
     h, w = features.size

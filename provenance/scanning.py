@@ -12,7 +12,8 @@ from typing import Iterator
 
 from ._parallel import imap
 from .errors import ImageError
-from .fingerprints import ORB, fingerprint_decoded
+from . import local
+from .fingerprints import fingerprint_decoded
 from .imaging import decode, read_bytes
 from .index import Index, open_index
 from .ledger import Ledger
@@ -134,7 +135,7 @@ def scan(ledger: Ledger, sources: list[str | Path], *, workers: int | None = Non
         files += [(p, display(s)) for p in found]
         source_errors += errors
     index = open_index(ledger, ledger.index_folder())
-    index.local_blobs = ledger.local_features(ORB)
+    index.local_blobs = ledger.local_features(*local.READABLE)  # orb/2 of older ledgers too
     log = ScanLog(ledger) if record else None
     rules = log.allow_rules() if log else []
     refs, fetcher = [], None

@@ -1,4 +1,5 @@
-"""Tests for provenance.local: the orb/2 blob encoding, and what a registered work's features look like."""
+"""Tests for provenance.local: the orb/3 blob encoding (and orb/2, still read), and what a registered work's
+features look like."""
 from __future__ import annotations
 
 import numpy as np
@@ -14,12 +15,12 @@ HEADER = 10  # magic, height, width, n
 EQ_HEADER = 6  # magic, m: the CLAHE second-pass section after the thumbnail
 
 
-def _features(size, xy, descriptors, thumb, eq_xy, eq_descriptors) -> local.Features:
+def _features(size, xy, descriptors, fine, eq_xy, eq_descriptors) -> local.Features:
+    fine = np.frombuffer(fine, np.uint8).reshape(local.FINE, local.FINE)
     return local.Features(size, np.asarray(xy, np.float32).reshape(-1, 2),
-                          np.frombuffer(descriptors, np.uint8).reshape(-1, 32),
-                          np.frombuffer(thumb, np.uint8).reshape(local.THUMB, local.THUMB),
+                          np.frombuffer(descriptors, np.uint8).reshape(-1, 32), local._coarse(fine),
                           np.asarray(eq_xy, np.float32).reshape(-1, 2),
-                          np.frombuffer(eq_descriptors, np.uint8).reshape(-1, 32))
+                          np.frombuffer(eq_descriptors, np.uint8).reshape(-1, 32), fine)
 
 
 @st.composite
@@ -42,7 +43,7 @@ def features(draw, on_grid: bool = True):
         return xy
 
     descriptors = rng.integers(0, 256, 32 * n, dtype=np.uint8).tobytes()
-    thumb = rng.integers(0, 256, local.THUMB ** 2, dtype=np.uint8).tobytes()
+    thumb = rng.integers(0, 256, local.FINE ** 2, dtype=np.uint8).tobytes()
     eq_descriptors = rng.integers(0, 256, 32 * m, dtype=np.uint8).tobytes()
     return _features(size, points(n), descriptors, thumb, points(m), eq_descriptors)
 
@@ -54,6 +55,7 @@ def assert_same(a: local.Features, b: local.Features, xy_tolerance: float = 0.0)
     assert a.descriptors.dtype == b.descriptors.dtype == np.uint8
     assert np.array_equal(a.descriptors, b.descriptors)
     assert a.thumb.shape == (local.THUMB, local.THUMB) and np.array_equal(a.thumb, b.thumb)
+    assert a.fine.shape == (local.FINE, local.FINE) and np.array_equal(a.fine, b.fine)
     assert a.eq_xy.shape == b.eq_xy.shape and np.abs(a.eq_xy - b.eq_xy).max(initial=0) <= xy_tolerance
     assert np.array_equal(a.eq_descriptors, b.eq_descriptors)
 
@@ -62,8 +64,8 @@ def assert_same(a: local.Features, b: local.Features, xy_tolerance: float = 0.0)
 @given(features())
 def test_encode_decode_round_trip(f):
     blob = local.encode(f)
-    assert blob[:4] == b"orb2"
-    assert len(blob) == HEADER + 36 * len(f.descriptors) + local.THUMB ** 2 + EQ_HEADER + 36 * len(f.eq_descriptors)
+    assert blob[:4] == b"orb3"
+    assert len(blob) == HEADER + 36 * len(f.descriptors) + local.FINE ** 2 + EQ_HEADER + 36 * len(f.eq_descriptors)
     assert_same(local.decode(blob), f)
     assert local.encode(local.decode(blob)) == blob
 
@@ -86,14 +88,40 @@ def test_real_work_features_round_trip_and_are_what_the_fingerprint_hashes(works
     assert local.encode(extracted) == blob
     assert_same(local.decode(blob), extracted, xy_tolerance=1 / 16)
     assert fingerprint(data).get(ORB).value == sha256_bytes(blob)
-    assert len(blob) <= HEADER + 72 * local.N_FEATURES + local.THUMB ** 2 + EQ_HEADER  # ~40 KB at most per work
+    assert len(blob) <= HEADER + 72 * local.N_FEATURES + local.FINE ** 2 + EQ_HEADER  # ~52 KB at most per work
+
+
+def orb2_blob(f: local.Features) -> bytes:
+    """The orb/2 layout (64x64 thumbnail where orb/3 has its 128x128 one), as ledgers before orb/3 hold it."""
+    blob = local.encode(f)
+    at = HEADER + 36 * len(f.descriptors)
+    return b"orb2" + blob[4:at] + f.thumb.tobytes() + blob[at + local.FINE ** 2:]
+
+
+def test_orb2_blobs_of_older_ledgers_still_decode(works_dir):
+    extracted = local.extract(decode((works_dir / "flow-field.png").read_bytes()).image)
+    old = local.decode(orb2_blob(extracted))
+    assert old.fine is None and np.array_equal(old.thumb, extracted.thumb)
+    assert np.array_equal(old.descriptors, extracted.descriptors) and old.eq_xy.shape == extracted.eq_xy.shape
+
+
+def test_an_orb2_work_is_still_found_by_its_copy(works_dir):
+    """The pixel check falls back to the 64x64 thumbnail when a work's blob has no fine one."""
+    from PIL import Image
+    with Image.open(works_dir / "flow-field.png") as im:
+        work = im.convert("RGB")
+    w, h = work.size
+    copy = work.crop((int(w * .15), int(h * .15), int(w * .85), int(h * .85)))
+    old = local.decode(orb2_blob(local.extract(decode((works_dir / "flow-field.png").read_bytes()).image)))
+    [m] = local.LocalIndex([old]).query(copy)
+    assert m.position == 0 and m.geometry.ncc >= local.MIN_NCC
 
 
 @settings(max_examples=60, deadline=None)
 @given(st.data())
 def test_decode_rejects_a_truncated_blob(blob, data):
     cut = data.draw(st.integers(HEADER, len(blob) - 1))
-    with pytest.raises(ValueError, match="not an orb/2 feature blob"):
+    with pytest.raises(ValueError, match="not an orb/3 or orb/2 feature blob"):
         local.decode(blob[:cut])
 
 
@@ -116,10 +144,11 @@ def _garble(blob: bytes, at: int, value: int) -> bytes:
     lambda b: b + b"\x00",  # trailing bytes
     lambda b: b"ORB1" + b[4:],  # wrong magic
     lambda b: b"orb1" + b[4:],  # another version
+    lambda b: b"orb2" + b[4:],  # an orb/3 blob labelled orb/2: its thumbnail does not fit
     lambda b: _garble(b, 8, b[8] ^ 1),  # keypoint count off by one
     lambda b: _garble(b, 9, b[9] ^ 0x80),  # keypoint count far off
     lambda b: b[:HEADER] + b[HEADER + 36:],  # one keypoint removed, count left alone
-], ids=["trailing byte", "wrong magic", "other version", "count off by one", "count far off", "keypoint removed"])
+], ids=["trailing byte", "wrong magic", "other version", "orb2 label", "count off by one", "count far off", "keypoint removed"])
 def test_decode_rejects_a_garbled_blob(blob, damage):
-    with pytest.raises(ValueError, match="not an orb/2 feature blob"):
+    with pytest.raises(ValueError, match="not an orb/3 or orb/2 feature blob"):
         local.decode(damage(blob))
