@@ -1,7 +1,7 @@
 """Candidate lookup over registered works, and the index file that keeps it beside the ledger.
 
 Global hashes (PDQ, pHash, equalised PDQ): exact Hamming radius search. Up to SCAN_MAX works a NumPy popcount
-scan is fast enough (< 1 ms at the thousands of works one artist has). Above it, multi-index hashing tables
+scan is fast enough (< 1 ms at the thousand works one artist has). Above it, multi-index hashing tables
 (`mih`) make a search sub-linear and still exact: every work within the radius is found, with the same best
 distance and variant as a scan. Rows added since the tables were built (at most DELTA_MAX) are scanned.
 Measured at 1 M works, 2 shared cores (benchmarks/scale.py): faiss IndexBinaryFlat range search costs ~8 ms per
@@ -36,8 +36,10 @@ _BYTES = {PDQ: 32, PHASH: 8, PDQEQ: 32}
 _QUALITY = (PDQ, PDQEQ)
 #: Largest distance the tables answer exactly, per signal (matching's THRESHOLDS and pHash's AGREEMENT radius).
 SEARCH_RADIUS = {PDQ: 40, PHASH: 10, PDQEQ: 40}
-#: Below this many works a scan is about as fast as the tables (1.6 ms for 8 PDQ codes at 20k) and needs none.
-SCAN_MAX = 20_000
+#: Below this many works a scan is about as fast as the tables and needs none (8 PDQ + 8 pHash codes, 2 loaded
+#: cores: 0.6 / 1.1 ms at 1k, 1.8 / 2.2 ms at 5k, 5.0 / 3.0 ms at 10k; a whole image at 10k: 9.1 / 2.8 ms p50).
+#: Tables are first built once more than DELTA_MAX rows are unsealed, so in effect from 8,193 works.
+SCAN_MAX = 5_000
 #: Works added since the tables were built are scanned; past this many the tables are rebuilt (~1 s per million
 #: works per signal), so a registration costs no rebuild and a query scans at most this many rows.
 DELTA_MAX = 8_192
@@ -230,8 +232,12 @@ class Index:
         """Every (position, best distance, best variant) among `positions`, by brute force."""
         rows = codes64[positions[0]:positions[-1] + 1] if len(positions) and \
             positions[-1] - positions[0] + 1 == len(positions) else np.take(codes64, positions, axis=0)
-        # (variants, works) distance matrix; the XOR is the only O(N) step.
-        d = np.bitwise_count(q64[:, None, :] ^ rows[None, :, :]).sum(axis=2, dtype=np.int64)
+        # (variants, works) distance matrix, summed word by word: a reduction along the 4-long last axis is ~8x
+        # slower than these column sums.
+        x = np.bitwise_count(q64[:, None, :] ^ rows[None, :, :])
+        d = x[:, :, 0].astype(np.int64)
+        for k in range(1, x.shape[2]):
+            d += x[:, :, k]
         best = d.argmin(axis=0)
         return positions.astype(np.int64), d[best, np.arange(d.shape[1])], best
 
