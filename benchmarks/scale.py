@@ -16,7 +16,8 @@ caption bar) and unrelated new images. Latency is the global stage of `find_matc
 equalised PDQ, 8 orientations, whole and framed view) against `open_index`; "incl." adds decoding and
 fingerprinting the query. The local-feature stage is not run (it is not indexed at this scale). The same queries
 go through a brute-force scan of the same rows (the first --brute-queries of them), and the matches must be
-identical: "recall" is the share of planted copies whose source work is among the matches.
+identical: "recall" is the share of planted copies whose source work is among the matches. "scan p50 ms excl." is
+that scan's global stage alone (the median over 20 queries, fingerprinting excluded, like "p50 ms excl.").
 """
 from __future__ import annotations
 
@@ -223,10 +224,12 @@ def run(n: int, out: Path, real_count: int, brute_queries: int, queries: list) -
             want = _global(fps, brute)
             differ += want != got
             found_brute += source is not None and any(m[0] == source for m in want)
-    t = time.perf_counter()
-    for source, data in queries[:20]:
-        _global(_fingerprint(data), brute)
-    brute_ms = (time.perf_counter() - t) / 20 * 1000
+    scan_s = []  # the global stage alone, as "p50 ms excl." measures it for the index
+    for fps in [_fingerprint(data) for _, data in queries[:20]]:
+        t = time.perf_counter()
+        _global(fps, brute)
+        scan_s.append(time.perf_counter() - t)
+    brute_ms = 1000 * np.percentile(scan_s, 50)
     n_brute = min(brute_queries, len(queries))
     planted_brute = sum(s is not None for s, _ in queries[:n_brute])
     ledger.close()
@@ -237,7 +240,7 @@ def run(n: int, out: Path, real_count: int, brute_queries: int, queries: list) -
             "p50/p99 ms incl.": f"{1000 * np.percentile(incl, 50):.1f}/{1000 * np.percentile(incl, 99):.1f}",
             "recall index": f"{found}/{planted}",
             "recall scan": f"{found_brute}/{planted_brute}", "same as scan": f"{n_brute - differ}/{n_brute}",
-            "scan p50 ms": f"{brute_ms:.0f}"}
+            "scan p50 ms excl.": f"{brute_ms:.0f}"}
 
 
 def main() -> None:

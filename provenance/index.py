@@ -1,7 +1,7 @@
 """Candidate lookup over registered works, and the index file that keeps it beside the ledger.
 
 Global hashes (PDQ, pHash, equalised PDQ): exact Hamming radius search. Up to SCAN_MAX works a NumPy popcount
-scan is fast enough (< 1 ms at the thousands of works one artist has). Above it, multi-index hashing tables
+scan is fast enough (< 1 ms at the thousand works one artist has). Above it, multi-index hashing tables
 (`mih`) make a search sub-linear and still exact: every work within the radius is found, with the same best
 distance and variant as a scan. Rows added since the tables were built (at most DELTA_MAX) are scanned.
 Measured at 1 M works, 2 shared cores (benchmarks/scale.py): faiss IndexBinaryFlat range search costs ~8 ms per
@@ -36,12 +36,18 @@ _BYTES = {PDQ: 32, PHASH: 8, PDQEQ: 32}
 _QUALITY = (PDQ, PDQEQ)
 #: Largest distance the tables answer exactly, per signal (matching's THRESHOLDS and pHash's AGREEMENT radius).
 SEARCH_RADIUS = {PDQ: 40, PHASH: 10, PDQEQ: 40}
-#: Below this many works a scan is about as fast as the tables (1.6 ms for 8 PDQ codes at 20k) and needs none.
-SCAN_MAX = 20_000
+#: Below this many works a scan is about as fast as the tables and needs none (8 PDQ + 8 pHash codes, 2 loaded
+#: cores: 0.6 / 1.1 ms at 1k, 1.8 / 2.2 ms at 5k, 5.0 / 3.0 ms at 10k; a whole image at 10k: 9.1 / 2.8 ms p50).
+#: Tables are first built once more than DELTA_MAX rows are unsealed, so in effect from 8,193 works.
+SCAN_MAX = 5_000
 #: Works added since the tables were built are scanned; past this many the tables are rebuilt (~1 s per million
 #: works per signal), so a registration costs no rebuild and a query scans at most this many rows.
 DELTA_MAX = 8_192
-FORMAT = "provenance-index/1"
+#: Matching consults equalised PDQ only for works whose plain PDQ is weak and whose equalised PDQ is not (both
+#: measured against matching.PDQ_MIN_QUALITY, the same number): the pdqeq/1 tables hold only those rows (~2 % of
+#: the works in benchmarks/scale.py), so that search costs a fiftieth. A search over other rows is a scan.
+MIN_QUALITY = 50
+FORMAT = "provenance-index/2"
 
 
 @dataclass(frozen=True)
@@ -106,6 +112,14 @@ def _name(algorithm: str) -> str:
     return algorithm.replace("/", "")
 
 
+def _table_rows(algorithm: str, cols: Columns, n: int, mask: bool = False) -> np.ndarray | None:
+    """The rows of [0, n) that `algorithm`'s tables hold (positions, or a boolean per row); None for all rows."""
+    if algorithm != PDQEQ:
+        return None
+    keep = (np.asarray(cols.quality[PDQ][:n]) < MIN_QUALITY) & (np.asarray(cols.quality[PDQEQ][:n]) >= MIN_QUALITY)
+    return keep if mask else np.flatnonzero(keep).astype(np.int32)
+
+
 _EMPTY_ROWS = Columns.from_rows([])
 
 
@@ -122,6 +136,12 @@ class Index:
         self.columns, self.tables, self.sealed = cols, tables, sealed  # tables cover rows [0, sealed)
         self.work_ids, self.codes, self.quality = cols.ids, cols.codes, cols.quality
         self._codes64 = {a: np.ascontiguousarray(c).view(np.uint64) for a, c in cols.codes.items()}
+        # Per algorithm whose tables hold only some rows of [0, sealed): which ones (a boolean per row).
+        self._covered = {a: _table_rows(a, cols, sealed, mask=True) for a in ALGORITHMS if a in tables}
+
+    def _tables_cover(self, algorithm: str, eligible: np.ndarray | None) -> bool:
+        covered = self._covered.get(algorithm)
+        return covered is None or (eligible is not None and not np.any(eligible[:self.sealed] > covered))
 
     def __len__(self) -> int:
         return len(self.work_ids)
@@ -150,7 +170,11 @@ class Index:
     def build_tables(self) -> None:
         """Multi-index tables over every row, and the SHA-256 lookup (sorted 64-bit prefixes)."""
         n = len(self)
-        tables = {a: mih.build(self.codes[a], mih.plan(_BYTES[a] * 8, SEARCH_RADIUS[a], n)) for a in ALGORITHMS}
+        tables = {}
+        for a in ALGORITHMS:
+            rows = _table_rows(a, self.columns, n)
+            count = n if rows is None else len(rows)
+            tables[a] = mih.build(self.codes[a], mih.plan(_BYTES[a] * 8, SEARCH_RADIUS[a], max(count, 1)), rows)
         prefix = self.columns.sha256[:, :8].copy().view(">u8").ravel().astype(np.uint64)
         order = np.argsort(prefix, kind="stable").astype(np.int32)
         tables["sha256"] = (prefix[order], order)
@@ -186,7 +210,8 @@ class Index:
             at = np.searchsorted(self.work_ids, np.asarray(among, np.int64))
             at = np.unique(at[(at < len(self)) & (self.work_ids[np.minimum(at, len(self) - 1)] == among)])
             pos, d, var = self._scan(codes64, q64, at)
-        elif tables is not None and max_distance <= SEARCH_RADIUS[algorithm]:
+        elif tables is not None and max_distance <= SEARCH_RADIUS[algorithm] and \
+                self._tables_cover(algorithm, eligible):
             pos, d, var = mih.search(tables, codes64, q, max_distance)
             rest = self._scan(codes64, q64, np.arange(self.sealed, len(self)))
             pos, d, var = (np.concatenate([a, b]) for a, b in zip((pos, d, var), rest))
@@ -207,8 +232,12 @@ class Index:
         """Every (position, best distance, best variant) among `positions`, by brute force."""
         rows = codes64[positions[0]:positions[-1] + 1] if len(positions) and \
             positions[-1] - positions[0] + 1 == len(positions) else np.take(codes64, positions, axis=0)
-        # (variants, works) distance matrix; the XOR is the only O(N) step.
-        d = np.bitwise_count(q64[:, None, :] ^ rows[None, :, :]).sum(axis=2, dtype=np.int64)
+        # (variants, works) distance matrix, summed word by word: a reduction along the 4-long last axis is ~8x
+        # slower than these column sums.
+        x = np.bitwise_count(q64[:, None, :] ^ rows[None, :, :])
+        d = x[:, :, 0].astype(np.int64)
+        for k in range(1, x.shape[2]):
+            d += x[:, :, k]
         best = d.argmin(axis=0)
         return positions.astype(np.int64), d[best, np.arange(d.shape[1])], best
 
@@ -259,7 +288,7 @@ def _sync(folder: Path, ledger) -> Index:
             for path in folder.iterdir():
                 if path.name != "lock":
                     path.unlink()  # unlink, not truncate: a reader keeps the files it mapped
-            manifest = {"rows": 0, "sealed": 0, "plans": {}}
+            manifest = {"rows": 0, "sealed": 0, "plans": {}, "table_rows": {}}
             rows, seq, digest, count = ledger.fingerprint_rows(ALGORITHMS)
         if rows or manifest.get("covered_seq") != seq:
             _append(folder, manifest["rows"], Columns.from_rows(rows))
@@ -271,6 +300,7 @@ def _sync(folder: Path, ledger) -> Index:
                 manifest["sealed"] = index.sealed
                 manifest["plans"] = {a: [[c.start, c.bits, c.radius] for c in index.tables[a].chunks]
                                      for a in ALGORITHMS}
+                manifest["table_rows"] = {a: index.tables[a].rows for a in ALGORITHMS}
             manifest.update(format=FORMAT, ledger_id=ledger.ledger_id, covered_seq=seq, covered_hash=digest,
                             radius=SEARCH_RADIUS, files=_digests(folder, manifest))
             _write_json(folder / "manifest.json", manifest)
@@ -290,7 +320,7 @@ def _table_files(manifest: dict) -> dict[str, tuple[np.dtype, tuple]]:
     if not sealed:
         return out
     for a, chunks in manifest["plans"].items():
-        out[f"{_name(a)}.order"] = (np.dtype(np.int32), (len(chunks), sealed))
+        out[f"{_name(a)}.order"] = (np.dtype(np.int32), (len(chunks), manifest["table_rows"][a]))
         out[f"{_name(a)}.offsets"] = (np.dtype(np.int32), (sum((1 << b) + 1 for _, b, _ in chunks),))
     out["sha256.prefix"] = (np.dtype(np.uint64), (sealed,))
     out["sha256.order"] = (np.dtype(np.int32), (sealed,))
@@ -311,7 +341,7 @@ def _load(folder: Path, manifest: dict) -> Index:
     if manifest["sealed"]:
         for a, chunks in manifest["plans"].items():
             plan = tuple(mih.Chunk(*c) for c in chunks)
-            tables[a] = mih.Tables(plan, manifest["sealed"], t[f"{_name(a)}.order"], t[f"{_name(a)}.offsets"])
+            tables[a] = mih.Tables(plan, manifest["table_rows"][a], t[f"{_name(a)}.order"], t[f"{_name(a)}.offsets"])
         tables["sha256"] = (t["sha256.prefix"], t["sha256.order"])
     index = Index()
     index._set(Columns.from_fields(fields), tables, manifest["sealed"])

@@ -84,9 +84,20 @@ def chunk_keys(codes: np.ndarray, chunks: tuple[Chunk, ...], block: int = 1 << 1
     return out
 
 
+def query_keys(queries: np.ndarray, chunks: tuple[Chunk, ...]) -> np.ndarray:
+    """`chunk_keys` of a few codes, through Python integers (for 8 queries ~10x cheaper than unpacking bits)."""
+    bits = queries.shape[1] * 8
+    out = np.empty((len(queries), len(chunks)), dtype=np.int64)
+    for i, q in enumerate(np.asarray(queries)):
+        v = int.from_bytes(q.tobytes(), "big")
+        out[i] = [(v >> (bits - c.start - c.bits)) & ((1 << c.bits) - 1) for c in chunks]
+    return out
+
+
 @dataclass(frozen=True)
 class Tables:
-    """The chunk tables over rows [0, rows) of a code array: `order` (m, rows) int32, `offsets` (sum 2^b + 1)."""
+    """The chunk tables over `rows` rows of a code array (all of [0, rows), or a subset): `order` (m, rows) int32
+    row positions, `offsets` (sum 2^b + 1)."""
 
     chunks: tuple[Chunk, ...]
     rows: int
@@ -109,13 +120,17 @@ class Tables:
         return chunk, masks, self.bases[chunk]
 
 
-def build(codes: np.ndarray, chunks: tuple[Chunk, ...]) -> Tables:
-    keys = chunk_keys(codes, chunks)
-    n = len(codes)
+def build(codes: np.ndarray, chunks: tuple[Chunk, ...], rows: np.ndarray | None = None) -> Tables:
+    """Tables over every row of `codes`, or over only `rows` (positions into codes): a search then finds only
+    those rows, and reports their positions in `codes`."""
+    keys = chunk_keys(codes if rows is None else np.take(codes, rows, axis=0), chunks)
+    n = len(keys)
     order = np.empty((len(chunks), n), dtype=np.int32)
     offsets = []
     for j, c in enumerate(chunks):
         order[j] = np.argsort(keys[:, j], kind="stable")
+        if rows is not None:
+            order[j] = np.take(rows, order[j])
         counts = np.bincount(keys[:, j], minlength=1 << c.bits)
         offsets.append(np.concatenate([[0], np.cumsum(counts)]).astype(np.int32))
     return Tables(chunks, n, order, np.concatenate(offsets))
@@ -124,13 +139,13 @@ def build(codes: np.ndarray, chunks: tuple[Chunk, ...]) -> Tables:
 def search(tables: Tables, codes64: np.ndarray, queries: np.ndarray, radius: int) -> tuple[np.ndarray, ...]:
     """(position, distance, query) of every row within `radius` of each query: exact, each pair once.
 
-    `codes64` is the full code array viewed as uint64 words (rows beyond tables.rows are not searched);
+    `codes64` is the full code array viewed as uint64 words (only the rows the tables were built over are searched);
     `queries` is (q, bytes) uint8. `radius` may be smaller than the tables were planned for, never larger.
     """
     if tables.rows == 0 or len(queries) == 0:
         empty = np.zeros(0, dtype=np.int64)
         return empty, empty, empty
-    keys = chunk_keys(queries, tables.chunks)  # (q, m)
+    keys = query_keys(queries, tables.chunks)  # (q, m)
     chunk, masks, bases = tables.probe_plan
     probes = ((keys[:, chunk] ^ masks) + bases).ravel()  # (q, probes) flattened, query-major
     probe_query = np.repeat(np.arange(len(queries)), len(chunk))
@@ -156,8 +171,10 @@ def search(tables: Tables, codes64: np.ndarray, queries: np.ndarray, radius: int
 
 def distances(codes64: np.ndarray, positions: np.ndarray, queries64: np.ndarray, query_of: np.ndarray) -> np.ndarray:
     """Hamming distance between row positions[i] and query query_of[i] (codes and queries as uint64 words)."""
-    counts = np.bitwise_count(np.take(codes64, positions, axis=0) ^ np.take(queries64, query_of, axis=0))
-    d = counts[:, 0].astype(np.int64)
+    x = np.take(codes64, positions, axis=0)
+    np.bitwise_xor(x, np.take(queries64, query_of, axis=0), out=x)
+    counts = np.bitwise_count(x, out=x).view(np.int64)  # in place, fewer temporaries: counts fit any int type
+    d = counts[:, 0].copy()
     for k in range(1, counts.shape[1]):  # column sums: a reduction along a 4-long axis is ~8x slower
         d += counts[:, k]
     return d

@@ -97,6 +97,62 @@ def test_nearest_agrees_with_brute_force_for_every_signal(n, monkeypatch):
     assert set(few.work_ids.tolist()) == set(wide.work_ids.tolist()) & set(some.tolist())
 
 
+@settings(max_examples=30, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), nbytes=st.sampled_from([8, 32]), n=st.integers(1, 2000),
+       radius=st.integers(0, 48), share=st.floats(0, 1))
+def test_tables_over_some_rows_find_exactly_those_rows(seed, nbytes, n, radius, share):
+    rng = np.random.default_rng(seed)
+    codes = clustered(rng, n, nbytes, 5, 10)
+    rows = np.flatnonzero(rng.random(n) < share).astype(np.int32)
+    queries = queries_near(rng, codes, 8, radius // 2)
+    tables = mih.build(codes, mih.plan(nbytes * 8, radius, 1_000_000), rows)
+    assert tables.rows == len(rows)
+    pos, d, q = mih.search(tables, codes.view(np.uint64), queries, radius)
+    full = np.bitwise_count(queries[:, None, :] ^ codes[None]).sum(2)
+    want = sorted((int(r), int(v), int(full[v, r])) for v, r in zip(*np.nonzero(full <= radius)) if r in set(rows))
+    assert sorted(zip(pos.tolist(), q.tolist(), d.tolist())) == want
+
+
+def test_query_keys_are_chunk_keys():
+    rng = np.random.default_rng(3)
+    for bits, radius, rows in ((256, 40, 1_000_000), (64, 10, 1_000_000), (64, 10, 5_000), (256, 40, 30_000)):
+        chunks = mih.plan(bits, radius, rows)
+        q = rng.integers(0, 256, (8, bits // 8), dtype=np.uint8)
+        assert np.array_equal(mih.query_keys(q, chunks), mih.chunk_keys(q, chunks))
+
+
+def test_equalised_pdq_tables_hold_the_low_detail_works_and_other_searches_scan(monkeypatch):
+    """pdqeq/1's tables cover only works matching asks about (weak PDQ, usable equalised PDQ): asked about
+    exactly those, or fewer, the tables answer; asked about others, a scan does. Both are a brute-force scan's."""
+    from provenance.matching import PDQ_MIN_QUALITY
+
+    assert index_module.MIN_QUALITY == PDQ_MIN_QUALITY
+    monkeypatch.setattr(index_module, "DELTA_MAX", 4_000)
+    rng = np.random.default_rng(8)
+    index = Index()
+    index.add_columns(columns(rng, 27_000))
+    index.add_columns(columns(rng, 3_000, start=27_001))  # rows past the tables
+    assert index.sealed == 27_000
+    q = index.quality
+    low = (q[PDQ] < PDQ_MIN_QUALITY) & (q[PDQEQ] >= PDQ_MIN_QUALITY)  # what matching._low_detail passes
+    assert 0 < index.tables[PDQEQ].rows == int(low[:index.sealed].sum()) < index.sealed
+    codes = np.asarray(index.codes[PDQEQ])
+    scans = []
+    scan = Index._scan
+    monkeypatch.setattr(Index, "_scan", staticmethod(lambda c, q64, p: scans.append(len(p)) or scan(c, q64, p)))
+    for eligible, scanned in ((low, False), (low & (rng.random(len(low)) < 0.5), False), (None, True),
+                              (rng.random(len(low)) < 0.7, True)):
+        for flips in (0, 20, 40):
+            hexes = [c.tobytes().hex() for c in queries_near(rng, codes[low], 8, flips)]
+            scans.clear()
+            got = index.nearest(PDQEQ, hexes, 40, eligible)
+            assert (max(scans) == len(index)) == scanned
+            qs = np.frombuffer(bytes.fromhex("".join(hexes)), np.uint8).reshape(8, 32)
+            want = {r: v for r, v in brute(codes, qs, 40).items() if eligible is None or eligible[r]}
+            assert got.work_ids.tolist() == [int(index.work_ids[r]) for r in sorted(want)]
+            assert list(zip(got.distances.tolist(), got.variants.tolist())) == [want[r] for r in sorted(want)]
+
+
 def test_search_radii_cover_the_thresholds_matching_uses():
     assert SEARCH_RADIUS[PDQ] >= THRESHOLDS[PDQ] and SEARCH_RADIUS[PDQEQ] >= THRESHOLDS[PDQEQ]
     assert SEARCH_RADIUS[PHASH] >= max(THRESHOLDS[PHASH], AGREEMENT[PHASH])
