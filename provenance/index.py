@@ -265,10 +265,10 @@ def index_folder(ledger_path: Path | str) -> Path:
 
 
 def open_index(ledger, folder: Path | str | None = None) -> Index:
-    """The ledger's global-hash index, brought up to date: read from `folder` (default `<ledger>.index/`),
+    """The ledger's global-hash index, brought up to date: read from `folder` (default `ledger.index_folder()`),
     extended with the works registered since it was written, or rebuilt from the ledger if it is missing,
     corrupt or stale. Where the folder cannot be written, an index is built in memory (never saved)."""
-    folder = index_folder(ledger.path) if folder is None else Path(folder)
+    folder = ledger.index_folder() if folder is None else Path(folder)
     try:
         folder.mkdir(exist_ok=True)
         return _sync(folder, ledger)
