@@ -221,13 +221,12 @@ def scan(ledger: Ledger, sources: list[str | Path], *, workers: int | None = Non
             ref, response = by_url[c.item], fetched.pop(c.item)
             common = dict(source=ref.source, url=ref.url, page_url=ref.page_url)
             if isinstance(response, Exception):
-                yield finish(ScanResult(ref.url, error=getattr(response, "reason", None) or str(response), **common),
+                yield finish(ScanResult(ref.url, error=response.reason, **common),
                              title=ref.title, published=ref.published)
                 continue
-            headers = {k.lower(): v for k, v in response.headers.items()}
             yield finish(ScanResult(ref.url, c.sha256, c.matches, c.error, fetched_at=response.fetched_at, **common),
                          response.body, http_status=response.status, headers=response.headers,
-                         etag=headers.get("etag"), last_modified=headers.get("last-modified"),
+                         etag=response.etag, last_modified=response.last_modified,
                          title=ref.title, published=ref.published)
 
     def run() -> Iterator[ScanResult]:
