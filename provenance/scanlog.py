@@ -193,12 +193,6 @@ class ScanLog:
                                 " WHERE url = ?", (url,)).fetchone()
         return Seen(*row) if row else None
 
-    def remember(self, url: str, *, etag: str | None, last_modified: str | None, sha256: str | None,
-                 status: str) -> None:
-        """Remember a page or feed (not an image) with its validators, for the next conditional request."""
-        with self.transaction() as c:
-            c.execute(_REMEMBER, (url, etag, last_modified, sha256, status, None, utc_now()))
-
     # -- matches -------------------------------------------------------------------------------------------------
     def match(self, match_id: int) -> MatchRecord:
         row = self.conn.execute(_MATCH_SQL + " WHERE m.id = ?", (match_id,)).fetchone()
