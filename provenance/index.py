@@ -22,6 +22,7 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import json
+import mmap
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,7 +48,7 @@ DELTA_MAX = 8_192
 #: measured against matching.PDQ_MIN_QUALITY, the same number): the pdqeq/1 tables hold only those rows (~2 % of
 #: the works in benchmarks/scale.py), so that search costs a fiftieth. A search over other rows is a scan.
 MIN_QUALITY = 50
-FORMAT = "provenance-index/2"
+FORMAT = "provenance-index/3"  # /3: tables keep their codes in bucket order
 
 
 @dataclass(frozen=True)
@@ -212,7 +213,7 @@ class Index:
             pos, d, var = self._scan(codes64, q64, at)
         elif tables is not None and max_distance <= SEARCH_RADIUS[algorithm] and \
                 self._tables_cover(algorithm, eligible):
-            pos, d, var = mih.search(tables, codes64, q, max_distance)
+            pos, d, var = mih.search(tables, q, max_distance)
             rest = self._scan(codes64, q64, np.arange(self.sealed, len(self)))
             pos, d, var = (np.concatenate([a, b]) for a, b in zip((pos, d, var), rest))
         else:
@@ -322,6 +323,7 @@ def _table_files(manifest: dict) -> dict[str, tuple[np.dtype, tuple]]:
     for a, chunks in manifest["plans"].items():
         out[f"{_name(a)}.order"] = (np.dtype(np.int32), (len(chunks), manifest["table_rows"][a]))
         out[f"{_name(a)}.offsets"] = (np.dtype(np.int32), (sum((1 << b) + 1 for _, b, _ in chunks),))
+        out[f"{_name(a)}.codes"] = (np.dtype(np.uint64), (len(chunks), manifest["table_rows"][a], _BYTES[a] // 8))
     out["sha256.prefix"] = (np.dtype(np.uint64), (sealed,))
     out["sha256.order"] = (np.dtype(np.int32), (sealed,))
     return out
@@ -330,8 +332,15 @@ def _table_files(manifest: dict) -> dict[str, tuple[np.dtype, tuple]]:
 def _map(path: Path, dtype: np.dtype, shape: tuple) -> np.ndarray:
     if not int(np.prod(shape)):
         return np.zeros(shape, dtype)
-    # A plain ndarray view of the map: numpy's memmap subclass costs ~15 us on every slice of it.
-    return np.asarray(np.memmap(path, dtype=dtype, mode="r", shape=shape))
+    # A plain ndarray over the map (numpy's memmap subclass costs ~15 us on every slice of it), its page table filled
+    # up front (MAP_POPULATE): a search touches pages at random, and a first touch of each cost ~1 us.
+    with open(path, "rb") as f:
+        m = mmap.mmap(f.fileno(), dtype.itemsize * int(np.prod(shape)), flags=mmap.MAP_SHARED | _POPULATE,
+                      prot=mmap.PROT_READ)
+    return np.frombuffer(m, dtype=dtype).reshape(shape)
+
+
+_POPULATE = getattr(mmap, "MAP_POPULATE", 0)  # Linux
 
 
 def _load(folder: Path, manifest: dict) -> Index:
@@ -341,7 +350,8 @@ def _load(folder: Path, manifest: dict) -> Index:
     if manifest["sealed"]:
         for a, chunks in manifest["plans"].items():
             plan = tuple(mih.Chunk(*c) for c in chunks)
-            tables[a] = mih.Tables(plan, manifest["table_rows"][a], t[f"{_name(a)}.order"], t[f"{_name(a)}.offsets"])
+            tables[a] = mih.Tables(plan, manifest["table_rows"][a], t[f"{_name(a)}.order"], t[f"{_name(a)}.offsets"],
+                                   t[f"{_name(a)}.codes"])
         tables["sha256"] = (t["sha256.prefix"], t["sha256.order"])
     index = Index()
     index._set(Columns.from_fields(fields), tables, manifest["sealed"])
@@ -361,6 +371,7 @@ def _append(folder: Path, rows: int, new: Columns) -> None:
 def _write_tables(folder: Path, index: Index) -> None:
     arrays = {f"{_name(a)}.order": index.tables[a].order for a in ALGORITHMS}
     arrays |= {f"{_name(a)}.offsets": index.tables[a].offsets for a in ALGORITHMS}
+    arrays |= {f"{_name(a)}.codes": index.tables[a].codes for a in ALGORITHMS}
     arrays |= {"sha256.prefix": index.tables["sha256"][0], "sha256.order": index.tables["sha256"][1]}
     for name, arr in arrays.items():
         tmp = folder / f".{name}.tmp"

@@ -97,12 +97,15 @@ def query_keys(queries: np.ndarray, chunks: tuple[Chunk, ...]) -> np.ndarray:
 @dataclass(frozen=True)
 class Tables:
     """The chunk tables over `rows` rows of a code array (all of [0, rows), or a subset): `order` (m, rows) int32
-    row positions, `offsets` (sum 2^b + 1)."""
+    row positions, `offsets` (sum 2^b + 1), and `codes` (m, rows, words) uint64: each table's codes in its own
+    bucket order, so a probe reads its candidates' codes in one run instead of one random read per candidate
+    (m copies of the codes: 448 MiB of PDQ at 1 M works, ~3x faster searches)."""
 
     chunks: tuple[Chunk, ...]
     rows: int
     order: np.ndarray
     offsets: np.ndarray
+    codes: np.ndarray
 
     @property
     def bases(self) -> np.ndarray:
@@ -110,7 +113,7 @@ class Tables:
 
     @property
     def nbytes(self) -> int:
-        return self.order.nbytes + self.offsets.nbytes
+        return self.order.nbytes + self.offsets.nbytes + self.codes.nbytes
 
     @cached_property
     def probe_plan(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -125,48 +128,39 @@ def build(codes: np.ndarray, chunks: tuple[Chunk, ...], rows: np.ndarray | None 
     those rows, and reports their positions in `codes`."""
     keys = chunk_keys(codes if rows is None else np.take(codes, rows, axis=0), chunks)
     n = len(keys)
+    codes64 = np.ascontiguousarray(codes).view(np.uint64)
     order = np.empty((len(chunks), n), dtype=np.int32)
+    ordered = np.empty((len(chunks), n, codes64.shape[1]), dtype=np.uint64)
     offsets = []
     for j, c in enumerate(chunks):
         order[j] = np.argsort(keys[:, j], kind="stable")
         if rows is not None:
             order[j] = np.take(rows, order[j])
+        np.take(codes64, order[j], axis=0, out=ordered[j])
         counts = np.bincount(keys[:, j], minlength=1 << c.bits)
         offsets.append(np.concatenate([[0], np.cumsum(counts)]).astype(np.int32))
-    return Tables(chunks, n, order, np.concatenate(offsets))
+    return Tables(chunks, n, order, np.concatenate(offsets), ordered)
 
 
-def search(tables: Tables, codes64: np.ndarray, queries: np.ndarray, radius: int) -> tuple[np.ndarray, ...]:
-    """(position, distance, query) of every row within `radius` of each query: exact, each pair once.
-
-    `codes64` is the full code array viewed as uint64 words (only the rows the tables were built over are searched);
-    `queries` is (q, bytes) uint8. `radius` may be smaller than the tables were planned for, never larger.
+def search(tables: Tables, queries: np.ndarray, radius: int) -> tuple[np.ndarray, ...]:
+    """(position, distance, query) of every row the tables hold within `radius` of each query: exact, each pair
+    once. `queries` is (q, bytes) uint8. `radius` may be smaller than the tables were planned for, never larger.
     """
     if tables.rows == 0 or len(queries) == 0:
         empty = np.zeros(0, dtype=np.int64)
         return empty, empty, empty
     keys = query_keys(queries, tables.chunks)  # (q, m)
     chunk, masks, bases = tables.probe_plan
-    probes = ((keys[:, chunk] ^ masks) + bases).ravel()  # (q, probes) flattened, query-major
-    probe_query = np.repeat(np.arange(len(queries)), len(chunk))
-    probe_base = np.tile(chunk.astype(np.int64) * tables.rows, len(queries))
-    # np.take, not fancy indexing: several times faster for these gathers.
-    starts = np.take(tables.offsets, probes).astype(np.int64)
-    lengths = np.take(tables.offsets, probes + 1) - starts
-    keep = np.flatnonzero(lengths)
-    starts = np.take(starts, keep) + np.take(probe_base, keep)  # into the flattened order array
-    lengths = np.take(lengths, keep)
-    query_of = np.take(probe_query, keep)
-    first = np.cumsum(lengths) - lengths
-    flat = np.repeat(starts - first, lengths) + np.arange(int(lengths.sum()))
-    positions = np.take(tables.order.reshape(-1), flat).astype(np.int64)
-    qs = np.repeat(query_of, lengths)
-    d = distances(codes64, positions, np.ascontiguousarray(queries).view(np.uint64), qs)
-    hit = np.flatnonzero(d <= radius)
-    positions, d, qs = np.take(positions, hit), np.take(d, hit), np.take(qs, hit)
+    positions, d, qs = _kernel()(tables.offsets, tables.order, tables.codes,
+                                 np.ascontiguousarray(queries).view(np.uint64), keys, chunk, masks, bases, radius)
     # A row can sit in the probed buckets of several chunks: report each (row, query) pair once.
     pair = np.unique(positions * len(queries) + qs, return_index=True)[1]
     return positions[pair], d[pair], qs[pair]
+
+
+def _kernel():
+    from ._mih_kernel import search  # Numba: imported only once a registry is large enough for tables
+    return search
 
 
 def distances(codes64: np.ndarray, positions: np.ndarray, queries64: np.ndarray, query_of: np.ndarray) -> np.ndarray:
