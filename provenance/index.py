@@ -139,10 +139,32 @@ class Index:
         self._codes64 = {a: np.ascontiguousarray(c).view(np.uint64) for a, c in cols.codes.items()}
         # Per algorithm whose tables hold only some rows of [0, sealed): which ones (a boolean per row).
         self._covered = {a: _table_rows(a, cols, sealed, mask=True) for a in ALGORITHMS if a in tables}
+        self._masks, self._cover = {}, {}  # per-work masks matching asks for on every image, computed once
 
     def _tables_cover(self, algorithm: str, eligible: np.ndarray | None) -> bool:
         covered = self._covered.get(algorithm)
-        return covered is None or (eligible is not None and not np.any(eligible[:self.sealed] > covered))
+        if covered is None:
+            return True
+        if eligible is None:
+            return False
+        key = (algorithm, id(eligible))
+        if key not in self._cover or self._cover[key][0] is not eligible:
+            self._cover[key] = eligible, not np.any(eligible[:self.sealed] > covered)
+        return self._cover[key][1]
+
+    def detailed(self, algorithm: str, min_quality: int) -> np.ndarray:
+        """A boolean per work: its `algorithm` hash has at least `min_quality` (computed once per index)."""
+        key = (algorithm, min_quality)
+        if key not in self._masks:
+            self._masks[key] = np.asarray(self.quality[algorithm]) >= min_quality
+        return self._masks[key]
+
+    def only_detailed(self, weak: str, strong: str, min_quality: int) -> np.ndarray:
+        """A boolean per work: its `weak` hash is below `min_quality` and its `strong` hash is not."""
+        key = (weak, strong, min_quality)
+        if key not in self._masks:
+            self._masks[key] = ~self.detailed(weak, min_quality) & self.detailed(strong, min_quality)
+        return self._masks[key]
 
     def __len__(self) -> int:
         return len(self.work_ids)

@@ -56,7 +56,7 @@ def _global(best: dict[int, Match], index: Index, pdq_variants, phash_variants, 
     """Hash matches of one view of the image (the whole image, or the picture inside a frame)."""
     if quality < PDQ_MIN_QUALITY:
         return
-    detailed = index.quality[PDQ] >= PDQ_MIN_QUALITY
+    detailed = index.detailed(PDQ, PDQ_MIN_QUALITY)
     # PDQ's agreement radius is too wide for an index: search PDQ at its own threshold, and compute the PDQ
     # distance of the (few) works within pHash's agreement radius directly. Same hits as scanning at 72.
     phash = index.nearest(PHASH, phash_variants, AGREEMENT[PHASH], detailed)
@@ -85,7 +85,7 @@ def _global(best: dict[int, Match], index: Index, pdq_variants, phash_variants, 
 
 def _low_detail(best: dict[int, Match], index: Index, query: FingerprintSet) -> None:
     """Dark or low-contrast works, whose plain PDQ is too weak to use, by their equalised PDQ."""
-    eligible = (index.quality[PDQ] < PDQ_MIN_QUALITY) & (index.quality[PDQEQ] >= PDQ_MIN_QUALITY)
+    eligible = index.only_detailed(PDQ, PDQEQ, PDQ_MIN_QUALITY)
     eq = query.get(PDQEQ)
     if not eligible.any() or eq is None or (eq.quality or 0) < PDQ_MIN_QUALITY:
         return

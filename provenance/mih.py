@@ -20,8 +20,10 @@ from math import comb
 
 import numpy as np
 
-#: Per candidate a random 32-byte read and a popcount, per probe two 4-byte reads: candidates cost ~2x more.
-_CANDIDATE_COST = 2.0
+#: Cost of a candidate relative to a probe. A probe is a random read of a bucket's bounds and of its first codes;
+#: a candidate, one code read in a run and a popcount. Measured at 1 M works (8 pHash codes, radius 10): 3 chunks
+#: of 21-22 bits (27k probes, 14k candidates) 0.82 ms, 4 of 16 bits (3.4k probes, 52k candidates) 0.64 ms.
+_CANDIDATE_COST = 0.5
 
 
 @dataclass(frozen=True)
