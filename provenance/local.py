@@ -7,8 +7,14 @@ best few candidates. A pixel check then warps the copy onto a 64x64 thumbnail of
 correlation: shared keypoints alone are not enough (a distractor icon drawn on the same DVD shape can have 195
 inliers), shared *pixels* are.
 
+Smooth works (gradients, dark wallpapers) keep too few corners once cropped for any fit. When nothing verifies,
+`template/1` searches the copy's own grey pixels in the 64x64 thumbnails of the few works the keypoints voted for
+(no new stored data: the thumbnail is orb/3's), at a few scales, and accepts only a near-perfect correlation that
+no other candidate comes close to. It recovers crops, captions and mirrors, not rotations.
+
 Cost per query, one core, 1,000 registered works: ~5 ms features (image and its mirror: ORB is not
-mirror-invariant), ~6 ms retrieval (faiss IVF, sub-linear), ~5 ms verification of 3 candidates. Stored per work:
+mirror-invariant), ~6 ms retrieval (faiss IVF, sub-linear), ~5 ms verification of 3 candidates, and
+for the copies that reach the template search (~15 % of a feed) ~17 ms more (a loaded core). Stored per work:
 ~40 KB with 500 + 500 keypoints and a 128x128 thumbnail (`orb/3`, see `encode`); `orb/2` blobs (64x64 thumbnail,
 ~28 KB) of older ledgers are still read and matched.
 """
@@ -54,6 +60,21 @@ FEW_INLIERS, MIN_NCC_FEW = 6, 0.90
 #: copies whose plain corners are too weak. Held-out corpus: local+global recall 0.923 -> 0.932, dev 0.967 -> 0.974,
 #: closest distractor and wrong work unchanged (0.76 / 0.73). The pixel check still uses the plain grey image.
 CLAHE_CLIP, CLAHE_TILE = 2.5, 8
+#: Last resort, only when no fit verifies: the copy's grey pixels (the whole copy, and its centre, clear of caption
+#: bands) as a template at a few scales, searched in the 64x64 thumbnails of the TEMPLATE_K works the keypoints
+#: voted for most. Smooth works keep too few corners once cropped, but their shading is distinctive. The search
+#: tries many positions and scales, so the bar is high, and the best work must stand out from the runner-up:
+#: 1 - ncc at most TEMPLATE_MARGIN of the runner-up's. Held-out corpus (unmatched copies + 222 distractors): the
+#: closest distractor reached 0.932 (a monitor icon against a registered monitor icon, runner-up ratio 0.19), 12
+#: crops of smooth wallpapers pass; at 0.90 the distractor would match. A thumbnail at 128x128 does not separate
+#: them better (the same distractor correlates 0.92 there).
+TEMPLATE = "template/1"
+TEMPLATE_K = 4
+TEMPLATE_SIDE = 128  # the copy is shrunk to this long side first
+TEMPLATE_WINDOWS = ((0.0, 1.0), (0.2, 0.8))  # fractions of the copy, both axes
+TEMPLATE_FRACTIONS = tuple(float(f) for f in np.geomspace(0.35, 1.0, 9))  # of the work's width a window covers
+TEMPLATE_MIN_PX, TEMPLATE_MIN_STD = 10, 2.0  # smallest template side (thumbnail pixels); flatter windows are skipped
+TEMPLATE_NCC, TEMPLATE_MARGIN = 0.96, 0.25
 
 cv2.setNumThreads(1)  # we parallelise over images, not inside one
 _orb = cv2.ORB_create(nfeatures=N_FEATURES, fastThreshold=FAST_THRESHOLD)
@@ -92,8 +113,9 @@ class Geometry:
 @dataclass(frozen=True)
 class LocalMatch:
     position: int  # index into the features the LocalIndex was built from
-    inliers: int
+    inliers: int  # RANSAC inliers; 0 for a template match
     geometry: Geometry
+    method: str = ALGORITHM  # ALGORITHM (keypoints fitted) or TEMPLATE (pixels found in the thumbnail)
 
 
 def _prepare(image) -> np.ndarray:
@@ -202,13 +224,37 @@ class LocalIndex:
             return []
         g = _prepare(image)
         views = [(False, g), (True, np.ascontiguousarray(g[:, ::-1]))]
-        found = self._pass(views, [_detect(q) for _, q in views], self.index, self.owner, False)
+        found, voted = self._pass(views, [_detect(q) for _, q in views], self.index, self.owner, False)
         if not found and len(self.eq_owner):
-            found = self._pass(views, [_detect(_clahe.apply(q)) for _, q in views], self.eq_index, self.eq_owner,
-                               True)
+            found, more = self._pass(views, [_detect(_clahe.apply(q)) for _, q in views], self.eq_index,
+                                     self.eq_owner, True)
+            voted += more
+        if not found:
+            found = self._templates(views, voted)
         return found
 
-    def _pass(self, views, detected, index, owner, eq: bool) -> list[LocalMatch]:
+    def _templates(self, views, voted) -> list[LocalMatch]:
+        """Last resort for smooth works, whose crops keep too few corners to fit: the copy's grey pixels, as a
+        template at a few scales, searched in the thumbnails of the works the keypoints voted for most."""
+        works = []
+        for _, _, c in sorted(voted, reverse=True):
+            if c not in works:
+                works.append(c)
+        if not works:
+            return []
+        small = [(flip, _shrink(q), q.shape) for flip, q in views]
+        fits = sorted(((_template_fit(self.features[c], small), c) for c in works[:TEMPLATE_K]),
+                      key=lambda t: -t[0][0])
+        (ncc, hyp), c = fits[0]
+        runner_up = fits[1][0][0] if len(fits) > 1 else 0.0
+        if hyp is None or ncc < TEMPLATE_NCC or (1 - ncc) > TEMPLATE_MARGIN * (1 - runner_up):
+            return []
+        flip, M, q_shape = hyp
+        work = self.features[c]
+        return [LocalMatch(c, 0, _geometry(M, flip, work.size, q_shape, ncc, _coverage(M, work.size, q_shape)),
+                           TEMPLATE)]
+
+    def _pass(self, views, detected, index, owner, eq: bool) -> tuple[list[LocalMatch], list]:
         candidates = []
         for v, (_, des) in enumerate(detected):
             if len(des) == 0:
@@ -230,7 +276,7 @@ class LocalIndex:
             # A symmetric work verifies both ways round; call it mirrored only when the mirror fits clearly better.
             if other is None or _fits_better(m, other):
                 verified[c] = m
-        return sorted(verified.values(), key=lambda m: -m.inliers)
+        return sorted(verified.values(), key=lambda m: -m.inliers), candidates
 
     @staticmethod
     def _verify(q, qxy, qdes, work: Features, flip: bool, wxy, wdes) -> tuple[int, Geometry] | None:
@@ -250,6 +296,52 @@ class LocalIndex:
         if ncc < (MIN_NCC if int(inliers.sum()) >= MIN_INLIERS else MIN_NCC_FEW):
             return None
         return int(inliers.sum()), _geometry(M, flip, work.size, q.shape, ncc, coverage)
+
+
+def _shrink(q: np.ndarray) -> np.ndarray:
+    f = TEMPLATE_SIDE / max(q.shape)
+    if f >= 1:
+        return q.astype(np.float32)
+    return cv2.resize(q, (max(1, round(q.shape[1] * f)), max(1, round(q.shape[0] * f))),
+                      interpolation=cv2.INTER_AREA).astype(np.float32)
+
+
+def _template_fit(work: Features, small) -> tuple[float, tuple | None]:
+    """Best zero-mean correlation of the copy (or its central part) with a window of the work's 64x64 thumbnail,
+    over TEMPLATE_FRACTIONS of the work's width and both mirrors, and the fit that gave it: (flip, work->copy
+    transform in working-image pixels, the copy's working shape), or None."""
+    H, W = work.size
+    T = work.thumb.shape[0]
+    thumb = work.thumb.astype(np.float32)
+    best: tuple[float, tuple | None] = (-1.0, None)
+    for flip, qs, shape in small:
+        f = qs.shape[1] / shape[1]  # shrunk pixels per working pixel
+        for a0, a1 in TEMPLATE_WINDOWS:
+            y0, y1 = round(a0 * qs.shape[0]), round(a1 * qs.shape[0])
+            x0, x1 = round(a0 * qs.shape[1]), round(a1 * qs.shape[1])
+            window = qs[y0:y1, x0:x1]
+            if window.size == 0 or window.std() < TEMPLATE_MIN_STD:
+                continue
+            for fx in TEMPLATE_FRACTIONS:
+                tw, th = round(T * fx), round(T * fx * W * window.shape[0] / (window.shape[1] * H))
+                if not (TEMPLATE_MIN_PX <= tw <= T and TEMPLATE_MIN_PX <= th <= T):
+                    continue
+                template = cv2.resize(window, (tw, th), interpolation=cv2.INTER_AREA)
+                _, ncc, _, (lx, ly) = cv2.minMaxLoc(cv2.matchTemplate(thumb, template, cv2.TM_CCOEFF_NORMED))
+                if ncc > best[0]:
+                    scale = window.shape[1] / f / (fx * W)  # copy pixels per work pixel
+                    M = np.array([[scale, 0, x0 / f - scale * lx * W / T], [0, scale, y0 / f - scale * ly * H / T]])
+                    best = (float(ncc), (flip, M, shape))
+    return best
+
+
+def _coverage(M: np.ndarray, size: tuple[int, int], qshape: tuple[int, int]) -> float:
+    """Fraction of the work that the copy shows, for an axis-aligned work->copy transform."""
+    (h, w), (qh, qw) = size, qshape
+    s, tx, ty = M[0, 0], M[0, 2], M[1, 2]
+    x0, x1 = max(0.0, -tx / s), min(float(w), (qw - tx) / s)
+    y0, y1 = max(0.0, -ty / s), min(float(h), (qh - ty) / s)
+    return max(0.0, x1 - x0) * max(0.0, y1 - y0) / (w * h)
 
 
 def _fits_better(a: LocalMatch, b: LocalMatch) -> bool:

@@ -30,8 +30,9 @@ class Match:
     """One registered work an image was found to copy."""
 
     work_id: int
-    signal: str  # algorithm id that explains the match ("sha256/1", "pdq/1", "orb/3", ...)
-    distance: int | None  # Hamming distance for hash signals (0 for exact bytes); None for orb/3 (see geometry)
+    signal: str  # algorithm id that explains the match ("sha256/1", "pdq/1", "orb/3", "template/1", ...)
+    distance: int | None  # Hamming distance for hash signals (0 for exact bytes); None for orb/3 and template/1
+    # (see geometry; template/1 is the copy's pixels found in the thumbnail orb/3 stores)
     transform: str  # what was done to the work to get the copy, e.g. "flipped horizontally"
     score: float  # 1.0 = identical; 0.5 = exactly at the decision threshold
     sha256_exact: bool
@@ -97,6 +98,8 @@ def _low_detail(best: dict[int, Match], index: Index, query: FingerprintSet) -> 
 
 
 def _local_score(m: local.LocalMatch) -> float:
+    if m.method == local.TEMPLATE:  # 0.5 at TEMPLATE_NCC, never more than medium confidence: no keypoints agree
+        return round(0.5 + 0.2 * (m.geometry.ncc - local.TEMPLATE_NCC) / (1 - local.TEMPLATE_NCC), 3)
     # 0.5 at the decision rule's edge, rising with pixel agreement and with inliers (saturating at 40).
     ncc = min(1.0, max(0.0, (m.geometry.ncc - local.MIN_NCC) / (1 - local.MIN_NCC)))
     inliers = min(1.0, max(0.0, (m.inliers - local.MIN_INLIERS) / 32))
@@ -142,7 +145,7 @@ def find_matches(query: FingerprintSet, index: Index, image=None) -> list[Match]
         for m in local_index.query(image):
             score = _local_score(m)
             geometry = {**asdict(m.geometry), "inliers": m.inliers}
-            best[work_ids[m.position]] = Match(work_ids[m.position], local.ALGORITHM, None,
+            best[work_ids[m.position]] = Match(work_ids[m.position], m.method, None,
                                                describe_geometry(m.geometry), score, False, _confidence(score),
                                                geometry)
     return sorted(best.values(), key=lambda m: (-m.score, m.work_id))
@@ -156,6 +159,9 @@ def explain(match: Match) -> str:
     if match.signal == local.ALGORITHM:
         g = match.geometry
         return f"{what}: {g['inliers']} matching keypoints, pixel correlation {g['ncc']:.2f}"
+    if match.signal == local.TEMPLATE:
+        return f"{what}: too few keypoints to fit, but its pixels are found in the work's thumbnail (correlation" \
+               f" {match.geometry['ncc']:.3f}, well above any other candidate work)"
     if "+" in match.signal:
         return f"{what}: PDQ distance {match.distance}/256 and pHash agree (both within {AGREEMENT[PDQ]}/256 and" \
                f" {AGREEMENT[PHASH]}/64)"
