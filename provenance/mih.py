@@ -6,8 +6,9 @@ chunk value within r_i of the query's (a "probe": a table bucket), and check the
 codes found there. Nothing within R is missed; the result is exactly a brute-force scan's (Norouzi, Punjani,
 Fleet: "Fast Exact Search in Hamming Space with Multi-Index Hashing", 2014).
 
-Each chunk's table is a sorted permutation of the rows plus an offset per chunk value (CSR), so a probe is two
-array reads and everything is vectorised NumPy: no per-probe Python. Chunk sizes follow the number of rows
+Each chunk's table is a sorted permutation of the rows plus an offset per chunk value (CSR) and a copy of the codes
+in that order, so a probe is two array reads and one run of codes; the probe-and-verify loop is a small Numba
+kernel (`_mih_kernel`), everything else vectorised NumPy: no per-probe Python. Chunk sizes follow the number of rows
 (about log2 N bits, so a bucket holds ~1 code of random data); `plan` picks the chunking with the fewest
 expected probes + candidates. Tables are plain arrays, so they can be memory-mapped from disk and shared.
 """
