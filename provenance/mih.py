@@ -164,14 +164,3 @@ def search(tables: Tables, queries: np.ndarray, radius: int) -> tuple[np.ndarray
 def _kernel():
     from ._mih_kernel import search  # Numba: imported only once a registry is large enough for tables
     return search
-
-
-def distances(codes64: np.ndarray, positions: np.ndarray, queries64: np.ndarray, query_of: np.ndarray) -> np.ndarray:
-    """Hamming distance between row positions[i] and query query_of[i] (codes and queries as uint64 words)."""
-    x = np.take(codes64, positions, axis=0)
-    np.bitwise_xor(x, np.take(queries64, query_of, axis=0), out=x)
-    counts = np.bitwise_count(x, out=x).view(np.int64)  # in place, fewer temporaries: counts fit any int type
-    d = counts[:, 0].copy()
-    for k in range(1, counts.shape[1]):  # column sums: a reduction along a 4-long axis is ~8x slower
-        d += counts[:, k]
-    return d
