@@ -99,7 +99,7 @@ def register(ledger: Ledger, paths: list[str | Path], account: LocalAccount, *, 
     def run() -> Iterator[RegisterResult]:
         for e in source_errors:
             yield RegisterResult(e.item, error=e.error)
-        index = None if private else open_index(ledger, ledger.index_folder())  # brought up to date with the ledger, not rebuilt
+        index = None if private else open_index(ledger)  # brought up to date with the ledger, not rebuilt
         try:
             for fp in imap(_fingerprint_file, files, workers):
                 item = display(fp.path)
