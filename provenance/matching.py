@@ -5,6 +5,9 @@ All decision thresholds live here, in THRESHOLDS, with the data they were calibr
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from functools import lru_cache
+
+import numpy as np
 
 from . import local
 from .fingerprints import BITS, DIHEDRAL, PDQ, PDQEQ, PHASH, FingerprintSet
@@ -43,58 +46,86 @@ class Match:
         return asdict(self)
 
 
+_SIGNALS = (PDQ, PHASH, f"{PDQ}+{PHASH}", PDQEQ)  # candidate signal codes, in the order a tie is settled
+
+
 def _score(distance: int, threshold: int) -> float:
     # Linear in distance: 1 at 0, 0.5 at the threshold. Comparable across signals of different lengths.
     return round(max(0.0, 1.0 - 0.5 * distance / max(threshold, 1)), 3)
+
+
+@lru_cache(maxsize=None)
+def _score_table(threshold: int) -> np.ndarray:
+    return np.array([_score(d, threshold) for d in range(257)])
+
+
+def _scores(distances: np.ndarray, threshold: int) -> np.ndarray:
+    """`_score` of many distances (a table: the same rounding as the scalar's)."""
+    return _score_table(threshold)[distances]
 
 
 def _confidence(score: float) -> str:
     return "high" if score >= 0.75 else "medium"
 
 
-def _global(best: dict[int, Match], index: Index, pdq_variants, phash_variants, quality: int,
-            box: tuple | None) -> None:
-    """Hash matches of one view of the image (the whole image, or the picture inside a frame)."""
+class _Candidates:
+    """Hash hits of every view of one image, as columns: (work, signal code, distance, variant, view, score).
+
+    Each work keeps its first best-scoring hit, in the order the hits were added (whole image before the framed
+    view, single signals before their agreement, equalised PDQ last), so one Match is made per work, not per hit:
+    near-duplicate clusters give ~200 hits per image at a million works."""
+
+    def __init__(self):
+        self.columns: list[tuple[np.ndarray, ...]] = []
+
+    def add(self, work_ids, signal: int, distances, variants, view: int, scores) -> None:
+        if len(work_ids):
+            n = len(work_ids)
+            self.columns.append((np.asarray(work_ids, np.int64), np.full(n, signal), np.asarray(distances, np.int64),
+                                 np.asarray(variants, np.int64), np.full(n, view), np.asarray(scores, np.float64)))
+
+    def best(self) -> list[tuple]:
+        """Per work, its (work, signal, distance, variant, view, score) that wins."""
+        if not self.columns:
+            return []
+        work, signal, distance, variant, view, score = (np.concatenate(c) for c in zip(*self.columns))
+        order = np.lexsort((np.arange(len(work)), -score, work))  # per work: highest score, then first added
+        first = np.ones(len(order), bool)
+        first[1:] = work[order[1:]] != work[order[:-1]]
+        pick = order[first]
+        return list(zip(work[pick].tolist(), signal[pick].tolist(), distance[pick].tolist(), variant[pick].tolist(),
+                        view[pick].tolist(), score[pick].tolist()))
+
+
+def _global(found: _Candidates, index: Index, pdq_variants, phash_variants, quality: int, view: int) -> None:
+    """Hash hits of one view of the image (the whole image, or the picture inside a frame)."""
     if quality < PDQ_MIN_QUALITY:
         return
     detailed = index.detailed(PDQ, PDQ_MIN_QUALITY)
     # PDQ's agreement radius is too wide for an index: search PDQ at its own threshold, and compute the PDQ
     # distance of the (few) works within pHash's agreement radius directly. Same hits as scanning at 72.
     phash = index.nearest(PHASH, phash_variants, AGREEMENT[PHASH], detailed)
-    near = [index.nearest(PDQ, pdq_variants, THRESHOLDS[PDQ], detailed),
-            index.nearest(PDQ, pdq_variants, AGREEMENT[PDQ], detailed, among=phash.work_ids)]
-    found = {signal: {w: (d, v) for n in ns for w, d, v in
-                      zip(n.work_ids.tolist(), n.distances.tolist(), n.variants.tolist())}
-             for signal, ns in ((PDQ, near), (PHASH, [phash]))}
-    candidates = []  # (work, signal, distance, variant, score)
-    for signal, hits in found.items():
-        candidates += [(w, signal, d, v, _score(d, THRESHOLDS[signal])) for w, (d, v) in hits.items()
-                       if d <= THRESHOLDS[signal]]
-    for w in found[PDQ].keys() & found[PHASH].keys():
-        (dp, v), (dh, _) = found[PDQ][w], found[PHASH][w]
-        score = max(0.5, min(_score(dp, AGREEMENT[PDQ]), _score(dh, AGREEMENT[PHASH])))
-        candidates.append((w, f"{PDQ}+{PHASH}", dp, v, round(score, 3)))
-    for work_id, signal, distance, variant, score in candidates:
-        if work_id in best and (best[work_id].sha256_exact or best[work_id].score >= score):
-            continue
-        transform, geometry = DIHEDRAL[variant], None
-        if box is not None:
-            transform = f"framed (border removed){'' if variant == 0 else ', ' + transform}"
-            geometry = {"placed": tuple(round(v, 4) for v in box)}
-        best[work_id] = Match(work_id, signal, distance, transform, score, False, _confidence(score), geometry)
+    strong = index.nearest(PDQ, pdq_variants, THRESHOLDS[PDQ], detailed)
+    agree = index.nearest(PDQ, pdq_variants, AGREEMENT[PDQ], detailed, among=phash.work_ids)
+    for code, n in ((0, strong), (1, phash)):
+        keep = n.distances <= THRESHOLDS[_SIGNALS[code]]
+        found.add(n.work_ids[keep], code, n.distances[keep], n.variants[keep], view,
+                  _scores(n.distances[keep], THRESHOLDS[_SIGNALS[code]]))
+    # Works within both agreement radii (every PDQ hit within 72 of a pHash hit is in `agree`).
+    both, ia, ib = np.intersect1d(agree.work_ids, phash.work_ids, assume_unique=True, return_indices=True)
+    score = np.maximum(0.5, np.minimum(_scores(agree.distances[ia], AGREEMENT[PDQ]),
+                                       _scores(phash.distances[ib], AGREEMENT[PHASH])))
+    found.add(both, 2, agree.distances[ia], agree.variants[ia], view, score)
 
 
-def _low_detail(best: dict[int, Match], index: Index, query: FingerprintSet) -> None:
+def _low_detail(found: _Candidates, index: Index, query: FingerprintSet) -> None:
     """Dark or low-contrast works, whose plain PDQ is too weak to use, by their equalised PDQ."""
     eligible = index.only_detailed(PDQ, PDQEQ, PDQ_MIN_QUALITY)
     eq = query.get(PDQEQ)
     if not eligible.any() or eq is None or (eq.quality or 0) < PDQ_MIN_QUALITY:
         return
     near = index.nearest(PDQEQ, query.pdqeq_variants, THRESHOLDS[PDQEQ], eligible)
-    for work_id, distance, variant in zip(near.work_ids.tolist(), near.distances.tolist(), near.variants.tolist()):
-        score = _score(distance, THRESHOLDS[PDQEQ])
-        if work_id not in best or (not best[work_id].sha256_exact and best[work_id].score < score):
-            best[work_id] = Match(work_id, PDQEQ, distance, DIHEDRAL[variant], score, False, _confidence(score))
+    found.add(near.work_ids, 3, near.distances, near.variants, 2, _scores(near.distances, THRESHOLDS[PDQEQ]))
 
 
 def _local_score(m: local.LocalMatch) -> float:
@@ -135,11 +166,21 @@ def find_matches(query: FingerprintSet, index: Index, image=None) -> list[Match]
     best: dict[int, Match] = {}
     for work_id in index.by_sha256.get(query.sha256, []):
         best[work_id] = Match(work_id, "sha256/1", 0, "none (identical bytes)", 1.0, True, "exact")
-    _global(best, index, query.pdq_variants, query.phash_variants, query.pdq.quality or 0, None)
-    if query.inner is not None:
-        i = query.inner
-        _global(best, index, i.pdq_variants, i.phash_variants, i.quality, i.box)
-    _low_detail(best, index, query)
+    found = _Candidates()
+    _global(found, index, query.pdq_variants, query.phash_variants, query.pdq.quality or 0, 0)
+    inner = query.inner
+    if inner is not None:
+        _global(found, index, inner.pdq_variants, inner.phash_variants, inner.quality, 1)
+    _low_detail(found, index, query)
+    for work_id, signal, distance, variant, view, score in found.best():
+        if work_id in best:  # identical bytes
+            continue
+        transform, geometry = DIHEDRAL[variant], None
+        if view == 1:
+            transform = f"framed (border removed){'' if variant == 0 else ', ' + transform}"
+            geometry = {"placed": tuple(round(v, 4) for v in inner.box)}
+        best[work_id] = Match(work_id, _SIGNALS[signal], distance, transform, score, False, _confidence(score),
+                              geometry)
     if not best and image is not None and index.local_blobs:
         local_index, work_ids = index.local()
         for m in local_index.query(image):
