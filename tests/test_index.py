@@ -213,6 +213,25 @@ def test_index_file_is_extended_not_rebuilt(two_batches, account, monkeypatch):
     assert appended == [(3, 3)]  # only the three new works were added, after the three it had
 
 
+def test_an_unchanged_index_is_checksummed_once_per_process_and_a_rewritten_file_again(two_batches, monkeypatch):
+    ledger, _ = two_batches
+    folder = index_folder(ledger.path)
+    monkeypatch.setattr(index_module, "_RECHECK_MAX", 0)  # treat every file as large
+    monkeypatch.setattr(index_module, "_VERIFIED", {})
+    hashed = []
+    monkeypatch.setattr(index_module, "_digests", lambda f, m, names=None, digests=index_module._digests:
+                        hashed.append(names) or digests(f, m, names))
+    open_index(ledger)
+    open_index(ledger)
+    assert len(hashed) == 2 and len(hashed[0]) > 5 and hashed[1] == set()  # the second open trusts the first
+    data = bytearray((folder / "pdq1").read_bytes())
+    data[5] ^= 0xFF
+    (folder / "pdq1.tmp").write_bytes(bytes(data))
+    (folder / "pdq1.tmp").replace(folder / "pdq1")  # same size; a new file
+    index = open_index(ledger)
+    assert np.array_equal(np.asarray(index.codes[PDQ]), _fresh(ledger).codes[PDQ])  # found and rebuilt
+
+
 @pytest.mark.parametrize("damage", ["delete", "garble_codes", "truncate", "garble_manifest", "other_ledger"])
 def test_a_damaged_or_stale_index_file_is_rebuilt(two_batches, account, feed_dir, damage, tmp_path):
     ledger, second = two_batches
