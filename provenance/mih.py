@@ -88,13 +88,20 @@ def chunk_keys(codes: np.ndarray, chunks: tuple[Chunk, ...], block: int = 1 << 1
 
 
 def query_keys(queries: np.ndarray, chunks: tuple[Chunk, ...]) -> np.ndarray:
-    """`chunk_keys` of a few codes, through Python integers (for 8 queries ~10x cheaper than unpacking bits)."""
-    bits = queries.shape[1] * 8
-    out = np.empty((len(queries), len(chunks)), dtype=np.int64)
-    for i, q in enumerate(np.asarray(queries)):
-        v = int.from_bytes(q.tobytes(), "big")
-        out[i] = [(v >> (bits - c.start - c.bits)) & ((1 << c.bits) - 1) for c in chunks]
-    return out
+    """`chunk_keys` of a few codes: each chunk (<= 24 bits) lies within 4 bytes, read as one big-endian word and
+    shifted (for 8 queries ~5x cheaper than unpacking bits, and than Python integers)."""
+    at, shift, mask = _key_reads(chunks)
+    q = np.zeros((len(queries), queries.shape[1] + 4), np.int64)
+    q[:, :queries.shape[1]] = queries
+    words = (q[:, at] << np.array([24, 16, 8, 0])).sum(axis=2)  # (q, m)
+    return (words >> shift) & mask
+
+
+@lru_cache(maxsize=None)
+def _key_reads(chunks: tuple[Chunk, ...]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    first = np.array([c.start // 8 for c in chunks])
+    shift = np.array([32 - c.start % 8 - c.bits for c in chunks])
+    return first[:, None] + np.arange(4), shift, np.array([(1 << c.bits) - 1 for c in chunks])
 
 
 @dataclass(frozen=True)
