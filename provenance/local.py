@@ -17,6 +17,10 @@ mirror-invariant), ~6 ms retrieval (faiss IVF, sub-linear), ~5 ms verification o
 for the copies that reach the template search (~15 % of a feed) ~17 ms more (a loaded core). Stored per work:
 ~40 KB with 500 + 500 keypoints and a 128x128 thumbnail (`orb/3`, see `encode`); `orb/2` blobs (64x64 thumbnail,
 ~28 KB) of older ledgers are still read and matched.
+
+LocalIndex holds every descriptor of the works it is given, in memory: the whole ledger up to
+localindex.EXACT_MAX_WORKS works, and above that only the few works the bounded index (`localindex`) shortlists
+for one query - the decision below is the same either way.
 """
 from __future__ import annotations
 
