@@ -48,8 +48,9 @@ WORDS = BRANCH * BRANCH
 #: Descriptors kept per work (plain, equalised) and the grid they are spread over.
 PER_WORK = (96, 64)
 GRID = 4
-#: Works whose blobs are read and verified per query.
-SHORTLIST = 24
+#: Works whose blobs are read and verified per query: 40 x 500 descriptors keeps local.LocalIndex exact (flat).
+#: benchmarks/scale.py at 100k works put the planted copy's work in the best 24 for 223 of 240 copies, 48: 231.
+SHORTLIST = 40
 #: Words in more than this share of the works (and more than STOP_MIN of them) do not vote: they cost the most to
 #: read and say the least.
 STOP_FRACTION, STOP_MIN = 0.05, 1_000
@@ -183,7 +184,9 @@ class WordIndex:
         self.last_shortlist = short = self.shortlist(
             [np.concatenate([q.plain[v][1], q.equalised[v][1]]) for v in range(len(q.views))])
         features = self.features_of(short)
-        ids = [i for i in short if features.get(i) is not None]
+        # In id order, as the exact index holds them: a descriptor equally near two works (a work and a small edit
+        # of it) votes for the earlier one in both, so both modes name the same work.
+        ids = sorted(i for i in short if features.get(i) is not None)
         if not ids:
             return []
         found = local.LocalIndex([features[i] for i in ids]).match(q)
