@@ -369,7 +369,8 @@ def run(n: int, out: Path, real_count: int, brute_queries: int, queries: list, l
     local_row = {"build s": f"{build:.1f}", "derive s": f"{derive:.0f}",
                  **_local_stage(ledger, blobs, len(files), local_queries, id_of)}
     ledger.close()
-    return local_row, {"N": n, "register/s": f"{register_rate:.0f} ({len(files)})", "bulk/s": f"{(n - len(files)) / bulk_s:.0f}"
+    return local_row, {"N": n, "register/s": f"{register_rate:.0f} ({len(files)})",
+                       "bulk/s": f"{(n - len(files)) / bulk_s:.0f}"
             if bulk_s else "-", "build s": f"{build_s:.1f}", "open s": f"{open_s:.2f}",
             "index MiB": f"{index_mib:.0f}", "RSS MiB": f"{rss:.0f}",
             "p50/p99 ms excl.": f"{1000 * np.percentile(excl, 50):.1f}/{1000 * np.percentile(excl, 99):.1f}",

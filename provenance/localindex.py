@@ -42,7 +42,8 @@ from .errors import UsageError
 
 VOCABULARY = "orbwords/1"
 _VOCABULARY_FILE = Path(__file__).resolve().parent / "data" / "orbwords-1.npy"
-VOCABULARY_SHA256 = "05a546e1da4d3057eb216bf38eb3f4cac6a5623c1d064b5d1a9c76b6b69495dd"  # scripts/train_vocabulary.py prints it
+#: SHA-256 of the vocabulary file's array, as scripts/train_vocabulary.py prints it: a changed file is refused.
+VOCABULARY_SHA256 = "05a546e1da4d3057eb216bf38eb3f4cac6a5623c1d064b5d1a9c76b6b69495dd"
 BRANCH = 256
 WORDS = BRANCH * BRANCH
 #: Descriptors kept per work (plain, equalised) and the grid they are spread over.
