@@ -9,6 +9,7 @@ The ledger is padded with synthetic works up to --pad-to so that speed is measur
 works (padding works are procedural images unlike any corpus image; a match to one counts as a wrong work).
 Baselines are scored at the threshold where at most 0.1 % (and 1 %) of distractors match, chosen on this corpus
 (which favours them); provenance is scored at its shipped thresholds, and its distractor rate is reported.
+PROVENANCE_LOCAL_INDEX=bounded forces the bounded local index (localindex) at this size, to measure what it costs.
 Blank works (uniform images, grey standard deviation < 3: e.g. a fully transparent PNG flattened on white)
 cannot be told apart from one another or from any other blank image; figures are given with and without their
 copies. Byte-identical works are registered once (idempotence), so a copy of either counts for that one work.
@@ -19,6 +20,7 @@ import argparse
 import collections
 import io
 import json
+import os
 import sys
 import tempfile
 import time
@@ -33,6 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from eth_account import Account  # noqa: E402
 
 import provenance  # noqa: E402
+from provenance import localindex  # noqa: E402
 from provenance._parallel import default_workers, imap  # noqa: E402
 from provenance.fingerprints import PDQ, PHASH, fingerprint  # noqa: E402
 from provenance.ledger import Ledger  # noqa: E402
@@ -164,7 +167,8 @@ def main() -> None:
         name_of = {wid: name for name, wid in work_of.items()}
         works = ledger.works()
         print(f"corpus {args.dir}: {len(work_files)} works + {n_pad} padding = {len(works)} registered"
-              f" ({len(reg) / reg_s:.0f} works/s), {len(feed)} feed images, {cores} cores\n")
+              f" ({len(reg) / reg_s:.0f} works/s), {len(feed)} feed images, {cores} cores, local index"
+              f" {os.environ.get(localindex.ENV) or 'auto'}\n")
 
         # Speed: provenance scan (everything) beside decode+PDQ, same files, same run.
         t = time.perf_counter()

@@ -14,15 +14,29 @@ p, p uniform in [0.15, 0.5] for 90 % of them (unrelated works that keep the real
 Queries: real transformed copies of registered real works (JPEG q30, horizontal flip, 10 % centre crop, a
 caption bar) and unrelated new images. Latency is the global stage of `find_matches` (exact bytes, PDQ, pHash,
 equalised PDQ, 8 orientations, whole and framed view) against `open_index`; "incl." adds decoding and
-fingerprinting the query. The local-feature stage is not run (it is not indexed at this scale). The same queries
-go through a brute-force scan of the same rows (the first --brute-queries of them), and the matches must be
-identical: "recall" is the share of planted copies whose source work is among the matches. "scan p50 ms excl." is
-that scan's global stage alone (the median over 20 queries, fingerprinting excluded, like "p50 ms excl.").
+fingerprinting the query. The same queries go through a brute-force scan of the same rows (the first
+--brute-queries of them), and the matches must be identical: "recall" is the share of planted copies whose source
+work is among the matches. "scan p50 ms excl." is that scan's global stage alone (the median over 20 queries,
+fingerprinting excluded, like "p50 ms excl.").
+
+The local stage (second table): the bounded index (localindex) over all N works, beside the exact in-memory
+local.LocalIndex over the R real works only (the baseline: today's index, which could not hold N). The real
+works' entries are built from their orb/3 blobs by open_local; works R+1..N have no blob, so their entries are
+derived words: 90 % take 40 descriptors from each of 4 random real works (all their keypoints, plain and
+equalised) with 2-15 random bits flipped per descriptor (unrelated works that share the real ones' words), 10 %
+take one real work's own indexed descriptors with 2-15 bits flipped (near duplicates). A shortlisted derived work
+has no blob and is skipped (unverifiable): "bulk in shortlist" counts the queries where one took a place. Queries:
+crops of 10 % and 25 %, a 5-degree rotation (cropped to hide the corners), a 20 % crop with a caption bar, of the
+planted real works, and the unrelated images; only the local stage runs ("recall local" vs "recall exact";
+"true in shortlist": the source work was among the SHORTLIST). "build s" is the local index's: the real works
+from the ledger plus appending and sealing the derived ones (deriving their words is not counted); "RSS MiB" is
+what the process gained by loading the index and answering every query.
 """
 from __future__ import annotations
 
 import argparse
 import io
+import json
 import os
 import random
 import resource
@@ -47,6 +61,7 @@ from provenance.imaging import decode  # noqa: E402
 from provenance.index import ALGORITHMS, Columns, Index, index_folder, open_index  # noqa: E402
 from provenance.ledger import Ledger  # noqa: E402
 from provenance.matching import find_matches  # noqa: E402
+from provenance import local, localindex  # noqa: E402
 
 SIZE = (320, 240)
 
@@ -116,6 +131,18 @@ def attack(img: Image.Image, kind: str) -> Image.Image:
 
 
 ATTACKS = ("jpeg_q30", "hflip", "crop_10pct", "caption")
+LOCAL_ATTACKS = ("crop_10pct", "crop_25pct", "rotate_5", "crop_caption")
+
+
+def local_attack(img: Image.Image, kind: str) -> Image.Image:
+    w, h = img.size
+    if kind == "crop_10pct":
+        return attack(img, kind)
+    if kind == "crop_25pct":
+        return img.crop((w // 8, h // 8, w - w // 8, h - h // 8))
+    if kind == "rotate_5":
+        return img.rotate(5, resample=Image.BICUBIC).crop((w // 10, h // 10, w - w // 10, h - h // 10))
+    return attack(img.crop((w // 10, h // 10, w - w // 10, h - h // 10)), "caption")
 
 
 def _real_works(cache: Path, count: int) -> list[Path]:
@@ -163,6 +190,109 @@ def _bulk_load(ledger: Ledger, real: Columns, first_id: int, count: int, seed: i
     return time.perf_counter() - t
 
 
+def _bulk_local(ledger: Ledger, real: dict[int, bytes], first_id: int, count: int, seed: int) -> tuple[float, float]:
+    """Local-index entries for works first_id.. (see the module docstring): the real works' entries are built from
+    the ledger (open_local), the derived ones appended, the posting lists sealed. Returns (build s, derive s)."""
+    t = time.perf_counter()
+    localindex.open_local(ledger)
+    build = time.perf_counter() - t
+    folder = localindex.local_folder(ledger)
+    m = json.loads((folder / "manifest.json").read_text())
+    rng = np.random.default_rng(seed)
+    feats = [f for f in (local.decode(real[i]) for i in sorted(real)) if len(f.descriptors) and len(f.eq_descriptors)]
+    every = [np.concatenate([f.descriptors, f.eq_descriptors]) for f in feats]
+    indexed = [np.concatenate([f.descriptors[localindex.spread(f.xy, f.size, localindex.PER_WORK[0])],
+                               f.eq_descriptors[localindex.spread(f.eq_xy, f.size, localindex.PER_WORK[1])]])
+               for f in feats]
+    k = sum(localindex.PER_WORK)
+    masks = np.zeros((1 << 14, 256), np.uint8)  # random flips of 2-15 bits, reused
+    for j, b in enumerate(rng.integers(2, 16, len(masks))):
+        masks[j, rng.choice(256, b, replace=False)] = 1
+    masks = np.packbits(masks, axis=1)
+    derive = 0.0
+    block = 10_000
+    for at in range(0, count, block):
+        t = time.perf_counter()
+        n = min(block, count - at)
+        des = np.zeros((n, k, 32), np.uint8)
+        near = rng.random(n) < 0.1
+        for j in range(n):
+            if near[j]:
+                src = indexed[int(rng.integers(0, len(indexed)))]
+                des[j, :len(src)] = src[:k]
+                des[j, len(src):] = src[rng.integers(0, len(src), k - len(src))] if len(src) < k else 0
+            else:
+                parts = [every[int(i)] for i in rng.integers(0, len(every), 4)]
+                des[j] = np.concatenate([p[rng.integers(0, len(p), k // 4)] for p in parts])
+        des ^= masks[rng.integers(0, len(masks), (n, k))]
+        w = np.sort(localindex.words(des.reshape(-1, 32)).reshape(n, k), axis=1)
+        keep = np.ones_like(w, bool)
+        keep[:, 1:] = w[:, 1:] != w[:, :-1]
+        lists = [row[kk].astype(np.uint16) for row, kk in zip(w, keep)]
+        derive += time.perf_counter() - t
+        t = time.perf_counter()
+        localindex.append(folder, m, np.arange(first_id + at, first_id + at + n, dtype=np.int32), lists)
+        build += time.perf_counter() - t
+    t = time.perf_counter()
+    localindex.seal(folder, m)
+    localindex.write_manifest(folder, m)
+    return build + time.perf_counter() - t, derive
+
+
+def _local_stage(ledger: Ledger, real: dict[int, bytes], real_count: int, queries: list, id_of: dict) -> dict:
+    """The bounded local index against the exact LocalIndex over the real works, on the local queries."""
+    folder = localindex.local_folder(ledger)
+    m = json.loads((folder / "manifest.json").read_text())
+    size = sum(p.stat().st_size for p in folder.iterdir())
+    rss0 = _rss_mib()
+    t = time.perf_counter()
+    bounded = localindex.load(folder, m, ledger.target)
+    open_s = time.perf_counter() - t
+    t = time.perf_counter()
+    localindex._digests(folder, m)  # what open_local adds on every open: the files' checksums
+    sum_s = time.perf_counter() - t
+    lat, short_lat, found, found_exact, planted, in_short, bulk_short, fp, fp_exact = [], [], 0, 0, 0, 0, 0, 0, 0
+    answers = []
+    for source, kind, data in queries:
+        image = decode(data).image
+        t = time.perf_counter()
+        got = [w for w, _ in bounded.query(image)]
+        lat.append(time.perf_counter() - t)
+        answers.append((got, bounded.last_shortlist))
+    for _, _, data in queries[:20]:  # the shortlist alone
+        q = local.Query(decode(data).image)
+        t = time.perf_counter()
+        bounded.shortlist([np.concatenate([q.plain[v][1], q.equalised[v][1]]) for v in range(2)])
+        short_lat.append(time.perf_counter() - t)
+    rss = _rss_mib() - rss0  # before the exact baseline is built
+    ids = sorted(real)
+    exact = local.LocalIndex([local.decode(real[i]) for i in ids])
+    per = {a: [0, 0, 0] for a in LOCAL_ATTACKS}
+    for (source, kind, data), (got, short) in zip(queries, answers):
+        want = [ids[mm.position] for mm in exact.query(decode(data).image)]
+        bulk_short += any(w > real_count for w in short)
+        if source is None:
+            fp += bool(got)
+            fp_exact += bool(want)
+            continue
+        source = id_of[source]
+        planted += 1
+        found += source in got
+        found_exact += source in want
+        in_short += source in short
+        per[kind][0] += source in got
+        per[kind][1] += source in want
+        per[kind][2] += 1
+    return {"N": len(bounded), "files MiB": f"{size / 2 ** 20:.0f}", "open s": f"{open_s:.2f}",
+            "checksums s": f"{sum_s:.2f}", "RSS MiB": f"{rss:.0f}",
+            "p50/p99 ms": f"{1000 * np.percentile(lat, 50):.1f}/{1000 * np.percentile(lat, 99):.1f}",
+            "shortlist p50 ms": f"{1000 * np.percentile(short_lat, 50):.1f}",
+            "recall local": f"{found}/{planted}", "recall exact": f"{found_exact}/{planted}",
+            "true in shortlist": f"{in_short}/{planted}", "bulk in shortlist": f"{bulk_short}/{len(queries)}",
+            "per attack local/exact": " ".join(f"{a}={v[0]}/{v[1]}/{v[2]}" for a, v in per.items()),
+            "unrelated matched local/exact": f"{fp}/{fp_exact}"}
+
+
 def _rss_mib() -> float:
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2 ** 20
@@ -176,7 +306,7 @@ def _global(fps, index):
     return [(m.work_id, m.signal, m.distance, m.transform) for m in find_matches(fps, index)]
 
 
-def run(n: int, out: Path, real_count: int, brute_queries: int, queries: list) -> dict:
+def run(n: int, out: Path, real_count: int, brute_queries: int, queries: list, local_queries: list) -> tuple:
     folder = out / f"ledger-{n}"
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
@@ -232,10 +362,17 @@ def run(n: int, out: Path, real_count: int, brute_queries: int, queries: list) -
     brute_ms = 1000 * np.percentile(scan_s, 50)
     n_brute = min(brute_queries, len(queries))
     planted_brute = sum(s is not None for s, _ in queries[:n_brute])
+    index_mib = index.nbytes / 2 ** 20
+    del index, brute
+    blobs = ledger.local_features(*local.READABLE)  # the real works' (benchmark only: the library never does this)
+    build, derive = _bulk_local(ledger, blobs, len(files) + 1, n - len(files), n + 1)
+    local_row = {"build s": f"{build:.1f}", "derive s": f"{derive:.0f}",
+                 **_local_stage(ledger, blobs, len(files), local_queries, id_of)}
     ledger.close()
-    return {"N": n, "register/s": f"{register_rate:.0f} ({len(files)})", "bulk/s": f"{(n - len(files)) / bulk_s:.0f}"
+    return local_row, {"N": n, "register/s": f"{register_rate:.0f} ({len(files)})",
+                       "bulk/s": f"{(n - len(files)) / bulk_s:.0f}"
             if bulk_s else "-", "build s": f"{build_s:.1f}", "open s": f"{open_s:.2f}",
-            "index MiB": f"{index.nbytes / 2 ** 20:.0f}", "RSS MiB": f"{rss:.0f}",
+            "index MiB": f"{index_mib:.0f}", "RSS MiB": f"{rss:.0f}",
             "p50/p99 ms excl.": f"{1000 * np.percentile(excl, 50):.1f}/{1000 * np.percentile(excl, 99):.1f}",
             "p50/p99 ms incl.": f"{1000 * np.percentile(incl, 50):.1f}/{1000 * np.percentile(incl, 99):.1f}",
             "recall index": f"{found}/{planted}",
@@ -267,19 +404,33 @@ def main() -> None:
         art(10_000_000 + s).save(buf, "JPEG", quality=85)
         queries.append((None, buf.getvalue()))
     rnd.shuffle(queries)
+    local_queries = []
+    for i in sources:
+        img = Image.open(real[i]).convert("RGB")
+        for kind in LOCAL_ATTACKS:
+            buf = io.BytesIO()
+            local_attack(img, kind).save(buf, "JPEG", quality=85)
+            local_queries.append((real[i].name, kind, buf.getvalue()))
+    local_queries += [(None, None, data) for s, data in queries if s is None]
     print(f"{len(queries)} queries ({len(queries) - args.planted} planted copies of {args.planted} works under"
-          f" {len(ATTACKS)} attacks, {args.planted} unrelated), {os.cpu_count()} cores, out {out}", flush=True)
-    rows = []
+          f" {len(ATTACKS)} attacks, {args.planted} unrelated), {os.cpu_count()} cores, out {out}; local stage:"
+          f" {len(local_queries) - args.planted} copies under {len(LOCAL_ATTACKS)} attacks, the same"
+          f" unrelated", flush=True)
+    rows, local_rows = [], []
     for n in args.n:
-        rows.append(run(n, out, args.real, args.brute_queries, queries))
+        local_row, row = run(n, out, args.real, args.brute_queries, queries, local_queries)
+        rows.append(row)
+        local_rows.append(local_row)
         print("  ".join(f"{k}={v}" for k, v in rows[-1].items()), flush=True)
-    print()
-    cols = list(rows[0])
-    widths = [max(len(c), *(len(str(r[c])) for r in rows)) for c in cols]
-    print(" | ".join(c.rjust(w) for c, w in zip(cols, widths)))
-    print("-|-".join("-" * w for w in widths))
-    for r in rows:
-        print(" | ".join(str(r[c]).rjust(w) for c, w in zip(cols, widths)))
+        print("  ".join(f"{k}={v}" for k, v in local_rows[-1].items()), flush=True)
+    for table in (rows, local_rows):
+        print()
+        cols = list(table[0])
+        widths = [max(len(c), *(len(str(r[c])) for r in table)) for c in cols]
+        print(" | ".join(c.rjust(w) for c, w in zip(cols, widths)))
+        print("-|-".join("-" * w for w in widths))
+        for r in table:
+            print(" | ".join(str(r[c]).rjust(w) for c, w in zip(cols, widths)))
     print(f"\npeak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
 
 

@@ -14,8 +14,10 @@ pHash hits directly (`among`). A wider search without `among` falls back to a sc
 
 The index file (`ledger.db.index/`, see `open_index`) records the ledger entry it covers (seq and hash), is
 extended with only the works registered since, and is rebuilt from the ledger when it is missing, unreadable,
-fails its checksums, or no longer matches the ledger. Local features: a faiss binary index over every work's
-descriptors (local.LocalIndex), built on first use, in memory.
+fails its checksums, or no longer matches the ledger. Local features (`attach_local`): up to
+localindex.EXACT_MAX_WORKS works with blobs, a faiss binary index over every work's descriptors (local.LocalIndex),
+built in memory on first use; above it, the bounded visual-word index of `localindex`, kept on disk in the `local/`
+folder of this one (its own manifest, the same staleness rules), which reads only its shortlisted works' blobs.
 """
 from __future__ import annotations
 
@@ -129,6 +131,7 @@ class Index:
 
     def __init__(self, works=(), local_blobs: dict[int, bytes] | None = None):
         self.local_blobs = dict(local_blobs or {})
+        self.bounded = None  # a localindex.WordIndex, when the local stage is the bounded one
         self._local: tuple[local.LocalIndex, list[int]] | None = None
         self._set(_EMPTY_ROWS, {}, 0)
         self.add(list(works))
@@ -213,6 +216,20 @@ class Index:
             ids = sorted(self.local_blobs)
             self._local = local.LocalIndex([local.decode(self.local_blobs[i]) for i in ids]), ids
         return self._local
+
+    @property
+    def has_local(self) -> bool:
+        """Whether the local-feature stage has any work to look for."""
+        return bool(self.local_blobs) or (self.bounded is not None and len(self.bounded) > 0)
+
+    def local_matches(self, image) -> list[tuple[int, local.LocalMatch]]:
+        """The local stage's accepted matches for an RGB image, as (work id, match), most inliers first."""
+        if self.bounded is not None:
+            return self.bounded.query(image)
+        if not self.local_blobs:
+            return []
+        local_index, work_ids = self.local()
+        return [(work_ids[m.position], m) for m in local_index.query(image)]
 
     def nearest(self, algorithm: str, variants: tuple[str, ...] | list[str], max_distance: int,
                 eligible: np.ndarray | None = None, among: np.ndarray | None = None) -> Nearest:
@@ -309,7 +326,7 @@ def _sync(folder: Path, ledger) -> Index:
         rows, seq, digest, count = ledger.fingerprint_rows(ALGORITHMS, int(index.work_ids[-1]) if len(index) else 0)
         if manifest is None or len(index) + len(rows) != count:  # missing, corrupt, stale, or works rows edited
             for path in folder.iterdir():
-                if path.name != "lock":
+                if path.name not in ("lock", "local"):  # local/: its own manifest and checks (localindex)
                     path.unlink()  # unlink, not truncate: a reader keeps the files it mapped
             manifest = {"rows": 0, "sealed": 0, "plans": {}, "table_rows": {}}
             rows, seq, digest, count = ledger.fingerprint_rows(ALGORITHMS)

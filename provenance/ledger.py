@@ -558,6 +558,52 @@ class Ledger:
                 out.setdefault(work_id, data)
         return out
 
+    def local_features_of(self, work_ids, *algorithms: str) -> dict[int, bytes]:
+        """Like local_features, for only these works (the few candidates a bounded local index shortlists)."""
+        ids = sorted({int(i) for i in work_ids})
+        if not ids or not algorithms:
+            return {}
+        rank = {a: k for k, a in enumerate(algorithms)}
+        best: dict[int, tuple[int, bytes]] = {}
+        for at in range(0, len(ids), 500):  # SQLite's default limit is 999 parameters
+            part = ids[at:at + 500]
+            rows = self.conn.execute(f"SELECT work_id, algorithm, data FROM local_features WHERE work_id IN"
+                                     f" ({','.join('?' * len(part))}) AND algorithm IN"
+                                     f" ({','.join('?' * len(algorithms))})", (*part, *algorithms))
+            for work_id, algorithm, data in rows:
+                if work_id not in best or rank[algorithm] < best[work_id][0]:
+                    best[work_id] = rank[algorithm], bytes(data)
+        return {w: data for w, (_, data) in best.items()}
+
+    def local_feature_state(self, algorithms: tuple[str, ...], through_id: int) -> tuple[int, str, int, int]:
+        """One snapshot, for an index of the blobs: the last entry's seq and hash, the highest work id with a blob
+        of `algorithms`, and how many works with an id <= `through_id` have one (work ids grow with entries, and
+        a work's blob is written in the transaction of its entry)."""
+        marks = ",".join("?" * len(algorithms))
+        with self.conn.snapshot() as c:
+            last = c.execute("SELECT seq, entry_hash FROM entries ORDER BY seq DESC LIMIT 1").fetchone()
+            top = c.execute(f"SELECT MAX(work_id) FROM local_features WHERE algorithm IN ({marks})",
+                            algorithms).fetchone()[0]
+            count = c.execute(f"SELECT COUNT(DISTINCT work_id) FROM local_features WHERE algorithm IN ({marks})"
+                              " AND work_id <= ?", (*algorithms, through_id)).fetchone()[0]
+        seq, digest = last if last else (0, GENESIS)
+        return seq, digest, int(top or 0), int(count)
+
+    def local_feature_batches(self, algorithms: tuple[str, ...], after_id: int, through_id: int,
+                              size: int = 256):
+        """(work id, blob) of every work with after_id < id <= through_id, in id order, `size` works per read:
+        streamed, never all in memory."""
+        marks = ",".join("?" * len(algorithms))
+        while True:
+            ids = [r[0] for r in self.conn.execute(
+                f"SELECT DISTINCT work_id FROM local_features WHERE work_id > ? AND work_id <= ? AND algorithm IN"
+                f" ({marks}) ORDER BY work_id LIMIT ?", (after_id, through_id, *algorithms, size))]
+            if not ids:
+                return
+            blobs = self.local_features_of(ids, *algorithms)
+            yield [(i, blobs[i]) for i in ids if i in blobs]
+            after_id = ids[-1]
+
     def checkpoints(self) -> list[Checkpoint]:
         return [Checkpoint(*r) for r in self.conn.execute("SELECT size, root, recorded_at, signer, signature"
                                                           " FROM checkpoints ORDER BY size")]

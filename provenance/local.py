@@ -17,11 +17,16 @@ mirror-invariant), ~6 ms retrieval (faiss IVF, sub-linear), ~5 ms verification o
 for the copies that reach the template search (~15 % of a feed) ~17 ms more (a loaded core). Stored per work:
 ~40 KB with 500 + 500 keypoints and a 128x128 thumbnail (`orb/3`, see `encode`); `orb/2` blobs (64x64 thumbnail,
 ~28 KB) of older ledgers are still read and matched.
+
+LocalIndex holds every descriptor of the works it is given, in memory: the whole ledger up to
+localindex.EXACT_MAX_WORKS works, and above that only the few works the bounded index (`localindex`) shortlists
+for one query - the decision below is the same either way.
 """
 from __future__ import annotations
 
 import struct
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import cv2
 import numpy as np
@@ -190,6 +195,23 @@ def decode(blob: bytes) -> Features:
     return Features((h, w), xy, des, stored if fine is None else _coarse(fine), exy, edes, fine)
 
 
+class Query:
+    """A copy as the local stage sees it: its grey working image and mirror (`views`), and their keypoints, each
+    detected once, on first use (the equalised ones only if a pass needs them)."""
+
+    def __init__(self, image):
+        g = _prepare(image)
+        self.views = [(False, g), (True, np.ascontiguousarray(g[:, ::-1]))]
+
+    @cached_property
+    def plain(self) -> list[tuple[np.ndarray, np.ndarray]]:
+        return [_detect(q) for _, q in self.views]
+
+    @cached_property
+    def equalised(self) -> list[tuple[np.ndarray, np.ndarray]]:
+        return [_detect(_clahe.apply(q)) for _, q in self.views]
+
+
 class LocalIndex:
     """Descriptor index over many works' features: exact below EXACT_SEARCH_MAX descriptors, IVF above."""
 
@@ -220,17 +242,19 @@ class LocalIndex:
 
     def query(self, image) -> list[LocalMatch]:
         """Accepted matches for an RGB image, most inliers first."""
+        return self.match(Query(image))
+
+    def match(self, q: "Query") -> list[LocalMatch]:
+        """Accepted matches for a prepared copy (see Query), most inliers first: plain keypoints, then equalised
+        ones, then the template search, each only when the one before found nothing."""
         if not len(self.owner):
             return []
-        g = _prepare(image)
-        views = [(False, g), (True, np.ascontiguousarray(g[:, ::-1]))]
-        found, voted = self._pass(views, [_detect(q) for _, q in views], self.index, self.owner, False)
+        found, voted = self._pass(q.views, q.plain, self.index, self.owner, False)
         if not found and len(self.eq_owner):
-            found, more = self._pass(views, [_detect(_clahe.apply(q)) for _, q in views], self.eq_index,
-                                     self.eq_owner, True)
+            found, more = self._pass(q.views, q.equalised, self.eq_index, self.eq_owner, True)
             voted += more
         if not found:
-            found = self._templates(views, voted)
+            found = self._templates(q.views, voted)
         return found
 
     def _templates(self, views, voted) -> list[LocalMatch]:

@@ -181,14 +181,12 @@ def find_matches(query: FingerprintSet, index: Index, image=None) -> list[Match]
             geometry = {"placed": tuple(round(v, 4) for v in inner.box)}
         best[work_id] = Match(work_id, _SIGNALS[signal], distance, transform, score, False, _confidence(score),
                               geometry)
-    if not best and image is not None and index.local_blobs:
-        local_index, work_ids = index.local()
-        for m in local_index.query(image):
+    if not best and image is not None and index.has_local:
+        for work_id, m in index.local_matches(image):
             score = _local_score(m)
             geometry = {**asdict(m.geometry), "inliers": m.inliers}
-            best[work_ids[m.position]] = Match(work_ids[m.position], m.method, None,
-                                               describe_geometry(m.geometry), score, False, _confidence(score),
-                                               geometry)
+            best[work_id] = Match(work_id, m.method, None, describe_geometry(m.geometry), score, False,
+                                  _confidence(score), geometry)
     return sorted(best.values(), key=lambda m: (-m.score, m.work_id))
 
 

@@ -12,7 +12,7 @@ from typing import Iterator
 
 from ._parallel import imap
 from .errors import ImageError
-from . import local
+from . import localindex
 from .fingerprints import fingerprint_decoded
 from .imaging import decode, read_bytes
 from .index import Index, open_index
@@ -135,7 +135,7 @@ def scan(ledger: Ledger, sources: list[str | Path], *, workers: int | None = Non
         files += [(p, display(s)) for p in found]
         source_errors += errors
     index = open_index(ledger)
-    index.local_blobs = ledger.local_features(*local.READABLE)  # orb/2 of older ledgers too
+    localindex.attach(index, ledger)  # exact in memory, or the bounded index on disk (PROVENANCE_LOCAL_INDEX)
     log = ScanLog(ledger) if record else None
     rules = log.allow_rules() if log else []
     refs, fetcher = [], None

@@ -1,0 +1,427 @@
+"""The bounded local index: visual words of ORB descriptors in an inverted file on disk, for many registered works.
+
+`local.LocalIndex` keeps every descriptor of every work in memory (~32 KB per work, plus the ~40 KB blobs it is
+built from): fine for a few thousand works, ~72 GB at a million. Above EXACT_MAX_WORKS (or when forced with
+PROVENANCE_LOCAL_INDEX=bounded) the local stage runs in two steps instead:
+
+1. Shortlist (this module). Each descriptor is quantised to one of 65,536 visual words: a 2-level vocabulary tree
+   of binary centroids (256 x 256, Nister & Stewenius 2006), trained once on the dev corpus by
+   scripts/train_vocabulary.py and shipped as package data (`orbwords/1`, pinned by its SHA-256). Per work at most
+   PER_WORK plain + equalised descriptors are kept, spread over a GRID x GRID grid (round-robin over the cells, so
+   a crop keeps its share), as a set of words. A posting list per word holds the ids of the works with that word
+   (CSR: offsets + ids, memory-mapped, read only where a query looks). A copy's words (plain and equalised,
+   itself and its mirror) vote with idf^2 weights (Sivic & Zisserman 2003), normalised by the work's word count;
+   the SHORTLIST best works go on.
+2. Verify (`local.LocalIndex`, unchanged): only the shortlisted works' blobs are read from the ledger
+   (`Ledger.local_features_of`, one connection per process, opened on first use) and today's exact index is
+   built over them; its descriptor votes, RANSAC, pixel check, equalised second pass and template last resort
+   decide, with the same thresholds as below EXACT_MAX_WORKS.
+
+Files (`ledger.db.index/local/`, a cache beside the global index): per work its id, word count and sorted words
+(appended as works are registered), the posting lists of the first `sealed` works, and a manifest with the ledger
+entry it covers, the vocabulary and parameters, and the SHA-256 of every file. Works added since the posting
+lists were written (at most DELTA_MAX) get their postings in memory when the index is opened; past that the lists
+are rewritten from the word file (a counting sort in chunks, never all postings in memory). Missing, corrupt or
+stale files (another ledger, a rewritten entry, a changed blob count) are rebuilt from the ledger's blobs,
+streamed a few hundred at a time.
+"""
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import tempfile
+from collections import OrderedDict
+from pathlib import Path
+
+import numpy as np
+
+from . import local
+from .errors import UsageError
+
+VOCABULARY = "orbwords/1"
+_VOCABULARY_FILE = Path(__file__).resolve().parent / "data" / "orbwords-1.npy"
+#: SHA-256 of the vocabulary file's array, as scripts/train_vocabulary.py prints it: a changed file is refused.
+VOCABULARY_SHA256 = "05a546e1da4d3057eb216bf38eb3f4cac6a5623c1d064b5d1a9c76b6b69495dd"
+BRANCH = 256
+WORDS = BRANCH * BRANCH
+#: Descriptors kept per work (plain, equalised) and the grid they are spread over.
+PER_WORK = (96, 64)
+GRID = 4
+#: Works whose blobs are read and verified per query: 40 x 500 descriptors keeps local.LocalIndex exact (flat).
+#: benchmarks/scale.py at 100k works put the planted copy's work in the best 24 for 223 of 240 copies, 48: 231.
+SHORTLIST = 40
+#: Words in more than this share of the works (and more than STOP_MIN of them) do not vote: they cost the most to
+#: read and say the least.
+STOP_FRACTION, STOP_MIN = 0.05, 1_000
+#: Works kept past the written posting lists (their postings are built in memory on open) before a rewrite.
+DELTA_MAX = 16_384
+#: Up to this many works with blobs the exact in-memory LocalIndex is used (~72 KB per work resident: ~350 MiB).
+EXACT_MAX_WORKS = 5_000
+ENV = "PROVENANCE_LOCAL_INDEX"
+MODES = ("auto", "exact", "bounded")
+FORMAT = "provenance-localindex/1"
+_CACHED_FEATURES = 256  # decoded blobs kept per process: popular works are shortlisted again and again
+
+_vocabulary: tuple[np.ndarray, np.ndarray] | None = None
+
+
+def vocabulary() -> tuple[np.ndarray, np.ndarray]:
+    """The vocabulary tree as (256, 4) and (256, 256, 4) uint64: first-level centroids, then their children."""
+    global _vocabulary
+    if _vocabulary is None:
+        raw = np.load(_VOCABULARY_FILE, allow_pickle=False)
+        if raw.shape != (BRANCH + WORDS, 32) or hashlib.sha256(raw.tobytes()).hexdigest() != VOCABULARY_SHA256:
+            raise ValueError(f"{_VOCABULARY_FILE} is not the {VOCABULARY} vocabulary (reinstall provenance)")
+        top = np.ascontiguousarray(raw[:BRANCH]).view(np.uint64)
+        _vocabulary = top, np.ascontiguousarray(raw[BRANCH:]).view(np.uint64).reshape(BRANCH, BRANCH, 4)
+    return _vocabulary
+
+
+def hamming_argmin(descriptors: np.ndarray, centroids: np.ndarray) -> np.ndarray:
+    """Index of the nearest of `centroids` ((k, 32) uint8) for each descriptor ((n, 32) uint8)."""
+    d64, c64 = np.ascontiguousarray(descriptors).view(np.uint64), np.ascontiguousarray(centroids).view(np.uint64)
+    out = np.empty(len(d64), np.int64)
+    for at in range(0, len(d64), 4096):
+        out[at:at + 4096] = np.bitwise_count(d64[at:at + 4096, None, :] ^ c64[None]).sum(2).argmin(1)
+    return out
+
+
+def words(descriptors: np.ndarray) -> np.ndarray:
+    """The visual word (0..65,535) of each ORB descriptor ((n, 32) uint8)."""
+    from ._words_kernel import assign
+
+    top, leaves = vocabulary()
+    out = np.empty(len(descriptors), np.int32)
+    if len(descriptors):
+        assign(np.ascontiguousarray(descriptors, np.uint8).view(np.uint64), top, leaves, out)
+    return out
+
+
+def spread(xy: np.ndarray, size: tuple[int, int], k: int) -> np.ndarray:
+    """Positions of at most k keypoints, taken round-robin over a GRID x GRID grid of the image (in their stored
+    order within a cell), so that every part of the image keeps some."""
+    n = len(xy)
+    if n <= k:
+        return np.arange(n)
+    h, w = size
+    gx = np.clip((xy[:, 0] * GRID / max(w, 1)).astype(np.int64), 0, GRID - 1)
+    gy = np.clip((xy[:, 1] * GRID / max(h, 1)).astype(np.int64), 0, GRID - 1)
+    cell = gy * GRID + gx
+    by_cell = np.argsort(cell, kind="stable")
+    counts = np.bincount(cell, minlength=GRID * GRID)
+    rank = np.empty(n, np.int64)
+    rank[by_cell] = np.arange(n) - np.repeat(np.cumsum(counts) - counts, counts)
+    return np.lexsort((cell, rank))[:k]
+
+
+def work_words(f: local.Features) -> np.ndarray:
+    """The sorted set of words a work is indexed by: PER_WORK plain and equalised descriptors, spread out."""
+    plain = f.descriptors[spread(f.xy, f.size, PER_WORK[0])]
+    eq = f.eq_descriptors[spread(f.eq_xy, f.size, PER_WORK[1])]
+    return np.unique(words(np.concatenate([plain, eq]))).astype(np.uint16)
+
+
+# -- the index in use ------------------------------------------------------------------------------------------
+class WordIndex:
+    """Posting lists over works' visual words, and the ledger their blobs are read from when shortlisted."""
+
+    def __init__(self, ids, counts, offsets, postings, delta_offsets, delta_ids, target, keep=None):
+        self.ids, self.counts = ids, counts
+        self._lists = ((offsets, postings), (delta_offsets, delta_ids))
+        n = len(ids)
+        df = np.diff(offsets) + np.diff(delta_offsets)
+        idf = np.log((n + 1) / np.maximum(df, 1)).astype(np.float32)
+        self.weight = np.where(df > max(STOP_FRACTION * n, STOP_MIN), 0, idf * idf).astype(np.float32)
+        self.top_id = int(ids[-1]) if n else 0
+        self.inv_norm = np.zeros(self.top_id + 1, np.float32)
+        if n:
+            self.inv_norm[np.asarray(ids)] = 1 / np.sqrt(np.maximum(np.asarray(counts, np.float32), 1))
+        self.target = target  # the ledger's path or URL: each process opens its own connection
+        self._keep = keep  # a temporary folder that must live as long as the maps (unwritable index folder)
+        self._ledger, self._pid = None, None
+        self._features: OrderedDict[int, local.Features | None] = OrderedDict()
+        self.last_shortlist: list[int] = []  # of the latest query, best first (for benchmarks and tests)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        state["_ledger"], state["_pid"] = None, None  # a connection never crosses processes
+        return state
+
+    def shortlist(self, views: list[np.ndarray]) -> list[int]:
+        """The SHORTLIST work ids whose words best match any of `views` (descriptor arrays: the copy, its mirror),
+        best first."""
+        from ._words_kernel import vote
+
+        best: dict[int, float] = {}
+        for des in views:
+            w = np.unique(words(des))
+            w = w[self.weight[w] > 0].astype(np.int64)
+            if not len(w) or not len(self):
+                continue
+            weights = self.weight[w]
+            total = sum(int((o[w + 1] - o[w]).sum()) for o, _ in self._lists)
+            scores, touched, n = np.zeros(self.top_id + 1, np.float32), np.empty(total, np.int32), 0
+            for offsets, postings in self._lists:
+                n = vote(offsets, postings, w, weights, scores, touched, n)
+            cand = touched[:n]
+            s = scores[cand] * self.inv_norm[cand] / np.sqrt(weights.sum())
+            top = np.argpartition(-s, SHORTLIST - 1)[:SHORTLIST] if n > SHORTLIST else np.arange(n)
+            for i in top:
+                c, v = int(cand[i]), float(s[i])
+                if v > best.get(c, 0.0):
+                    best[c] = v
+        ranked = sorted(best.items(), key=lambda t: (-t[1], t[0]))[:SHORTLIST]
+        return [c for c, _ in ranked]
+
+    def query(self, image) -> list[tuple[int, local.LocalMatch]]:
+        """Accepted local matches for an RGB image as (work id, match), most inliers first: the shortlisted works
+        verified by local.LocalIndex exactly as below EXACT_MAX_WORKS."""
+        q = local.Query(image)
+        self.last_shortlist = short = self.shortlist(
+            [np.concatenate([q.plain[v][1], q.equalised[v][1]]) for v in range(len(q.views))])
+        features = self.features_of(short)
+        # In id order, as the exact index holds them: a descriptor equally near two works (a work and a small edit
+        # of it) votes for the earlier one in both, so both modes name the same work.
+        ids = sorted(i for i in short if features.get(i) is not None)
+        if not ids:
+            return []
+        found = local.LocalIndex([features[i] for i in ids]).match(q)
+        return [(ids[m.position], m) for m in found]
+
+    def features_of(self, work_ids: list[int]) -> dict[int, local.Features | None]:
+        """Decoded features of these works (None: no blob, or one that does not decode), read from the ledger."""
+        missing = [i for i in work_ids if i not in self._features]
+        if missing:
+            blobs = self._connection().local_features_of(missing, *local.READABLE)
+            for i in missing:
+                try:
+                    self._features[i] = local.decode(blobs[i]) if i in blobs else None
+                except ValueError:
+                    self._features[i] = None
+        out = {}
+        for i in work_ids:
+            self._features.move_to_end(i)
+            out[i] = self._features[i]
+        while len(self._features) > _CACHED_FEATURES:
+            self._features.popitem(last=False)
+        return out
+
+    def _connection(self):
+        if self._ledger is None or self._pid != os.getpid():
+            from .ledger import Ledger
+
+            self._ledger, self._pid = Ledger.open(self.target), os.getpid()
+        return self._ledger
+
+
+def attach(index, ledger, mode: str | None = None) -> None:
+    """Give a global Index its local stage for `ledger`: the exact in-memory LocalIndex's blobs up to
+    EXACT_MAX_WORKS works with blobs, the bounded WordIndex above. `mode` (default: $PROVENANCE_LOCAL_INDEX, else
+    "auto") forces "exact" or "bounded"."""
+    mode = (mode or os.environ.get(ENV) or "auto").strip().lower()
+    if mode not in MODES:
+        raise UsageError(f"{ENV}={mode!r} is not a local index mode", hint=f"use one of {', '.join(MODES)}")
+    if mode == "auto":
+        mode = "exact" if ledger.local_feature_state(local.READABLE, 2 ** 62)[3] <= EXACT_MAX_WORKS else "bounded"
+    if mode == "exact":
+        index.local_blobs = ledger.local_features(*local.READABLE)  # orb/2 of older ledgers too
+    else:
+        index.bounded = open_local(ledger)
+
+
+# -- the files ---------------------------------------------------------------------------------------------------
+def local_folder(ledger) -> Path:
+    return ledger.index_folder() / "local"
+
+
+def open_local(ledger, folder: Path | str | None = None) -> WordIndex:
+    """The ledger's bounded local index, brought up to date (read, extended with the works registered since, or
+    rebuilt from the ledger's blobs if missing, corrupt or stale). An unwritable folder: built in a temporary one."""
+    folder = local_folder(ledger) if folder is None else Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        return load(folder, sync(folder, ledger), ledger.target)
+    except OSError:
+        keep = tempfile.TemporaryDirectory(prefix="provenance-local-")
+        return load(Path(keep.name), sync(Path(keep.name), ledger), ledger.target, keep)
+
+
+def _params() -> dict:
+    return {"vocabulary": VOCABULARY_SHA256, "per_work": list(PER_WORK), "grid": GRID}
+
+
+def _fresh(ledger) -> dict:
+    return {"format": FORMAT, **_params(), "ledger_id": ledger.ledger_id, "rows": 0, "words": 0, "sealed": 0,
+            "sealed_words": 0, "last_id": 0}
+
+
+def sync(folder: Path, ledger) -> dict:
+    """Bring the files in `folder` up to date with `ledger`; returns the manifest."""
+    with open(folder / "lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # one writer at a time; readers keep the files they mapped
+        m = _valid_manifest(folder, ledger)
+        seq, digest, top, count = ledger.local_feature_state(local.READABLE, m["last_id"] if m else 0)
+        if m is None or count != m["rows"]:  # missing, corrupt, stale, or blobs rows edited
+            for path in folder.iterdir():
+                if path.name != "lock":
+                    path.unlink()  # unlink, not truncate: a reader keeps the files it mapped
+            m = _fresh(ledger)
+        changed = False
+        for batch in ledger.local_feature_batches(local.READABLE, m["last_id"], top):
+            ids, lists = [], []
+            for work_id, blob in batch:
+                try:
+                    lists.append(work_words(local.decode(blob)))
+                except ValueError:
+                    lists.append(np.zeros(0, np.uint16))  # still counted, so the index stays in step
+                ids.append(work_id)
+            append(folder, m, np.array(ids, np.int32), lists)
+            changed = True
+        if m["rows"] - m["sealed"] > DELTA_MAX:
+            seal(folder, m)
+            changed = True
+        if changed or m.get("covered_seq") != seq or "files" not in m:
+            m.update(covered_seq=seq, covered_hash=digest)
+            write_manifest(folder, m)
+    return m
+
+
+def _files(m: dict) -> dict[str, tuple[np.dtype, int]]:
+    out = {"ids": (np.dtype(np.int32), m["rows"]), "counts": (np.dtype(np.uint16), m["rows"]),
+           "words": (np.dtype(np.uint16), m["words"])}
+    if m["sealed"]:
+        out |= {"postings.offsets": (np.dtype(np.int64), WORDS + 1),
+                "postings.ids": (np.dtype(np.int32), m["sealed_words"])}
+    return out
+
+
+def append(folder: Path, m: dict, ids: np.ndarray, lists: list[np.ndarray]) -> None:
+    """Add works (ids above m["last_id"], increasing; each a sorted set of words) at the end of the word files,
+    cutting off whatever an interrupted writer left past the manifest. Updates `m` (write it with write_manifest)."""
+    if not len(ids):
+        return
+    counts = np.array([len(x) for x in lists], np.uint16)
+    new = {"ids": np.asarray(ids, np.int32), "counts": counts,
+           "words": np.concatenate(lists).astype(np.uint16) if lists else np.zeros(0, np.uint16)}
+    sizes = _files(m)
+    for name, arr in new.items():
+        with open(folder / name, "ab") as f:
+            f.truncate(sizes[name][1] * sizes[name][0].itemsize)
+            f.write(np.ascontiguousarray(arr).tobytes())
+            f.flush()
+            os.fsync(f.fileno())
+    m["rows"] += len(ids)
+    m["words"] += int(counts.sum(dtype=np.int64))
+    m["last_id"] = int(ids[-1])
+
+
+def _map(folder: Path, name: str, dtype: np.dtype, count: int) -> np.ndarray:
+    if not count:
+        return np.zeros(0, dtype)
+    return np.memmap(folder / name, dtype, "r", shape=(count,))
+
+
+def seal(folder: Path, m: dict, chunk: int = 1 << 24) -> None:
+    """Write the posting lists of every work in the word files (a counting sort, `chunk` postings at a time)."""
+    ids = np.asarray(_map(folder, "ids", np.dtype(np.int32), m["rows"]))
+    counts = np.asarray(_map(folder, "counts", np.dtype(np.uint16), m["rows"])).astype(np.int64)
+    allwords = _map(folder, "words", np.dtype(np.uint16), m["words"])
+    df = np.zeros(WORDS, np.int64)
+    for at in range(0, m["words"], chunk):
+        df += np.bincount(allwords[at:at + chunk], minlength=WORDS)
+    offsets = np.zeros(WORDS + 1, np.int64)
+    np.cumsum(df, out=offsets[1:])
+    tmp = folder / ".postings.ids.tmp"
+    total = int(offsets[-1])
+    out = np.memmap(tmp, np.int32, "w+", shape=(max(total, 1),))
+    cursor = offsets[:-1].copy()
+    ends = np.cumsum(counts)
+    row, start = 0, 0
+    while row < len(ids):  # rows in order, so every list comes out in id order
+        last = max(row + 1, int(np.searchsorted(ends, start + chunk, "right")))
+        stop = int(ends[last - 1])
+        w = np.asarray(allwords[start:stop], np.int64)
+        owner = np.repeat(ids[row:last], counts[row:last])
+        order = np.argsort(w, kind="stable")
+        w, owner = w[order], owner[order]
+        c = np.bincount(w, minlength=WORDS)
+        out[cursor[w] + np.arange(len(w)) - np.repeat(np.cumsum(c) - c, c)] = owner
+        cursor += c
+        row, start = last, stop
+    out.flush()
+    del out
+    with open(tmp, "r+b") as f:
+        f.truncate(total * 4)
+        os.fsync(f.fileno())
+    os.replace(tmp, folder / "postings.ids")
+    _write_array(folder / "postings.offsets", offsets)
+    m["sealed"], m["sealed_words"] = m["rows"], m["words"]
+
+
+def load(folder: Path, m: dict, target, keep=None) -> WordIndex:
+    """A WordIndex over the files `m` describes; the works past the posting lists get theirs in memory."""
+    f = {name: _map(folder, name, dt, n) for name, (dt, n) in _files(m).items()}
+    ids, counts = np.asarray(f["ids"]), np.asarray(f["counts"])
+    offsets = np.asarray(f["postings.offsets"]) if m["sealed"] else np.zeros(WORDS + 1, np.int64)
+    postings = np.asarray(f["postings.ids"]) if m["sealed"] else np.zeros(0, np.int32)
+    w = np.asarray(f["words"][m["sealed_words"]:], np.int64)
+    owner = np.repeat(ids[m["sealed"]:], counts[m["sealed"]:].astype(np.int64))
+    order = np.argsort(w, kind="stable")
+    delta_offsets = np.zeros(WORDS + 1, np.int64)
+    np.cumsum(np.bincount(w, minlength=WORDS), out=delta_offsets[1:])
+    return WordIndex(ids, counts, offsets, postings, delta_offsets, owner[order].astype(np.int32), target, keep)
+
+
+def write_manifest(folder: Path, m: dict) -> None:
+    m["files"] = _digests(folder, m)
+    tmp = folder / ".manifest.json.tmp"
+    with open(tmp, "w") as f:
+        json.dump(m, f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, folder / "manifest.json")
+
+
+def _write_array(path: Path, arr: np.ndarray) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "wb") as f:
+        f.write(np.ascontiguousarray(arr).tobytes())
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)  # a reader that mapped the old file keeps it
+
+
+def _digests(folder: Path, m: dict) -> dict[str, str]:
+    out = {}
+    for name, (dt, n) in _files(m).items():
+        size, h = dt.itemsize * n, hashlib.sha256()
+        with open(folder / name, "rb") as f:
+            while size > 0:
+                block = f.read(min(size, 1 << 24))
+                if not block:
+                    raise OSError(f"{folder / name} is shorter than the index says")
+                h.update(block)
+                size -= len(block)
+        out[name] = h.hexdigest()
+    return out
+
+
+def _valid_manifest(folder: Path, ledger) -> dict | None:
+    """The manifest if the files are intact and cover a prefix of this ledger's entries; else None (rebuild)."""
+    try:
+        m = json.loads((folder / "manifest.json").read_text())
+        if m.get("format") != FORMAT or any(m.get(k) != v for k, v in _params().items()) or \
+                m.get("ledger_id") != ledger.ledger_id:
+            return None
+        if ledger.entry_hash_at(m["covered_seq"]) != m["covered_hash"]:
+            return None  # the ledger was replaced or rewritten since
+        if _digests(folder, m) != m["files"]:
+            return None
+        return m
+    except (OSError, ValueError, KeyError, TypeError):
+        return None

@@ -1,0 +1,241 @@
+"""The bounded local index (localindex): crops and rotations found among many registered works while only the
+shortlisted works' blobs are read, growth by appending, and a rebuild whenever the files could disagree with the
+ledger. Real images, real ledger files; the bounded index is forced (PROVENANCE_LOCAL_INDEX=bounded) at this size.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw
+
+import provenance
+from provenance import local, localindex
+from provenance.errors import UsageError
+from provenance.index import Index
+from provenance.ledger import Ledger
+from provenance.localindex import local_folder, open_local
+import dbhelp
+
+BRUSH, FIGURE, FLOW, POSTER = "brush-abstract.jpg", "figure-portrait.jpg", "flow-field.png", "geometric-poster.png"
+EXTRA = 30  # procedural works registered beside the six examples
+
+
+def picture(seed: int) -> Image.Image:
+    """A procedural picture with corners (shapes on a gradient), unlike the example works."""
+    rng = np.random.default_rng(seed)
+    w, h = 480, 360
+    t = np.linspace(0, 1, w)[None, :, None] * rng.uniform(0, 255, 3) + rng.uniform(0, 120, 3)
+    img = Image.fromarray(np.clip(np.broadcast_to(t, (h, w, 3)), 0, 255).astype(np.uint8))
+    d = ImageDraw.Draw(img)
+    for _ in range(14):
+        x, y = int(rng.integers(0, w)), int(rng.integers(0, h))
+        box = (x, y, x + int(rng.integers(15, 120)), y + int(rng.integers(15, 90)))
+        colour = tuple(int(v) for v in rng.integers(0, 256, 3))
+        (d.rectangle if rng.random() < 0.5 else d.ellipse)(box, fill=colour)
+    return img
+
+
+def register(ledger: Ledger, folder, account):
+    results = list(provenance.register(ledger, [folder], account, artist="A", workers=1).results)
+    assert [r.error for r in results] == [None] * len(results)
+    return results
+
+
+@pytest.fixture(scope="module")
+def _many(tmp_path_factory, works_dir, account):
+    """A ledger file with the example works and EXTRA procedural ones registered, made once for the module."""
+    root = tmp_path_factory.mktemp("bounded")
+    extra = root / "extra"
+    extra.mkdir()
+    for i in range(EXTRA):
+        picture(i).save(extra / f"extra_{i:02d}.jpg", quality=90)
+    with Ledger.create(root / "ledger.db") as led:
+        register(led, works_dir, account)
+        register(led, extra, account)
+    return root / "ledger.db"
+
+
+@pytest.fixture
+def many(_many, tmp_path, monkeypatch):
+    monkeypatch.setenv(localindex.ENV, "bounded")
+    shutil.copyfile(_many, tmp_path / "ledger.db")
+    with Ledger.open(tmp_path / "ledger.db") as led:
+        yield led
+
+
+def ids_of(ledger) -> dict[str, int]:
+    return {w.title: w.id for w in ledger.works()}
+
+
+def work(works_dir, name) -> Image.Image:
+    with Image.open(works_dir / name) as im:
+        return im.convert("RGB")
+
+
+def crop(im: Image.Image, box) -> Image.Image:
+    w, h = im.size
+    return im.crop((round(box[0] * w), round(box[1] * h), round(box[2] * w), round(box[3] * h)))
+
+
+def copies(works_dir) -> dict[str, str]:
+    """Eight crops and rotations of four example works: file name -> the work it copies."""
+    out = {}
+    for name in (BRUSH, FIGURE, FLOW, POSTER):
+        im = work(works_dir, name)
+        out[f"crop-{name}.jpg"] = (crop(im, (0.15, 0.1, 0.85, 0.8)), name)
+        out[f"rot-{name}.jpg"] = (crop(im.rotate(5, resample=Image.BICUBIC), (0.1, 0.1, 0.9, 0.9)), name)
+    return out
+
+
+def write_copies(folder, works_dir) -> dict[str, str]:
+    folder.mkdir()
+    truth = {}
+    for file, (im, name) in copies(works_dir).items():
+        im.save(folder / file, quality=88)
+        truth[file] = name
+    return truth
+
+
+def on_disk(ledger) -> tuple[list[int], list[list[int]]]:
+    """What the index files hold: work ids, and each work's words."""
+    m = json.loads((local_folder(ledger) / "manifest.json").read_text())
+    folder = local_folder(ledger)
+    ids = np.fromfile(folder / "ids", np.int32, m["rows"]).tolist()
+    counts = np.fromfile(folder / "counts", np.uint16, m["rows"]).astype(int)
+    flat = np.fromfile(folder / "words", np.uint16, m["words"]).tolist()
+    ends = np.cumsum(counts).tolist()
+    return ids, [flat[e - c:e] for e, c in zip(ends, counts)]
+
+
+def from_ledger(ledger) -> tuple[list[int], list[list[int]]]:
+    """What they should hold, computed straight from the ledger's blobs."""
+    blobs = ledger.local_features(*local.READABLE)
+    ids = sorted(blobs)
+    return ids, [localindex.work_words(local.decode(blobs[i])).tolist() for i in ids]
+
+
+def test_crops_and_rotations_are_found_among_many_works_reading_only_shortlisted_blobs(many, works_dir, tmp_path,
+                                                                                      monkeypatch):
+    monkeypatch.setattr(localindex, "SHORTLIST", 4)  # of 36 works: the words must put the right one near the top
+    open_local(many)  # built from the ledger's blobs, streamed (once: the scan only reads the files)
+    monkeypatch.setattr(Ledger, "local_features", lambda *a: pytest.fail("the scan read every blob"))
+    asked = []
+    real = Ledger.local_features_of
+    monkeypatch.setattr(Ledger, "local_features_of", lambda self, ids, *alg: asked.append(list(ids)) or
+                        real(self, ids, *alg))
+    truth = write_copies(tmp_path / "feed", works_dir)
+    results = list(provenance.scan(many, [tmp_path / "feed"], workers=1).results)
+    ids = ids_of(many)
+    for r in results:
+        name = truth[r.item.rsplit("/", 1)[-1]]
+        assert [m.work_id for m in r.matches] == [ids[name]], (r.item, r.matches)
+    assert {m.signal for r in results for m in r.matches} <= {local.ALGORITHM, local.TEMPLATE, "pdq/1", "phash/1",
+                                                              "pdq/1+phash/1"}
+    assert any(m.signal == local.ALGORITHM for r in results for m in r.matches)
+    assert asked and all(len(a) <= 4 for a in asked)  # only shortlisted works' blobs, never all 36
+
+
+def test_a_scan_through_worker_processes_gives_the_same_answers(many, works_dir, tmp_path):
+    write_copies(tmp_path / "feed", works_dir)
+    one = [(r.item, [(m.work_id, m.signal) for m in r.matches])
+           for r in provenance.scan(many, [tmp_path / "feed"], workers=1, record=False).results]
+    two = [(r.item, [(m.work_id, m.signal) for m in r.matches])
+           for r in provenance.scan(many, [tmp_path / "feed"], workers=2, record=False).results]
+    assert one == two and all(m for _, m in one)
+
+
+def test_new_works_are_appended_not_rebuilt(many, account, tmp_path, monkeypatch):
+    monkeypatch.setattr(localindex, "DELTA_MAX", 10)  # 36 works: the posting lists are written
+    open_local(many)
+    folder = local_folder(many)
+    before = {n: ((folder / n).stat().st_ino, (folder / n).read_bytes()) for n in
+              ("ids", "counts", "words", "postings.ids", "postings.offsets")}
+    new = tmp_path / "new"
+    new.mkdir()
+    for i in range(3):
+        picture(1000 + i).save(new / f"new_{i}.jpg", quality=90)
+    added = [r.work_id for r in register(many, new, account)]
+    bounded = open_local(many)
+    assert bounded.ids.tolist()[-3:] == added and len(bounded) == 39
+    for n, (inode, data) in before.items():
+        assert (folder / n).stat().st_ino == inode, f"{n} was rewritten"
+        now = (folder / n).read_bytes()
+        assert now[:len(data)] == data and (len(now) > len(data)) == (n in ("ids", "counts", "words")), n
+    assert json.loads((folder / "manifest.json").read_text())["sealed"] == 36  # the 3 new ones: in memory
+    assert on_disk(many) == from_ledger(many)
+    # A work in memory (the delta) is shortlisted like one in the written lists.
+    q = local.Query(picture(1001))
+    assert bounded.shortlist([np.concatenate([q.plain[0][1], q.equalised[0][1]])])[0] == added[1]
+    monkeypatch.setattr(localindex, "DELTA_MAX", 2)
+    open_local(many)  # now past the limit: lists rewritten over all 39
+    assert json.loads((folder / "manifest.json").read_text())["sealed"] == 39
+    assert open_local(many).shortlist([np.concatenate([q.plain[0][1], q.equalised[0][1]])])[0] == added[1]
+
+
+def _tamper_words(ledger):
+    path = local_folder(ledger) / "words"
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+def _tamper_manifest(ledger):
+    path = local_folder(ledger) / "manifest.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), "covered_hash": "00" * 32}))
+
+
+def _drop_a_blob(ledger):
+    with dbhelp.raw_connection(ledger) as c:
+        c.execute("DELETE FROM local_features WHERE work_id = 7")
+
+
+@pytest.mark.parametrize("damage", [_tamper_words, _tamper_manifest, _drop_a_blob,
+                                    lambda led: shutil.rmtree(local_folder(led))],
+                         ids=["corrupt words", "manifest of another ledger state", "ledger lost a blob", "missing"])
+def test_damaged_or_stale_files_are_rebuilt_from_the_ledger(many, damage):
+    open_local(many)
+    damage(many)
+    bounded = open_local(many)
+    assert on_disk(many) == from_ledger(many)
+    assert bounded.ids.tolist() == sorted(many.local_features(*local.READABLE))
+
+
+def test_another_ledger_at_the_same_path_is_not_served_from_the_old_files(many, works_dir, account, tmp_path):
+    open_local(many)
+    path = many.path
+    many.close()
+    path.unlink()
+    folder = local_folder(many)
+    with Ledger.create(path) as other:
+        register(other, works_dir / FLOW, account)
+        assert open_local(other, folder).ids.tolist() == [1]
+        assert on_disk(other) == from_ledger(other)
+
+
+def test_the_ledger_reads_blobs_of_a_few_works_and_in_batches_on_each_backend(registered_ledger):
+    led = registered_ledger
+    every = led.local_features(*local.READABLE)
+    assert led.local_features_of([3, 1, 99], *local.READABLE) == {1: every[1], 3: every[3]}
+    assert [w for batch in led.local_feature_batches(local.READABLE, 1, 5, size=2) for w, _ in batch] == [2, 3, 4, 5]
+    seq, digest, top, count = led.local_feature_state(local.READABLE, 4)
+    assert (top, count) == (6, 4) and led.entry_hash_at(seq) == digest
+    bounded = open_local(led)  # PostgreSQL: the folder is in the data directory
+    assert bounded.ids.tolist() == sorted(every)
+    assert bounded.features_of([2])[2].descriptors.tobytes() == local.decode(every[2]).descriptors.tobytes()
+
+
+def test_the_mode_is_chosen_by_size_or_forced(many, monkeypatch):
+    monkeypatch.delenv(localindex.ENV)
+    index = Index()
+    localindex.attach(index, many)  # 36 works: the exact in-memory index, as before
+    assert index.bounded is None and len(index.local_blobs) == 36
+    monkeypatch.setattr(localindex, "EXACT_MAX_WORKS", 35)
+    index = Index()
+    localindex.attach(index, many)
+    assert len(index.bounded) == 36 and not index.local_blobs
+    monkeypatch.setenv(localindex.ENV, "fast")
+    with pytest.raises(UsageError, match="PROVENANCE_LOCAL_INDEX='fast' is not a local index mode"):
+        localindex.attach(Index(), many)
