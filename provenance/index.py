@@ -448,15 +448,7 @@ def _valid_manifest(folder: Path, ledger) -> dict | None:
             return None
         if ledger.entry_hash_at(m["covered_seq"]) != m["covered_hash"]:
             return None  # the ledger was replaced or rewritten since
-        stamp = _stamp(folder, m)
-        names = sorted(m["files"])
-        if _VERIFIED.get(str(folder)) == stamp:  # checked by this process and not written since: the small files
-            names = [name for name, (_, size, _) in zip(names, stamp[1:]) if size <= _RECHECK_MAX]
-        digests = _digests(folder, m, set(names))
-        if any(digests.get(name) != m["files"][name] for name in names):
-            return None
-        _VERIFIED[str(folder)] = stamp
-        return m
+        return m if intact(folder, m, lambda names: _digests(folder, m, names)) else None
     except (OSError, ValueError, KeyError, TypeError):
         return None
 
@@ -468,6 +460,20 @@ def _valid_manifest(folder: Path, ledger) -> dict | None:
 #: of the last need not change the mtime, and checking them costs nothing.
 _VERIFIED: dict[str, tuple] = {}
 _RECHECK_MAX = 1 << 20
+
+
+def intact(folder: Path, manifest: dict, digests) -> bool:
+    """Whether the SHA-256 of every file in `manifest["files"]` is the one it records; `digests(names)` computes
+    them for a set of file names. Large files this process has checked and nobody has written since are trusted."""
+    stamp = _stamp(folder, manifest)
+    names = sorted(manifest["files"])
+    if _VERIFIED.get(str(folder)) == stamp:
+        names = [name for name, (_, size, _) in zip(names, stamp[1:]) if size <= _RECHECK_MAX]
+    found = digests(set(names))
+    if any(found.get(name) != manifest["files"][name] for name in names):
+        return False
+    _VERIFIED[str(folder)] = stamp
+    return True
 
 
 def _stamp(folder: Path, manifest: dict) -> tuple:

@@ -39,6 +39,7 @@ import numpy as np
 
 from . import local
 from .errors import UsageError
+from .index import intact
 
 VOCABULARY = "orbwords/1"
 _VOCABULARY_FILE = Path(__file__).resolve().parent / "data" / "orbwords-1.npy"
@@ -396,9 +397,11 @@ def _write_array(path: Path, arr: np.ndarray) -> None:
     os.replace(tmp, path)  # a reader that mapped the old file keeps it
 
 
-def _digests(folder: Path, m: dict) -> dict[str, str]:
+def _digests(folder: Path, m: dict, names=None) -> dict[str, str]:
     out = {}
     for name, (dt, n) in _files(m).items():
+        if names is not None and name not in names:
+            continue
         size, h = dt.itemsize * n, hashlib.sha256()
         with open(folder / name, "rb") as f:
             while size > 0:
@@ -420,8 +423,6 @@ def _valid_manifest(folder: Path, ledger) -> dict | None:
             return None
         if ledger.entry_hash_at(m["covered_seq"]) != m["covered_hash"]:
             return None  # the ledger was replaced or rewritten since
-        if _digests(folder, m) != m["files"]:
-            return None
-        return m
+        return m if intact(folder, m, lambda names: _digests(folder, m, names)) else None  # as the global index
     except (OSError, ValueError, KeyError, TypeError):
         return None
