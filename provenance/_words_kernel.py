@@ -35,7 +35,7 @@ def assign(d64, top64, leaf64, out):
 
 @numba.njit(cache=True, nogil=True)
 def vote(offsets, ids, words, weights, scores, touched, n):
-    """For each query word w, weights[k] onto scores[id] of every id in ids[offsets[w]:offsets[w + 1]]; the ids
+    """For each query word w, weights[k] onto scores[i] of every row i in ids[offsets[w]:offsets[w + 1]]; the rows
     seen for the first time are appended to touched (from position n). Returns the new n."""
     for k in range(words.shape[0]):
         w, weight = words[k], weights[k]
@@ -45,4 +45,21 @@ def vote(offsets, ids, words, weights, scores, touched, n):
                 touched[n] = i
                 n += 1
             scores[i] += weight
+    return n
+
+
+@numba.njit(cache=True, nogil=True)
+def vote_blocks(offsets, low, blocks, words, weights, scores, touched, n):
+    """`vote` over the written lists: word w's postings in block h (rows h * 65,536 + low[j]) are
+    low[offsets[w * blocks + h]:offsets[w * blocks + h + 1]]."""
+    for k in range(words.shape[0]):
+        w, weight = words[k], weights[k]
+        for h in range(blocks):
+            base = h << 16
+            for j in range(offsets[w * blocks + h], offsets[w * blocks + h + 1]):
+                i = base + low[j]
+                if scores[i] == 0:
+                    touched[n] = i
+                    n += 1
+                scores[i] += weight
     return n

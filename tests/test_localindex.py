@@ -152,7 +152,7 @@ def test_new_works_are_appended_not_rebuilt(many, account, tmp_path, monkeypatch
     open_local(many)
     folder = local_folder(many)
     before = {n: ((folder / n).stat().st_ino, (folder / n).read_bytes()) for n in
-              ("ids", "counts", "words", "postings.ids", "postings.offsets")}
+              ("ids", "counts", "words", "postings.low", "postings.offsets")}
     new = tmp_path / "new"
     new.mkdir()
     for i in range(3):
@@ -239,3 +239,27 @@ def test_the_mode_is_chosen_by_size_or_forced(many, monkeypatch):
     monkeypatch.setenv(localindex.ENV, "fast")
     with pytest.raises(UsageError, match="PROVENANCE_LOCAL_INDEX='fast' is not a local index mode"):
         localindex.attach(Index(), many)
+
+
+def test_written_lists_past_65536_works_give_every_row_its_votes(tmp_path):
+    """The written lists keep 16-bit rows per block of 65,536: over three blocks (and with a small rewrite chunk),
+    every row's words come back, and a vote scores each row by the words it shares with the query."""
+    rng = np.random.default_rng(5)
+    n = 140_000
+    lists = [np.unique(rng.integers(0, 300, rng.integers(1, 6))).astype(np.uint16) for _ in range(n)]
+    m = {"rows": 0, "words": 0, "sealed": 0, "sealed_words": 0, "last_id": 0}
+    ids = np.arange(1, n + 1, dtype=np.int32) * 3  # work ids are not rows
+    localindex.append(tmp_path, m, ids[:90_000], lists[:90_000])
+    localindex.append(tmp_path, m, ids[90_000:], lists[90_000:])
+    localindex.seal(tmp_path, m, chunk=50_000)
+    index = localindex.load(tmp_path, m, None)
+    assert index.blocks == 3
+    from provenance._words_kernel import vote_blocks
+
+    query = np.array([7, 150, 299], np.int64)
+    scores, touched = np.zeros(n, np.float32), np.empty(n * 3, np.int32)
+    offsets, low = index._sealed
+    got = vote_blocks(offsets, low, index.blocks, query, np.array([1, 2, 4], np.float32), scores, touched, 0)
+    want = np.array([sum(w for q, w in zip(query, (1, 2, 4)) if q in set(x.tolist())) for x in lists], np.float32)
+    assert got == int((want > 0).sum()) and np.array_equal(scores, want)
+    assert sorted(touched[:got].tolist()) == np.flatnonzero(want).tolist()
