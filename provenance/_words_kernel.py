@@ -63,3 +63,31 @@ def vote_blocks(offsets, low, blocks, words, weights, scores, touched, n):
                     n += 1
                 scores[i] += weight
     return n
+
+
+@numba.njit(cache=True, nogil=True)
+def assign2(d64, top64, leaf64, out):
+    """Two words per descriptor, for a query: the nearest leaf under each of the two nearest first-level centroids
+    (out[i, 0] is `assign`'s word). A copy's descriptor that moved across a first-level boundary still meets its
+    original."""
+    branch = top64.shape[0]
+    for i in range(d64.shape[0]):
+        a0, a1, a2, a3 = d64[i, 0], d64[i, 1], d64[i, 2], d64[i, 3]
+        b1, c1, b2, c2 = 1 << 20, 0, 1 << 20, 0
+        for c in range(branch):
+            s = (_popcount(a0 ^ top64[c, 0]) + _popcount(a1 ^ top64[c, 1]) + _popcount(a2 ^ top64[c, 2])
+                 + _popcount(a3 ^ top64[c, 3]))
+            if s < b1:
+                b2, c2 = b1, c1
+                b1, c1 = s, c
+            elif s < b2:
+                b2, c2 = s, c
+        for slot in range(2):
+            node = c1 if slot == 0 else c2
+            best, arg = 1 << 20, 0
+            for c in range(branch):
+                s = (_popcount(a0 ^ leaf64[node, c, 0]) + _popcount(a1 ^ leaf64[node, c, 1])
+                     + _popcount(a2 ^ leaf64[node, c, 2]) + _popcount(a3 ^ leaf64[node, c, 3]))
+                if s < best:
+                    best, arg = s, c
+            out[i, slot] = node * branch + arg

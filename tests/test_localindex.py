@@ -263,3 +263,17 @@ def test_written_lists_past_65536_works_give_every_row_its_votes(tmp_path):
     want = np.array([sum(w for q, w in zip(query, (1, 2, 4)) if q in set(x.tolist())) for x in lists], np.float32)
     assert got == int((want > 0).sum()) and np.array_equal(scores, want)
     assert sorted(touched[:got].tolist()) == np.flatnonzero(want).tolist()
+
+
+def test_a_query_descriptor_votes_with_its_word_and_the_best_leaf_under_its_second_nearest_centroid():
+    rng = np.random.default_rng(9)
+    des = rng.integers(0, 256, (200, 32), dtype=np.uint8)
+    two = localindex.query_words(des).reshape(-1, 2)
+    assert np.array_equal(two[:, 0], localindex.words(des))
+    top, leaves = localindex.vocabulary()
+    d64 = des.view(np.uint64)
+    to_top = np.bitwise_count(d64[:, None, :] ^ top[None]).sum(2)
+    second = np.argsort(to_top, axis=1, kind="stable")[:, 1]
+    assert np.array_equal(two[:, 1] // localindex.BRANCH, second)
+    leaf = np.bitwise_count(d64[:, None, :] ^ leaves[second]).sum(2).argmin(1)
+    assert np.array_equal(two[:, 1] % localindex.BRANCH, leaf)
