@@ -267,6 +267,7 @@ def _local_stage(ledger: Ledger, real: dict[int, bytes], real_count: int, querie
     localindex._digests(folder, m)  # what open_local adds on every open: the files' checksums
     sum_s = time.perf_counter() - t
     lat, short_lat, found, found_exact, planted, in_short, bulk_short, fp, fp_exact = [], [], 0, 0, 0, 0, 0, 0, 0
+    wrong, wrong_exact = 0, 0
     answers = []
     for source, kind, data in queries:
         image = decode(data).image
@@ -290,8 +291,11 @@ def _local_stage(ledger: Ledger, real: dict[int, bytes], real_count: int, querie
             fp += bool(got)
             fp_exact += bool(want)
             continue
+        family = {id_of[source], id_of.get(_edit_of(source), -1)}  # the work, and the edit of it registered too
         source = id_of[source]
         planted += 1
+        wrong += any(w not in family for w in got)
+        wrong_exact += any(w not in family for w in want)
         found += source in got
         found_exact += source in want
         in_short += source in short
@@ -305,7 +309,14 @@ def _local_stage(ledger: Ledger, real: dict[int, bytes], real_count: int, querie
             "recall local": f"{found}/{planted}", "recall exact": f"{found_exact}/{planted}",
             "true in shortlist": f"{in_short}/{planted}", "bulk in shortlist": f"{bulk_short}/{len(queries)}",
             "per attack local/exact": " ".join(f"{a}={v[0]}/{v[1]}/{v[2]}" for a, v in per.items()),
-            "unrelated matched local/exact": f"{fp}/{fp_exact}"}
+            "unrelated matched local/exact": f"{fp}/{fp_exact}",
+            "copies given another work local/exact": f"{wrong}/{wrong_exact}"}
+
+
+def _edit_of(name: str) -> str:
+    """The file name of the small edit of a real work that the real works hold too (see _save_work), if any."""
+    i = int(name[5:11])
+    return f"work_{i + 4:06d}.jpg" if i % 5 == 0 else ""
 
 
 def _rss_mib() -> float:
