@@ -120,8 +120,10 @@ def words(descriptors: np.ndarray) -> np.ndarray:
 
 
 def spread(xy: np.ndarray, size: tuple[int, int], k: int) -> np.ndarray:
-    """Positions of at most k keypoints, taken round-robin over a GRID x GRID grid of the image (in their stored
-    order within a cell), so that every part of the image keeps some."""
+    """Positions of at most k keypoints, taken round-robin over a GRID x GRID grid of the image, so that every part
+    of the image keeps some; within a cell in a low-discrepancy order over their stored order (ORB stores them
+    pyramid level by level), so that every scale keeps some too: a copy shown small (a screenshot) matches the
+    work's coarse-level keypoints, which taking each cell's first ones would leave out."""
     n = len(xy)
     if n <= k:
         return np.arange(n)
@@ -131,9 +133,16 @@ def spread(xy: np.ndarray, size: tuple[int, int], k: int) -> np.ndarray:
     cell = gy * GRID + gx
     by_cell = np.argsort(cell, kind="stable")
     counts = np.bincount(cell, minlength=GRID * GRID)
+    within = np.empty(n, np.int64)
+    within[by_cell] = np.arange(n) - np.repeat(np.cumsum(counts) - counts, counts)  # stored order in its cell
+    frac = np.modf(within * _GOLDEN)[0]  # 0, .618, .236, .854, ...: each prefix spread over the cell's order
     rank = np.empty(n, np.int64)
-    rank[by_cell] = np.arange(n) - np.repeat(np.cumsum(counts) - counts, counts)
+    by_frac = np.lexsort((frac, cell))
+    rank[by_frac] = np.arange(n) - np.repeat(np.cumsum(counts) - counts, counts)
     return np.lexsort((cell, rank))[:k]
+
+
+_GOLDEN = (np.sqrt(5) - 1) / 2
 
 
 def work_words(f: local.Features) -> np.ndarray:
@@ -273,7 +282,7 @@ def open_local(ledger, folder: Path | str | None = None) -> WordIndex:
 
 
 def _params() -> dict:
-    return {"vocabulary": VOCABULARY_SHA256, "per_work": list(PER_WORK), "grid": GRID}
+    return {"vocabulary": VOCABULARY_SHA256, "per_work": list(PER_WORK), "grid": GRID, "spread": 2}
 
 
 def _fresh(ledger) -> dict:

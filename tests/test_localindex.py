@@ -277,3 +277,15 @@ def test_a_query_descriptor_votes_with_its_word_and_the_best_leaf_under_its_seco
     assert np.array_equal(two[:, 1] // localindex.BRANCH, second)
     leaf = np.bitwise_count(d64[:, None, :] ^ leaves[second]).sum(2).argmin(1)
     assert np.array_equal(two[:, 1] % localindex.BRANCH, leaf)
+
+
+def test_the_kept_keypoints_cover_every_cell_and_every_part_of_the_stored_order():
+    """ORB stores keypoints pyramid level by level: the few kept per cell must not be only its first (finest) ones,
+    or a copy shown small finds none of the work's coarse keypoints among them."""
+    rng = np.random.default_rng(2)
+    xy = np.concatenate([rng.uniform(0, 50, (200, 2)), rng.uniform(50, 100, (200, 2))]).astype(np.float32)
+    kept = localindex.spread(xy, (100, 100), 40)
+    cells = {(int(x * localindex.GRID / 100), int(y * localindex.GRID / 100)) for x, y in xy[kept]}
+    assert len(kept) == 40 and len(cells) >= 6  # both halves of the image, several cells each
+    in_order = np.sort(kept[kept < 200])  # the first cells' keypoints, in stored order
+    assert in_order.min() < 40 and in_order.max() > 160  # from the start of the order to its end
