@@ -288,4 +288,4 @@ def test_the_kept_keypoints_cover_every_cell_and_every_part_of_the_stored_order(
     cells = {(int(x * localindex.GRID / 100), int(y * localindex.GRID / 100)) for x, y in xy[kept]}
     assert len(kept) == 40 and len(cells) >= 6  # both halves of the image, several cells each
     in_order = np.sort(kept[kept < 200])  # the first cells' keypoints, in stored order
-    assert in_order.min() < 40 and in_order.max() > 160  # from the start of the order to its end
+    assert in_order.min() < 40 and in_order.max() > 120  # from the start of the order to near its end
