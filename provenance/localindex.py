@@ -10,7 +10,7 @@ PROVENANCE_LOCAL_INDEX=bounded) the local stage runs in two steps instead:
    PER_WORK plain + equalised descriptors are kept, spread over a GRID x GRID grid (round-robin over the cells, so
    a crop keeps its share, and within a cell over every pyramid level, so a copy shown small does), as a set of words. A posting list per word holds the works with that word (CSR per
    word and block of 65,536 works: offsets + 16-bit rows, memory-mapped, read only where a query looks). A copy's
-   descriptors (plain and equalised, itself and its mirror) vote with two words each (QUERY_SOFT) and idf^2
+   descriptors (plain and equalised, itself and its mirror) vote with two words each (QUERY_WORDS) and idf^2
    weights (Sivic & Zisserman 2003), normalised by the work's word count; the SHORTLIST best works go on.
 2. Verify (`local.LocalIndex`, unchanged): only the shortlisted works' blobs are read from the ledger
    (`Ledger.local_features_of`, one connection per process, opened on first use) and today's exact index is
@@ -53,11 +53,11 @@ GRID = 4
 #: Works whose blobs are read and verified per query: 40 x 500 descriptors keeps local.LocalIndex exact (flat).
 #: benchmarks/scale.py at 100k works put the planted copy's work in the best 24 for 223 of 240 copies, 48: 231.
 SHORTLIST = 40
-#: A copy's descriptors vote with two words each (the best leaf under each of the two nearest first-level
-#: centroids): a descriptor that moved across a first-level boundary still meets its original. benchmarks/scale.py
-#: at 1 M works (240 planted copies): the right work in the shortlist 213 -> 228, found 192 -> 204 (the exact index
-#: over the real works alone: 219), shortlist 90 -> 110 ms. A shortlist of 80 instead of 40 adds 1.
-QUERY_SOFT = True
+#: QUERY_WORDS: a copy's descriptors vote with two words each (the best leaf under each of the two nearest
+#: first-level centroids; `query_words`): a descriptor that moved across a first-level boundary still meets its
+#: original. benchmarks/scale.py at 1 M works (240 planted copies), one word -> two: the right work in the shortlist
+#: 213 -> 228, found 192 -> 204 (the exact index over the real works alone: 219), shortlist 90 -> 110 ms. A
+#: shortlist of 80 instead of 40 adds 1.
 #: Words in more than this share of the works (and more than STOP_MIN of them) do not vote: they cost the most to
 #: read and say the least.
 STOP_FRACTION, STOP_MIN = 0.05, 1_000
@@ -95,10 +95,8 @@ def hamming_argmin(descriptors: np.ndarray, centroids: np.ndarray) -> np.ndarray
 
 
 def query_words(descriptors: np.ndarray) -> np.ndarray:
-    """Words a copy's descriptors vote with: per descriptor its word and (QUERY_SOFT) the best leaf under its
-    second-nearest first-level centroid."""
-    if not QUERY_SOFT:
-        return words(descriptors)
+    """Words a copy's descriptors vote with: per descriptor its word and the best leaf under its second-nearest
+    first-level centroid (QUERY_WORDS)."""
     from ._words_kernel import assign2
 
     top, leaves = vocabulary()
@@ -190,7 +188,7 @@ class WordIndex:
     def shortlist(self, views: list[np.ndarray]) -> list[int]:
         """The SHORTLIST work ids whose words best match any of `views` (descriptor arrays: the copy, its mirror),
         best first."""
-        from ._words_kernel import vote, vote_blocks
+        from ._words_kernel import vote
 
         best: dict[int, float] = {}
         (offsets, low), (delta_offsets, delta_rows) = self._sealed, self._delta
@@ -201,10 +199,11 @@ class WordIndex:
             if not len(w) or not len(self):
                 continue
             weights = self.weight[w]
-            total = int((offsets[(w + 1) * b] - offsets[w * b]).sum() + (delta_offsets[w + 1] - delta_offsets[w]).sum())
+            total = int((offsets[(w + 1) * b] - offsets[w * b]).sum()
+                        + (delta_offsets[w + 1] - delta_offsets[w]).sum())
             scores, touched = np.zeros(len(self), np.float32), np.empty(total, np.int32)
-            n = vote_blocks(offsets, low, b, w, weights, scores, touched, 0)
-            n = vote(delta_offsets, delta_rows, w, weights, scores, touched, n)
+            n = vote(offsets, low, b, w, weights, scores, touched, 0)
+            n = vote(delta_offsets, delta_rows, 1, w, weights, scores, touched, n)
             cand = touched[:n]
             s = scores[cand] * self.inv_norm[cand] / np.sqrt(weights.sum())
             top = np.argpartition(-s, SHORTLIST - 1)[:SHORTLIST] if n > SHORTLIST else np.arange(n)

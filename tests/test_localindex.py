@@ -254,12 +254,12 @@ def test_written_lists_past_65536_works_give_every_row_its_votes(tmp_path):
     localindex.seal(tmp_path, m, chunk=50_000)
     index = localindex.load(tmp_path, m, None)
     assert index.blocks == 3
-    from provenance._words_kernel import vote_blocks
+    from provenance._words_kernel import vote
 
     query = np.array([7, 150, 299], np.int64)
     scores, touched = np.zeros(n, np.float32), np.empty(n * 3, np.int32)
     offsets, low = index._sealed
-    got = vote_blocks(offsets, low, index.blocks, query, np.array([1, 2, 4], np.float32), scores, touched, 0)
+    got = vote(offsets, low, index.blocks, query, np.array([1, 2, 4], np.float32), scores, touched, 0)
     want = np.array([sum(w for q, w in zip(query, (1, 2, 4)) if q in set(x.tolist())) for x in lists], np.float32)
     assert got == int((want > 0).sum()) and np.array_equal(scores, want)
     assert sorted(touched[:got].tolist()) == np.flatnonzero(want).tolist()
