@@ -427,17 +427,21 @@ def _digests(folder: Path, manifest: dict, names=None) -> dict[str, str]:
         if names is not None and name not in names:
             continue
         size = dt.itemsize * int(np.prod(shape))
-        h = hashlib.sha256()
-        if size:
-            with open(folder / name, "rb") as f:
-                while size > 0:
-                    block = f.read(min(size, 1 << 24))
-                    if not block:
-                        raise OSError(f"{folder / name} is shorter than the index says")
-                    h.update(block)
-                    size -= len(block)
-        out[name] = h.hexdigest()
+        out[name] = sha256_of(folder / name, size) if size else hashlib.sha256().hexdigest()  # empty: no file
     return out
+
+
+def sha256_of(path: Path, size: int) -> str:
+    """SHA-256 of the first `size` bytes of `path` (an index file: a writer may have left more behind them)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while size > 0:
+            block = f.read(min(size, 1 << 24))
+            if not block:
+                raise OSError(f"{path} is shorter than the index says")
+            h.update(block)
+            size -= len(block)
+    return h.hexdigest()
 
 
 def _valid_manifest(folder: Path, ledger) -> dict | None:

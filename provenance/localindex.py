@@ -39,7 +39,7 @@ import numpy as np
 
 from . import local
 from .errors import UsageError
-from .index import intact
+from .index import intact, sha256_of
 
 VOCABULARY = "orbwords/1"
 _VOCABULARY_FILE = Path(__file__).resolve().parent / "data" / "orbwords-1.npy"
@@ -454,15 +454,7 @@ def _digests(folder: Path, m: dict, names=None) -> dict[str, str]:
     for name, (dt, n) in _files(m).items():
         if names is not None and name not in names:
             continue
-        size, h = dt.itemsize * n, hashlib.sha256()
-        with open(folder / name, "rb") as f:
-            while size > 0:
-                block = f.read(min(size, 1 << 24))
-                if not block:
-                    raise OSError(f"{folder / name} is shorter than the index says")
-                h.update(block)
-                size -= len(block)
-        out[name] = h.hexdigest()
+        out[name] = sha256_of(folder / name, dt.itemsize * n)
     return out
 
 
