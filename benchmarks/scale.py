@@ -406,6 +406,13 @@ def run(n: int, out: Path, real_count: int, brute_queries: int, queries: list, l
             "scan p50 ms excl.": f"{brute_ms:.0f}"}
 
 
+def _jpeg(img: Image.Image) -> bytes:
+    """A query as a feed would carry it: JPEG at quality 85."""
+    buf = io.BytesIO()
+    img.save(buf, "JPEG", quality=85)
+    return buf.getvalue()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("n", type=int, nargs="+")
@@ -418,25 +425,11 @@ def main() -> None:
     real = _real_works(out / "real-works", min(max(args.n), args.real))
     rnd = random.Random(0)
     sources = rnd.sample([i for i in range(min(min(args.n), len(real))) if i % 5 != 4], args.planted)
-    queries = []
-    for i in sources:
-        img = Image.open(real[i]).convert("RGB")
-        for kind in ATTACKS:
-            buf = io.BytesIO()
-            attack(img, kind).save(buf, "JPEG", quality=85)
-            queries.append((real[i].name, buf.getvalue()))
-    for s in range(args.planted):  # unrelated images
-        buf = io.BytesIO()
-        art(10_000_000 + s).save(buf, "JPEG", quality=85)
-        queries.append((None, buf.getvalue()))
+    images = [(real[i].name, Image.open(real[i]).convert("RGB")) for i in sources]
+    queries = [(name, _jpeg(attack(img, kind))) for name, img in images for kind in ATTACKS]
+    queries += [(None, _jpeg(art(10_000_000 + s))) for s in range(args.planted)]  # unrelated images
     rnd.shuffle(queries)
-    local_queries = []
-    for i in sources:
-        img = Image.open(real[i]).convert("RGB")
-        for kind in LOCAL_ATTACKS:
-            buf = io.BytesIO()
-            local_attack(img, kind).save(buf, "JPEG", quality=85)
-            local_queries.append((real[i].name, kind, buf.getvalue()))
+    local_queries = [(name, kind, _jpeg(local_attack(img, kind))) for name, img in images for kind in LOCAL_ATTACKS]
     local_queries += [(None, None, data) for s, data in queries if s is None]
     print(f"{len(queries)} queries ({len(queries) - args.planted} planted copies of {args.planted} works under"
           f" {len(ATTACKS)} attacks, {args.planted} unrelated), {os.cpu_count()} cores, out {out}; local stage:"
