@@ -22,8 +22,10 @@ fingerprinting excluded, like "p50 ms excl.").
 The local stage (second table): the bounded index (localindex) over all N works, beside the exact in-memory
 local.LocalIndex over the R real works only (the baseline: today's index, which could not hold N). The real
 works' entries are built from their orb/3 blobs by open_local; works R+1..N have no blob, so their entries are
-derived words: 90 % take 40 descriptors from each of 4 random real works (all their keypoints, plain and
-equalised) with 2-15 random bits flipped per descriptor (unrelated works that share the real ones' words), up to
+derived words: 90 % take 40 descriptors from each of 4 random images of a pool of POOL procedural images that are
+neither registered nor queried (plain and equalised keypoints; `--unrelated planted`: of the real works themselves,
+which makes every real work a quarter of ~1,800 others at 1 M) with 2-15 random bits flipped per descriptor
+(unrelated works with the real ones' word statistics), up to
 10 % take one real work's own indexed descriptors with 2-15 bits flipped (near duplicates; at most CLUSTER_MAX per
 real work, uniform 0..8, as an artist registers a few variants of a work). A shortlisted derived work
 has no blob and is skipped (unverifiable): "bulk in shortlist" counts the queries where one took a place. Queries:
@@ -195,7 +197,33 @@ def _bulk_load(ledger: Ledger, real: Columns, first_id: int, count: int, seed: i
     return time.perf_counter() - t
 
 
-def _bulk_local(ledger: Ledger, real: dict[int, bytes], first_id: int, count: int, seed: int) -> tuple[float, float]:
+#: Images whose ORB descriptors the unrelated derived works take theirs from (--unrelated pool).
+POOL = 10_000
+POOL_KEEP = 160  # descriptors kept per pool image (each derived work takes 40 from each of 4)
+
+
+def _pool_features(cache: Path, count: int = POOL) -> np.ndarray:
+    """(count, POOL_KEEP, 32) uint8: random plain and equalised ORB descriptors of `count` procedural images that are
+    neither registered nor queried (seeds from 20,000,000), computed once and kept in `cache`."""
+    path = cache / f"pool-{count}-{POOL_KEEP}.npy"
+    if not path.exists():
+        cache.mkdir(parents=True, exist_ok=True)
+        out = np.zeros((count, POOL_KEEP, 32), np.uint8)
+        for j, des in enumerate(imap(_pool_descriptors, range(20_000_000, 20_000_000 + count))):
+            out[j] = des
+        np.save(path, out)
+    return np.load(path)
+
+
+def _pool_descriptors(seed: int) -> np.ndarray:
+    f = local.extract(art(seed))
+    every = np.concatenate([f.descriptors, f.eq_descriptors])
+    rng = np.random.default_rng(seed)
+    return every[rng.integers(0, len(every), POOL_KEEP)] if len(every) else np.zeros((POOL_KEEP, 32), np.uint8)
+
+
+def _bulk_local(ledger: Ledger, real: dict[int, bytes], first_id: int, count: int, seed: int,
+                pool: np.ndarray | None = None) -> tuple[float, float]:
     """Local-index entries for works first_id.. (see the module docstring): the real works' entries are built from
     the ledger (open_local), the derived ones appended, the posting lists sealed. Returns (build s, derive s)."""
     t = time.perf_counter()
@@ -205,7 +233,7 @@ def _bulk_local(ledger: Ledger, real: dict[int, bytes], first_id: int, count: in
     m = json.loads((folder / "manifest.json").read_text())
     rng = np.random.default_rng(seed)
     feats = [f for f in (local.decode(real[i]) for i in sorted(real)) if len(f.descriptors) and len(f.eq_descriptors)]
-    every = [np.concatenate([f.descriptors, f.eq_descriptors]) for f in feats]
+    every = list(pool) if pool is not None else [np.concatenate([f.descriptors, f.eq_descriptors]) for f in feats]
     indexed = [np.concatenate([f.descriptors[localindex.spread(f.xy, f.size, localindex.PER_WORK[0])],
                                f.eq_descriptors[localindex.spread(f.eq_xy, f.size, localindex.PER_WORK[1])]])
                for f in feats]
@@ -332,7 +360,8 @@ def _global(fps, index):
     return [(m.work_id, m.signal, m.distance, m.transform) for m in find_matches(fps, index)]
 
 
-def run(n: int, out: Path, real_count: int, brute_queries: int, queries: list, local_queries: list) -> tuple:
+def run(n: int, out: Path, real_count: int, brute_queries: int, queries: list, local_queries: list,
+        pool: np.ndarray | None) -> tuple:
     folder = out / f"ledger-{n}"
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
@@ -391,7 +420,7 @@ def run(n: int, out: Path, real_count: int, brute_queries: int, queries: list, l
     index_mib = index.nbytes / 2 ** 20
     del index, brute
     blobs = ledger.local_features(*local.READABLE)  # the real works' (benchmark only: the library never does this)
-    build, derive = _bulk_local(ledger, blobs, len(files) + 1, n - len(files), n + 1)
+    build, derive = _bulk_local(ledger, blobs, len(files) + 1, n - len(files), n + 1, pool)
     local_row = {"build s": f"{build:.1f}", "derive s": f"{derive:.0f}",
                  **_local_stage(ledger, blobs, len(files), local_queries, id_of)}
     ledger.close()
@@ -420,6 +449,9 @@ def main() -> None:
     ap.add_argument("--real", type=int, default=2000, help="works registered through register() (default 2000)")
     ap.add_argument("--brute-queries", type=int, default=100, help="queries also run by a scan (default 100)")
     ap.add_argument("--planted", type=int, default=60, help="works copied into the queries, 4 attacks each")
+    ap.add_argument("--unrelated", choices=("pool", "planted"), default="pool",
+                    help="where the local stage's unrelated derived works take their descriptors: images neither"
+                         " registered nor queried (default), or the real registered works themselves")
     args = ap.parse_args()
     out = args.out or Path(tempfile.mkdtemp(prefix="provenance-scale-"))
     real = _real_works(out / "real-works", min(max(args.n), args.real))
@@ -435,9 +467,10 @@ def main() -> None:
           f" {len(ATTACKS)} attacks, {args.planted} unrelated), {os.cpu_count()} cores, out {out}; local stage:"
           f" {len(local_queries) - args.planted} copies under {len(LOCAL_ATTACKS)} attacks, the same"
           f" unrelated", flush=True)
+    pool = _pool_features(out) if args.unrelated == "pool" else None
     rows, local_rows = [], []
     for n in args.n:
-        local_row, row = run(n, out, args.real, args.brute_queries, queries, local_queries)
+        local_row, row = run(n, out, args.real, args.brute_queries, queries, local_queries, pool)
         rows.append(row)
         local_rows.append(local_row)
         print("  ".join(f"{k}={v}" for k, v in rows[-1].items()), flush=True)

@@ -276,6 +276,33 @@ def test_cropped_captioned_and_recompressed_copy_is_found_with_its_crop_box(regi
             m.transform
 
 
+def test_a_smooth_crop_is_found_when_an_edit_of_the_work_is_registered_too(works_dir, account, tmp_path):
+    """template/1's margin is measured against another picture, not against a registered edit of the same work:
+    with sunset-hills and a copy of it with a small mark added both registered, the captioned crop (found only by
+    the template search) names sunset-hills. Before, the edit was the runner-up it had to stand out from, and
+    nothing matched."""
+    sunset = work(works_dir, SUNSET)
+    edit = sunset.copy()
+    w, h = edit.size
+    ImageDraw.Draw(edit).ellipse((w * 0.45, h * 0.3, w * 0.52, h * 0.38), fill=(240, 240, 40))  # a signature mark
+    source = tmp_path / "works"
+    source.mkdir()
+    sunset.save(source / "a-sunset.png")  # registered first: a descriptor both share votes for it
+    edit.save(source / "b-sunset-signed.png")
+    with Ledger.create(tmp_path / "ledger.db") as led:
+        results = list(provenance.register(led, [source], account, artist="Aigerim", workers=1).results)
+        ids = {Path(r.item).name: r.work_id for r in results}
+        assert sorted(ids) == ["a-sunset.png", "b-sunset-signed.png"]
+        box = (0.1, 0.1, 0.9, 0.95)
+        copy = crop(sunset, box)
+        cw, ch = copy.size
+        ImageDraw.Draw(copy).text((cw * 0.05, ch * 0.82), "when the art hits different", fill=WHITE,
+                                  font=font(ch // 14), stroke_width=max(1, ch // 160), stroke_fill=BLACK)
+        m = only_match(scan_copy(led, tmp_path / "feed", copy, quality=35), ids["a-sunset.png"])
+        assert m.signal == TEMPLATE, m
+        assert_close(m.geometry["crop"], box)
+
+
 @pytest.mark.parametrize("name", [BRUSH, FIGURE, FLOW, POSTER, SUNSET])
 def test_watermark_is_found_untransformed(registered, work_ids, works_dir, tmp_path, name):
     m = only_match(scan_copy(registered, tmp_path / "feed", with_watermark(work(works_dir, name))), work_ids[name])
