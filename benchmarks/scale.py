@@ -202,28 +202,33 @@ POOL = 10_000
 POOL_KEEP = 160  # descriptors kept per pool image (each derived work takes 40 from each of 4)
 
 
-def _pool_features(cache: Path, count: int = POOL) -> np.ndarray:
-    """(count, POOL_KEEP, 32) uint8: random plain and equalised ORB descriptors of `count` procedural images that are
-    neither registered nor queried (seeds from 20,000,000), computed once and kept in `cache`."""
-    path = cache / f"pool-{count}-{POOL_KEEP}.npy"
+def _pool_features(cache: Path, count: int = POOL) -> tuple[np.ndarray, np.ndarray]:
+    """(count, POOL_KEEP, 32) uint8 random plain and equalised ORB descriptors of `count` procedural images that are
+    neither registered nor queried (seeds from 20,000,000), and (count, POOL_KEEP, 2) uint8 their positions (long
+    side 255, as the index keeps them); computed once and kept in `cache`."""
+    path = cache / f"pool-{count}-{POOL_KEEP}-xy.npz"
     if not path.exists():
         cache.mkdir(parents=True, exist_ok=True)
-        out = np.zeros((count, POOL_KEEP, 32), np.uint8)
-        for j, des in enumerate(imap(_pool_descriptors, range(20_000_000, 20_000_000 + count))):
-            out[j] = des
-        np.save(path, out)
-    return np.load(path)
+        des, xy = np.zeros((count, POOL_KEEP, 32), np.uint8), np.zeros((count, POOL_KEEP, 2), np.uint8)
+        for j, (d, p) in enumerate(imap(_pool_descriptors, range(20_000_000, 20_000_000 + count))):
+            des[j], xy[j] = d, p
+        np.savez(path, des=des, xy=xy)
+    with np.load(path) as f:
+        return f["des"], f["xy"]
 
 
-def _pool_descriptors(seed: int) -> np.ndarray:
+def _pool_descriptors(seed: int) -> tuple[np.ndarray, np.ndarray]:
     f = local.extract(art(seed))
     every = np.concatenate([f.descriptors, f.eq_descriptors])
-    rng = np.random.default_rng(seed)
-    return every[rng.integers(0, len(every), POOL_KEEP)] if len(every) else np.zeros((POOL_KEEP, 32), np.uint8)
+    xy = localindex._to_units(np.concatenate([f.xy, f.eq_xy]).reshape(-1, 2), f.size).round().clip(0, 255)
+    if not len(every):
+        return np.zeros((POOL_KEEP, 32), np.uint8), np.zeros((POOL_KEEP, 2), np.uint8)
+    pick = np.random.default_rng(seed).integers(0, len(every), POOL_KEEP)
+    return every[pick], xy[pick].astype(np.uint8)
 
 
 def _bulk_local(ledger: Ledger, real: dict[int, bytes], first_id: int, count: int, seed: int,
-                pool: np.ndarray | None = None) -> tuple[float, float]:
+                pool: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[float, float]:
     """Local-index entries for works first_id.. (see the module docstring): the real works' entries are built from
     the ledger (open_local), the derived ones appended, the posting lists sealed. Returns (build s, derive s)."""
     t = time.perf_counter()
@@ -233,10 +238,19 @@ def _bulk_local(ledger: Ledger, real: dict[int, bytes], first_id: int, count: in
     m = json.loads((folder / "manifest.json").read_text())
     rng = np.random.default_rng(seed)
     feats = [f for f in (local.decode(real[i]) for i in sorted(real)) if len(f.descriptors) and len(f.eq_descriptors)]
-    every = list(pool) if pool is not None else [np.concatenate([f.descriptors, f.eq_descriptors]) for f in feats]
-    indexed = [np.concatenate([f.descriptors[localindex.spread(f.xy, f.size, localindex.PER_WORK[0])],
-                               f.eq_descriptors[localindex.spread(f.eq_xy, f.size, localindex.PER_WORK[1])]])
-               for f in feats]
+
+    def units(xy, f):
+        return localindex._to_units(xy, f.size).round().clip(0, 255).astype(np.uint8)
+
+    if pool is not None:
+        every, every_xy = list(pool[0]), list(pool[1])
+    else:
+        every = [np.concatenate([f.descriptors, f.eq_descriptors]) for f in feats]
+        every_xy = [units(np.concatenate([f.xy, f.eq_xy]), f) for f in feats]
+    picks = [(localindex.spread(f.xy, f.size, localindex.PER_WORK[0]),
+              localindex.spread(f.eq_xy, f.size, localindex.PER_WORK[1])) for f in feats]
+    indexed = [np.concatenate([f.descriptors[p], f.eq_descriptors[e]]) for f, (p, e) in zip(feats, picks)]
+    indexed_xy = [units(np.concatenate([f.xy[p], f.eq_xy[e]]), f) for f, (p, e) in zip(feats, picks)]
     k = sum(localindex.PER_WORK)
     masks = np.zeros((1 << 14, 256), np.uint8)  # random flips of 2-15 bits, reused
     for j, b in enumerate(rng.integers(2, 16, len(masks))):
@@ -247,34 +261,41 @@ def _bulk_local(ledger: Ledger, real: dict[int, bytes], first_id: int, count: in
     cap = rng.integers(0, CLUSTER_MAX + 1, len(indexed))
     sizes = np.zeros(len(indexed), np.int64)
     cluster = [i for i in range(len(indexed)) if cap[i] > 0]
+    quadrant = np.array([[0, 0], [128, 0], [0, 128], [128, 128]], np.float32)
     derive = 0.0
     block = 10_000
     for at in range(0, count, block):
         t = time.perf_counter()
         n = min(block, count - at)
-        des = np.zeros((n, k, 32), np.uint8)
+        des, xy = np.zeros((n, k, 32), np.uint8), np.zeros((n, k, 2), np.float32)
         near = rng.random(n) < 0.1
         for j in range(n):
             if near[j] and len(cluster):  # a near duplicate of a real work whose cluster is not full yet
                 c = int(rng.integers(0, len(cluster)))
-                src = indexed[cluster[c]]
+                src, src_xy = indexed[cluster[c]], indexed_xy[cluster[c]]
                 sizes[cluster[c]] += 1
                 if sizes[cluster[c]] >= cap[cluster[c]]:
                     cluster[c] = cluster[-1]
                     cluster.pop()
-                des[j, :len(src)] = src[:k]
-                des[j, len(src):] = src[rng.integers(0, len(src), k - len(src))] if len(src) < k else 0
-            else:
-                parts = [every[int(i)] for i in rng.integers(0, len(every), 4)]
-                des[j] = np.concatenate([p[rng.integers(0, len(p), k // 4)] for p in parts])
+                pick = np.arange(k) if len(src) >= k else \
+                    np.concatenate([np.arange(len(src)), rng.integers(0, len(src), k - len(src))])
+                des[j], xy[j] = src[pick], src_xy[pick] + rng.normal(0, 1, (k, 2))  # its keypoints, moved a little
+            else:  # a collage of four unrelated images, one per quarter
+                for q, i in enumerate(rng.integers(0, len(every), 4)):
+                    pick = rng.integers(0, len(every[i]), k // 4)
+                    des[j, q * (k // 4):(q + 1) * (k // 4)] = every[i][pick]
+                    xy[j, q * (k // 4):(q + 1) * (k // 4)] = every_xy[i][pick] / 2 + quadrant[q]
         des ^= masks[rng.integers(0, len(masks), (n, k))]
-        w = np.sort(localindex.words(des.reshape(-1, 32)).reshape(n, k), axis=1)
-        keep = np.ones_like(w, bool)
-        keep[:, 1:] = w[:, 1:] != w[:, :-1]
-        lists = [row[kk].astype(np.uint16) for row, kk in zip(w, keep)]
+        w = localindex.words(des.reshape(-1, 32)).reshape(n, k)
+        xy = xy.round().clip(0, 255).astype(np.uint8)
+        lists, positions = [], []
+        for row, row_xy in zip(w, xy):
+            unique, first = np.unique(row, return_index=True)  # as work_entry: the first keypoint of each word
+            lists.append(unique.astype(np.uint16))
+            positions.append(row_xy[first])
         derive += time.perf_counter() - t
         t = time.perf_counter()
-        localindex.append(folder, m, np.arange(first_id + at, first_id + at + n, dtype=np.int32), lists)
+        localindex.append(folder, m, np.arange(first_id + at, first_id + at + n, dtype=np.int32), lists, positions)
         build += time.perf_counter() - t
     t = time.perf_counter()
     localindex.seal(folder, m)
@@ -306,7 +327,7 @@ def _local_stage(ledger: Ledger, real: dict[int, bytes], real_count: int, querie
     for _, _, data in queries[:20]:  # the shortlist alone
         q = local.Query(decode(data).image)
         t = time.perf_counter()
-        bounded.shortlist([np.concatenate([q.plain[v][1], q.equalised[v][1]]) for v in range(2)])
+        bounded.shortlist(localindex.views(q))
         short_lat.append(time.perf_counter() - t)
     rss = _rss_mib() - rss0  # before the exact baseline is built
     ids = sorted(real)
@@ -361,7 +382,7 @@ def _global(fps, index):
 
 
 def run(n: int, out: Path, real_count: int, brute_queries: int, queries: list, local_queries: list,
-        pool: np.ndarray | None) -> tuple:
+        pool: tuple[np.ndarray, np.ndarray] | None) -> tuple:
     folder = out / f"ledger-{n}"
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)

@@ -77,3 +77,92 @@ def vote(offsets, rows, blocks, words, weights, scores, touched, n):
                     n += 1
                 scores[i] += weight
     return n
+
+
+@numba.njit(cache=True, nogil=True)
+def geometry(rows, word_offsets, words, xy, first, count, qxy, cap, min_pair, tolerance, scale_bins, angle_bins,
+             max_log_scale, out):
+    """For each candidate row, the most of its shared words whose positions one similarity transform (scale,
+    rotation, translation) carries onto the copy's: a weak geometric check (`WordIndex.shortlist`).
+
+    A row's words are words[word_offsets[r]:word_offsets[r + 1]] at positions xy[2 j], xy[2 j + 1] (the work's
+    working image, its long side = 255); the copy's descriptors with word w are qxy[first[w]:first[w] + count[w]]
+    (same units), at most `cap` of them per word. Every pair of correspondences at least `min_pair` apart on both
+    sides implies a scale and a rotation; the pairs vote in a (log2 scale, angle) histogram, and the pairs in its
+    fullest 2 x 2 block each propose a transform, scored by how many correspondences land within `tolerance` of
+    where it puts them. out[k] = the best such count (0 with fewer than 2 correspondences)."""
+    most = 96
+    cw = np.empty((most, 2), np.float32)
+    cq = np.empty((most, 2), np.float32)
+    pa = np.empty(most * (most - 1) // 2, np.int32)
+    pb = np.empty(most * (most - 1) // 2, np.int32)
+    ps = np.empty(most * (most - 1) // 2, np.int32)
+    pt = np.empty(most * (most - 1) // 2, np.int32)
+    hist = np.zeros((scale_bins, angle_bins), np.int32)
+    two_pi = 2 * np.pi
+    s_bin = 2 * max_log_scale / scale_bins
+    t_bin = two_pi / angle_bins
+    min2, tol2 = min_pair * min_pair, tolerance * tolerance
+    for k in range(rows.shape[0]):
+        r = rows[k]
+        n = 0
+        for j in range(word_offsets[r], word_offsets[r + 1]):
+            w = words[j]
+            c = min(count[w], cap)
+            for t in range(c):
+                if n < most:
+                    cw[n, 0], cw[n, 1] = xy[2 * j], xy[2 * j + 1]
+                    cq[n, 0], cq[n, 1] = qxy[first[w] + t, 0], qxy[first[w] + t, 1]
+                    n += 1
+        out[k] = min(n, 1)
+        if n < 2:
+            continue
+        hist[:, :] = 0
+        npairs = 0
+        for a in range(n):
+            for b in range(a + 1, n):
+                wx, wy = cw[b, 0] - cw[a, 0], cw[b, 1] - cw[a, 1]
+                qx, qy = cq[b, 0] - cq[a, 0], cq[b, 1] - cq[a, 1]
+                lw, lq = wx * wx + wy * wy, qx * qx + qy * qy
+                if lw < min2 or lq < min2:
+                    continue
+                si = int((0.5 * np.log2(lq / lw) + max_log_scale) / s_bin)
+                if si < 0 or si >= scale_bins:
+                    continue
+                th = np.arctan2(qy, qx) - np.arctan2(wy, wx)
+                th -= two_pi * np.floor(th / two_pi)
+                ti = int(th / t_bin) % angle_bins
+                hist[si, ti] += 1
+                pa[npairs], pb[npairs], ps[npairs], pt[npairs] = a, b, si, ti
+                npairs += 1
+        if npairs == 0:
+            continue
+        bs, bt, bv = 0, 0, -1
+        for si in range(max(scale_bins - 1, 1)):
+            s1 = min(si + 1, scale_bins - 1)
+            for ti in range(angle_bins):
+                t1 = (ti + 1) % angle_bins
+                v = hist[si, ti] + hist[si, t1] + (hist[s1, ti] + hist[s1, t1] if s1 != si else 0)
+                if v > bv:
+                    bs, bt, bv = si, ti, v
+        best = 1
+        for p in range(npairs):
+            if not ((ps[p] == bs or ps[p] == bs + 1) and (pt[p] == bt or pt[p] == (bt + 1) % angle_bins)):
+                continue
+            a, b = pa[p], pb[p]
+            # The similarity w -> q through the pair: q = [[c, -s], [s, c]] w + t, from the complex ratio dq / dw.
+            wx, wy = cw[b, 0] - cw[a, 0], cw[b, 1] - cw[a, 1]
+            qx, qy = cq[b, 0] - cq[a, 0], cq[b, 1] - cq[a, 1]
+            den = wx * wx + wy * wy
+            cc, ss = (qx * wx + qy * wy) / den, (qy * wx - qx * wy) / den
+            tx = cq[a, 0] - (cc * cw[a, 0] - ss * cw[a, 1])
+            ty = cq[a, 1] - (ss * cw[a, 0] + cc * cw[a, 1])
+            inl = 0
+            for i in range(n):
+                ex = cc * cw[i, 0] - ss * cw[i, 1] + tx - cq[i, 0]
+                ey = ss * cw[i, 0] + cc * cw[i, 1] + ty - cq[i, 1]
+                if ex * ex + ey * ey <= tol2:
+                    inl += 1
+            if inl > best:
+                best = inl
+        out[k] = best

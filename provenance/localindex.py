@@ -11,14 +11,20 @@ PROVENANCE_LOCAL_INDEX=bounded) the local stage runs in two steps instead:
    a crop keeps its share, and within a cell over every pyramid level, so a copy shown small does), as a set of words. A posting list per word holds the works with that word (CSR per
    word and block of 65,536 works: offsets + 16-bit rows, memory-mapped, read only where a query looks). A copy's
    descriptors (plain and equalised, itself and its mirror) vote with two words each (QUERY_WORDS) and idf^2
-   weights (Sivic & Zisserman 2003), normalised by the work's word count; the SHORTLIST best works go on.
+   weights (Sivic & Zisserman 2003), normalised by the work's word count. At a million works every work shares
+   some words with any copy by chance, so a copy's own work, cropped or rotated, can score below thousands of
+   others. The RERANK best are ranked again by a weak geometric check: each word is stored with where its keypoint
+   sits in the work, and the score is how many of the words a work shares with the copy one similarity transform
+   (scale, rotation, shift) carries onto the copy's keypoints (pairs of correspondences vote for a scale and a
+   rotation, the fullest bin's pairs propose transforms, inliers are counted; `_words_kernel.geometry`). Chance
+   collisions sit anywhere; the true work's fall into place. The SHORTLIST best go on.
 2. Verify (`local.LocalIndex`, unchanged): only the shortlisted works' blobs are read from the ledger
    (`Ledger.local_features_of`, one connection per process, opened on first use) and today's exact index is
    built over them; its descriptor votes, RANSAC, pixel check, equalised second pass and template last resort
    decide, with the same thresholds as below EXACT_MAX_WORKS.
 
-Files (`ledger.db.index/local/`, a cache beside the global index): per work its id, word count and sorted words
-(appended as works are registered), the posting lists of the first `sealed` works, and a manifest with the ledger
+Files (`ledger.db.index/local/`, a cache beside the global index): per work its id, word count, sorted words and
+their positions (appended as works are registered), the posting lists of the first `sealed` works, and a manifest with the ledger
 entry it covers, the vocabulary and parameters, and the SHA-256 of every file. Works added since the posting
 lists were written (at most DELTA_MAX) get their postings in memory when the index is opened; past that the lists
 are rewritten from the word file (a counting sort in chunks, never all postings in memory). Missing, corrupt or
@@ -58,6 +64,15 @@ SHORTLIST = 40
 #: original. benchmarks/scale.py at 1 M works (240 planted copies), one word -> two: the right work in the shortlist
 #: 213 -> 228, found 192 -> 204 (the exact index over the real works alone: 219), shortlist 90 -> 110 ms. A
 #: shortlist of 80 instead of 40 adds 1.
+QUERY_WORDS = 2
+#: RERANK: per view, the works with the best word scores that the geometric check ranks again (0: word scores
+#: only). GEOMETRY_*: its parameters, in units of 1/255 of an image's long side (see _words_kernel.geometry).
+RERANK = 2000
+GEOMETRY_CAP = 2  # a copy's descriptors per shared word taken as correspondences
+GEOMETRY_MIN_PAIR = 12.0  # shorter pairs say little about scale and rotation
+GEOMETRY_TOLERANCE = 4.0  # a correspondence this close to where the transform puts it is consistent
+GEOMETRY_SCALE_BINS, GEOMETRY_ANGLE_BINS, GEOMETRY_MAX_LOG_SCALE = 12, 16, 3.0  # scale from 1/8 to 8
+GEOMETRY_MIN = 5  # fewer consistent words than this count as none
 #: Words in more than this share of the works (and more than STOP_MIN of them) do not vote: they cost the most to
 #: read and say the least.
 STOP_FRACTION, STOP_MIN = 0.05, 1_000
@@ -67,7 +82,7 @@ DELTA_MAX = 16_384
 EXACT_MAX_WORKS = 5_000
 ENV = "PROVENANCE_LOCAL_INDEX"
 MODES = ("auto", "exact", "bounded")
-FORMAT = "provenance-localindex/2"  # /2: written lists hold 16-bit rows per block of 65,536
+FORMAT = "provenance-localindex/3"  # /2: written lists hold 16-bit rows per block of 65,536; /3: word positions
 _CACHED_FEATURES = 256  # decoded blobs kept per process: popular works are shortlisted again and again
 
 _vocabulary: tuple[np.ndarray, np.ndarray] | None = None
@@ -100,7 +115,7 @@ def query_words(descriptors: np.ndarray) -> np.ndarray:
     from ._words_kernel import assign2
 
     top, leaves = vocabulary()
-    out = np.empty((len(descriptors), 2), np.int32)
+    out = np.empty((len(descriptors), QUERY_WORDS), np.int32)
     if len(descriptors):
         assign2(np.ascontiguousarray(descriptors, np.uint8).view(np.uint64), top, leaves, out)
     return out.ravel()
@@ -152,17 +167,36 @@ SPREAD_BIAS = 6.0
 
 def work_words(f: local.Features) -> np.ndarray:
     """The sorted set of words a work is indexed by: PER_WORK plain and equalised descriptors, spread out."""
-    plain = f.descriptors[spread(f.xy, f.size, PER_WORK[0])]
-    eq = f.eq_descriptors[spread(f.eq_xy, f.size, PER_WORK[1])]
-    return np.unique(words(np.concatenate([plain, eq]))).astype(np.uint16)
+    return work_entry(f)[0]
+
+
+def work_entry(f: local.Features) -> tuple[np.ndarray, np.ndarray]:
+    """A work's entry in the index: its words (`work_words`) and, for each, where the first keypoint with that word
+    sits, as (x, y) uint8 on the working image scaled to a long side of 255 (for the geometric re-rank)."""
+    pick, epick = spread(f.xy, f.size, PER_WORK[0]), spread(f.eq_xy, f.size, PER_WORK[1])
+    w = words(np.concatenate([f.descriptors[pick], f.eq_descriptors[epick]]))
+    xy = np.concatenate([f.xy[pick], f.eq_xy[epick]]).reshape(-1, 2)
+    unique, first = np.unique(w, return_index=True)
+    return unique.astype(np.uint16), _to_units(xy[first], f.size).round().clip(0, 255).astype(np.uint8)
+
+
+def _to_units(xy: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Pixel positions on an image of `size` (h, w) scaled so that its long side is 255 (float32)."""
+    return (np.asarray(xy, np.float32) * (255 / max(size[0], size[1], 1))).astype(np.float32)
 
 
 # -- the index in use ------------------------------------------------------------------------------------------
 class WordIndex:
     """Posting lists over works' visual words, and the ledger their blobs are read from when shortlisted."""
 
-    def __init__(self, ids, counts, offsets, low, delta_offsets, delta_rows, target, keep=None):
+    def __init__(self, ids, counts, offsets, low, delta_offsets, delta_rows, target, keep=None, words=None,
+                 xy=None):
         self.ids, self.counts = ids, counts
+        # Every row's words and their positions (the word files, mapped), for the geometric re-rank.
+        self.word_offsets = np.zeros(len(ids) + 1, np.int64)
+        np.cumsum(np.asarray(counts, np.int64), out=self.word_offsets[1:])
+        self.words = np.zeros(0, np.uint16) if words is None else words
+        self.xy = np.zeros(0, np.uint8) if xy is None else xy
         # Written lists: per (word, block of 65,536 rows) a run of the rows' low 16 bits; the delta: rows (int32).
         self.blocks = (len(offsets) - 1) // WORDS
         self._sealed, self._delta = (offsets, low), (delta_offsets, delta_rows)
@@ -185,16 +219,19 @@ class WordIndex:
         state["_ledger"], state["_pid"] = None, None  # a connection never crosses processes
         return state
 
-    def shortlist(self, views: list[np.ndarray]) -> list[int]:
-        """The SHORTLIST work ids whose words best match any of `views` (descriptor arrays: the copy, its mirror),
-        best first."""
-        from ._words_kernel import vote
+    def shortlist(self, views: list[tuple[np.ndarray, np.ndarray, tuple[int, int]]]) -> list[int]:
+        """The SHORTLIST work ids that best match any of `views` (per view: its descriptors, their positions and the
+        view's (h, w): the copy, its mirror), best first. Per view the RERANK works with the best word scores are
+        ranked again by the geometric check (`_words_kernel.geometry`): how many of the words they share with the
+        copy one similarity transform explains; ties by word score."""
+        from ._words_kernel import geometry, vote
 
-        best: dict[int, float] = {}
+        best: dict[int, tuple[int, float]] = {}
         (offsets, low), (delta_offsets, delta_rows) = self._sealed, self._delta
         b = self.blocks
-        for des in views:
-            w = np.unique(query_words(des))
+        for des, xy, shape in views:
+            qw = query_words(des)
+            w = np.unique(qw)
             w = w[self.weight[w] > 0].astype(np.int64)
             if not len(w) or not len(self):
                 continue
@@ -206,20 +243,33 @@ class WordIndex:
             n = vote(delta_offsets, delta_rows, 1, w, weights, scores, touched, n)
             cand = touched[:n]
             s = scores[cand] * self.inv_norm[cand] / np.sqrt(weights.sum())
-            top = np.argpartition(-s, SHORTLIST - 1)[:SHORTLIST] if n > SHORTLIST else np.arange(n)
-            for i in top:
-                c, v = int(self.ids[cand[i]]), float(s[i])
-                if v > best.get(c, 0.0):
+            keep = max(RERANK, SHORTLIST)
+            top = np.argpartition(-s, keep - 1)[:keep] if n > keep else np.arange(n)
+            cand, s = cand[top], s[top]
+            g = np.zeros(len(cand), np.int32)
+            if RERANK and len(self.xy):
+                order = np.argsort(qw, kind="stable")
+                units = np.repeat(_to_units(xy, shape), QUERY_WORDS, axis=0)[order]
+                full = np.bincount(qw, minlength=WORDS)
+                first = (np.cumsum(full) - full).astype(np.int32)  # where word w's positions start in `units`
+                count = full.astype(np.int32)
+                count[self.weight == 0] = 0  # stop words: too common to say where anything is
+                geometry(cand.astype(np.int64), self.word_offsets, self.words, self.xy, first,
+                         count, np.ascontiguousarray(units), GEOMETRY_CAP, GEOMETRY_MIN_PAIR, GEOMETRY_TOLERANCE,
+                         GEOMETRY_SCALE_BINS, GEOMETRY_ANGLE_BINS, GEOMETRY_MAX_LOG_SCALE, g)
+            g[g < GEOMETRY_MIN] = 0  # a few consistent words happen by chance: the word score ranks those works
+            for i in np.lexsort((-s, -g))[:SHORTLIST]:
+                c, v = int(self.ids[cand[i]]), (int(g[i]), float(s[i]))
+                if v > best.get(c, (-1, 0.0)):
                     best[c] = v
-        ranked = sorted(best.items(), key=lambda t: (-t[1], t[0]))[:SHORTLIST]
+        ranked = sorted(best.items(), key=lambda t: (-t[1][0], -t[1][1], t[0]))[:SHORTLIST]
         return [c for c, _ in ranked]
 
     def query(self, image) -> list[tuple[int, local.LocalMatch]]:
         """Accepted local matches for an RGB image as (work id, match), most inliers first: the shortlisted works
         verified by local.LocalIndex exactly as below EXACT_MAX_WORKS."""
         q = local.Query(image)
-        self.last_shortlist = short = self.shortlist(
-            [np.concatenate([q.plain[v][1], q.equalised[v][1]]) for v in range(len(q.views))])
+        self.last_shortlist = short = self.shortlist(views(q))
         features = self.features_of(short)
         # In id order, as the exact index holds them: a descriptor equally near two works (a work and a small edit
         # of it) votes for the earlier one in both, so both modes name the same work.
@@ -253,6 +303,13 @@ class WordIndex:
 
             self._ledger, self._pid = Ledger.open(self.target), os.getpid()
         return self._ledger
+
+
+def views(q: local.Query) -> list[tuple[np.ndarray, np.ndarray, tuple[int, int]]]:
+    """What WordIndex.shortlist takes of a copy: per view (itself, its mirror) the plain and equalised descriptors,
+    their positions and the view's (h, w)."""
+    return [(np.concatenate([q.plain[v][1], q.equalised[v][1]]), np.concatenate([q.plain[v][0], q.equalised[v][0]]),
+             img.shape) for v, (_, img) in enumerate(q.views)]
 
 
 def attach(index, ledger, mode: str | None = None) -> None:
@@ -309,14 +366,16 @@ def sync(folder: Path, ledger) -> dict:
             m = _fresh(ledger)
         changed = False
         for batch in ledger.local_feature_batches(local.READABLE, m["last_id"], top):
-            ids, lists = [], []
+            ids, lists, positions = [], [], []
             for work_id, blob in batch:
                 try:
-                    lists.append(work_words(local.decode(blob)))
+                    w, xy = work_entry(local.decode(blob))
                 except ValueError:
-                    lists.append(np.zeros(0, np.uint16))  # still counted, so the index stays in step
+                    w, xy = np.zeros(0, np.uint16), np.zeros((0, 2), np.uint8)  # counted: the index stays in step
                 ids.append(work_id)
-            append(folder, m, np.array(ids, np.int32), lists)
+                lists.append(w)
+                positions.append(xy)
+            append(folder, m, np.array(ids, np.int32), lists, positions)
             changed = True
         if m["rows"] - m["sealed"] > DELTA_MAX:
             seal(folder, m)
@@ -329,7 +388,7 @@ def sync(folder: Path, ledger) -> dict:
 
 def _files(m: dict) -> dict[str, tuple[np.dtype, int]]:
     out = {"ids": (np.dtype(np.int32), m["rows"]), "counts": (np.dtype(np.uint16), m["rows"]),
-           "words": (np.dtype(np.uint16), m["words"])}
+           "words": (np.dtype(np.uint16), m["words"]), "xy": (np.dtype(np.uint8), 2 * m["words"])}
     if m["sealed"]:
         out |= {"postings.offsets": (np.dtype(np.int64), WORDS * _blocks(m["sealed"]) + 1),
                 "postings.low": (np.dtype(np.uint16), m["sealed_words"])}
@@ -340,14 +399,18 @@ def _blocks(rows: int) -> int:
     return max(1, -(-rows // 65536))
 
 
-def append(folder: Path, m: dict, ids: np.ndarray, lists: list[np.ndarray]) -> None:
-    """Add works (ids above m["last_id"], increasing; each a sorted set of words) at the end of the word files,
-    cutting off whatever an interrupted writer left past the manifest. Updates `m` (write it with write_manifest)."""
+def append(folder: Path, m: dict, ids: np.ndarray, lists: list[np.ndarray], positions: list[np.ndarray]) -> None:
+    """Add works (ids above m["last_id"], increasing; each a sorted set of words and their (n, 2) uint8 positions,
+    see work_entry) at the end of the word files, cutting off whatever an interrupted writer left past the
+    manifest. Updates `m` (write it with write_manifest)."""
     if not len(ids):
         return
     counts = np.array([len(x) for x in lists], np.uint16)
+    if [len(x) for x in positions] != counts.tolist():
+        raise ValueError("every word needs its position")
     new = {"ids": np.asarray(ids, np.int32), "counts": counts,
-           "words": np.concatenate(lists).astype(np.uint16) if lists else np.zeros(0, np.uint16)}
+           "words": np.concatenate(lists).astype(np.uint16) if lists else np.zeros(0, np.uint16),
+           "xy": np.concatenate(positions).astype(np.uint8).ravel() if lists else np.zeros(0, np.uint8)}
     sizes = _files(m)
     for name, arr in new.items():
         with open(folder / name, "ab") as f:
@@ -427,7 +490,8 @@ def load(folder: Path, m: dict, target, keep=None) -> WordIndex:
     order = np.argsort(w, kind="stable")
     delta_offsets = np.zeros(WORDS + 1, np.int64)
     np.cumsum(np.bincount(w, minlength=WORDS), out=delta_offsets[1:])
-    return WordIndex(ids, counts, offsets, low, delta_offsets, owner[order].astype(np.int32), target, keep)
+    return WordIndex(ids, counts, offsets, low, delta_offsets, owner[order].astype(np.int32), target, keep,
+                     np.asarray(f["words"]), np.asarray(f["xy"]))
 
 
 def write_manifest(folder: Path, m: dict) -> None:

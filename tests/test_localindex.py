@@ -152,7 +152,7 @@ def test_new_works_are_appended_not_rebuilt(many, account, tmp_path, monkeypatch
     open_local(many)
     folder = local_folder(many)
     before = {n: ((folder / n).stat().st_ino, (folder / n).read_bytes()) for n in
-              ("ids", "counts", "words", "postings.low", "postings.offsets")}
+              ("ids", "counts", "words", "xy", "postings.low", "postings.offsets")}
     new = tmp_path / "new"
     new.mkdir()
     for i in range(3):
@@ -163,16 +163,16 @@ def test_new_works_are_appended_not_rebuilt(many, account, tmp_path, monkeypatch
     for n, (inode, data) in before.items():
         assert (folder / n).stat().st_ino == inode, f"{n} was rewritten"
         now = (folder / n).read_bytes()
-        assert now[:len(data)] == data and (len(now) > len(data)) == (n in ("ids", "counts", "words")), n
+        assert now[:len(data)] == data and (len(now) > len(data)) == (n in ("ids", "counts", "words", "xy")), n
     assert json.loads((folder / "manifest.json").read_text())["sealed"] == 36  # the 3 new ones: in memory
     assert on_disk(many) == from_ledger(many)
     # A work in memory (the delta) is shortlisted like one in the written lists.
     q = local.Query(picture(1001))
-    assert bounded.shortlist([np.concatenate([q.plain[0][1], q.equalised[0][1]])])[0] == added[1]
+    assert bounded.shortlist(localindex.views(q)[:1])[0] == added[1]
     monkeypatch.setattr(localindex, "DELTA_MAX", 2)
     open_local(many)  # now past the limit: lists rewritten over all 39
     assert json.loads((folder / "manifest.json").read_text())["sealed"] == 39
-    assert open_local(many).shortlist([np.concatenate([q.plain[0][1], q.equalised[0][1]])])[0] == added[1]
+    assert open_local(many).shortlist(localindex.views(q)[:1])[0] == added[1]
 
 
 def _tamper_words(ledger):
@@ -249,8 +249,9 @@ def test_written_lists_past_65536_works_give_every_row_its_votes(tmp_path):
     lists = [np.unique(rng.integers(0, 300, rng.integers(1, 6))).astype(np.uint16) for _ in range(n)]
     m = {"rows": 0, "words": 0, "sealed": 0, "sealed_words": 0, "last_id": 0}
     ids = np.arange(1, n + 1, dtype=np.int32) * 3  # work ids are not rows
-    localindex.append(tmp_path, m, ids[:90_000], lists[:90_000])
-    localindex.append(tmp_path, m, ids[90_000:], lists[90_000:])
+    positions = [np.zeros((len(x), 2), np.uint8) for x in lists]
+    localindex.append(tmp_path, m, ids[:90_000], lists[:90_000], positions[:90_000])
+    localindex.append(tmp_path, m, ids[90_000:], lists[90_000:], positions[90_000:])
     localindex.seal(tmp_path, m, chunk=50_000)
     index = localindex.load(tmp_path, m, None)
     assert index.blocks == 3
@@ -289,3 +290,73 @@ def test_the_kept_keypoints_cover_every_cell_and_every_part_of_the_stored_order(
     assert len(kept) == 40 and len(cells) >= 6  # both halves of the image, several cells each
     in_order = np.sort(kept[kept < 200])  # the first cells' keypoints, in stored order
     assert in_order.min() < 40 and in_order.max() > 120  # from the start of the order to near its end
+
+
+def _geometry(work_words, work_xy, query_words, query_xy):
+    """_words_kernel.geometry for one row holding work_words at work_xy, against a copy's words at query_xy."""
+    from provenance._words_kernel import geometry
+
+    order = np.argsort(work_words, kind="stable")
+    words, xy = np.asarray(work_words, np.uint16)[order], np.asarray(work_xy, np.uint8)[order]
+    qorder = np.argsort(query_words, kind="stable")
+    full = np.bincount(query_words, minlength=localindex.WORDS)
+    first = (np.cumsum(full) - full).astype(np.int32)
+    out = np.zeros(1, np.int32)
+    geometry(np.zeros(1, np.int64), np.array([0, len(words)], np.int64), words, xy.ravel(), first,
+             full.astype(np.int32), np.ascontiguousarray(np.asarray(query_xy, np.float32)[qorder]), 2,
+             localindex.GEOMETRY_MIN_PAIR, localindex.GEOMETRY_TOLERANCE, localindex.GEOMETRY_SCALE_BINS,
+             localindex.GEOMETRY_ANGLE_BINS, localindex.GEOMETRY_MAX_LOG_SCALE, out)
+    return int(out[0])
+
+
+def test_the_geometric_check_counts_the_shared_words_one_similarity_transform_explains():
+    rng = np.random.default_rng(4)
+    words = rng.choice(localindex.WORDS, 150, replace=False)
+    xy = rng.uniform(0, 255, (150, 2)).round()
+    # A copy: 40 of the work's keypoints, rotated 7 degrees, shrunk to 0.6, moved, with 1-unit noise; and 30 of
+    # its words elsewhere (chance collisions).
+    a = np.radians(7)
+    R = 0.6 * np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]])
+    true = rng.choice(150, 40, replace=False)
+    moved = xy[true] @ R.T + [30, 50] + rng.normal(0, 0.7, (40, 2))
+    chance = rng.choice(np.setdiff1d(np.arange(150), true), 30, replace=False)
+    qwords = np.concatenate([words[true], words[chance]])
+    qxy = np.concatenate([moved, rng.uniform(0, 255, (30, 2))])
+    assert 36 <= _geometry(words, xy, qwords, qxy) <= 41
+    # Every shared word at a random place: no transform explains more than a handful.
+    assert _geometry(words, xy, qwords, rng.uniform(0, 255, (70, 2))) <= 5
+    # The mirror image of the copy is not a similarity transform of the work: the mirrored view must fit it.
+    mirrored = qxy.copy()
+    mirrored[:, 0] = 255 - mirrored[:, 0]
+    assert _geometry(words, xy, qwords, mirrored) <= 5
+    assert _geometry(words, xy, qwords[:1], qxy[:1]) == 1 and _geometry(words, xy, [], np.zeros((0, 2))) == 0
+
+
+def test_a_work_whose_shared_words_fall_into_place_outranks_works_sharing_more_words_anywhere(tmp_path, monkeypatch):
+    """At a million works every copy shares words with thousands of works by chance. Here 30 decoy works share
+    more of a cropped, rotated copy's words than its own work does, at random places: the word score alone ranks
+    a decoy first, the geometric re-rank the work."""
+    work = picture(7)
+    w, h = work.size
+    copy = work.rotate(4, resample=Image.BICUBIC).crop((w // 8, h // 8, w - w // 8, h - h // 8))
+    view = localindex.views(local.Query(copy))[:1]
+    words, xy = localindex.work_entry(local.extract(work))
+    asked = np.unique(localindex.query_words(view[0][0]))
+    shared = np.intersect1d(words, asked)
+    assert len(shared) >= 15
+    rng = np.random.default_rng(1)
+    lists, positions = [words], [xy]
+    for _ in range(30):  # each shares 1.5 times as many of the copy's words, and has as many words in all
+        some = rng.choice(asked, int(len(shared) * 1.5), replace=False)
+        rest = rng.choice(np.setdiff1d(np.arange(localindex.WORDS), asked), len(words) - len(some), replace=False)
+        decoy = np.union1d(some, rest)
+        lists.append(decoy.astype(np.uint16))
+        positions.append(rng.integers(0, 256, (len(decoy), 2)).astype(np.uint8))
+    m = {"rows": 0, "words": 0, "sealed": 0, "sealed_words": 0, "last_id": 0}
+    localindex.append(tmp_path, m, np.arange(1, 32, dtype=np.int32), lists, positions)
+    localindex.seal(tmp_path, m)
+    index = localindex.load(tmp_path, m, None)
+    monkeypatch.setattr(localindex, "SHORTLIST", 1)
+    assert index.shortlist(view) == [1]
+    monkeypatch.setattr(localindex, "RERANK", 0)
+    assert index.shortlist(view) != [1]
