@@ -79,9 +79,26 @@ def vote(offsets, rows, blocks, words, weights, scores, touched, n):
     return n
 
 
-@numba.njit(cache=True, nogil=True)
-def geometry(rows, word_offsets, words, xy, first, count, qxy, cap, min_pair, tolerance, scale_bins, angle_bins,
-             max_log_scale, out):
+@numba.njit(cache=True, nogil=True, inline="always", fastmath=True)
+def _atan2(y, x):
+    """atan2 to ~1e-5 rad by a polynomial (a few times faster than libm's; the angle only picks a 22.5 degree bin)."""
+    ax, ay = abs(x), abs(y)
+    hi, lo = max(ax, ay), min(ax, ay)
+    if hi == 0:
+        return 0.0
+    a = lo / hi
+    s = a * a
+    r = ((-0.0464964749 * s + 0.15931422) * s - 0.327622764) * s * a + a
+    if ay > ax:
+        r = 1.5707963267948966 - r
+    if x < 0:
+        r = np.pi - r
+    return -r if y < 0 else r
+
+
+@numba.njit(cache=True, nogil=True, fastmath=True)
+def geometry(rows, word_offsets, words, xy, first, count, qxy, cap, most, hypotheses, min_pair, tolerance,
+             scale_bins, angle_bins, max_log_scale, out):
     """For each candidate row, the most of its shared words whose positions one similarity transform (scale,
     rotation, translation) carries onto the copy's: a weak geometric check (`WordIndex.shortlist`).
 
@@ -91,7 +108,6 @@ def geometry(rows, word_offsets, words, xy, first, count, qxy, cap, min_pair, to
     sides implies a scale and a rotation; the pairs vote in a (log2 scale, angle) histogram, and the pairs in its
     fullest 2 x 2 block each propose a transform, scored by how many correspondences land within `tolerance` of
     where it puts them. out[k] = the best such count (0 with fewer than 2 correspondences)."""
-    most = 96
     cw = np.empty((most, 2), np.float32)
     cq = np.empty((most, 2), np.float32)
     pa = np.empty(most * (most - 1) // 2, np.int32)
@@ -115,7 +131,7 @@ def geometry(rows, word_offsets, words, xy, first, count, qxy, cap, min_pair, to
                     cq[n, 0], cq[n, 1] = qxy[first[w] + t, 0], qxy[first[w] + t, 1]
                     n += 1
         out[k] = min(n, 1)
-        if n < 2:
+        if n < 3:
             continue
         hist[:, :] = 0
         npairs = 0
@@ -129,8 +145,8 @@ def geometry(rows, word_offsets, words, xy, first, count, qxy, cap, min_pair, to
                 si = int((0.5 * np.log2(lq / lw) + max_log_scale) / s_bin)
                 if si < 0 or si >= scale_bins:
                     continue
-                th = np.arctan2(qy, qx) - np.arctan2(wy, wx)
-                th -= two_pi * np.floor(th / two_pi)
+                # The rotation is the angle of dq / dw, i.e. of dq * conj(dw).
+                th = _atan2(qy * wx - qx * wy, qx * wx + qy * wy) + two_pi
                 ti = int(th / t_bin) % angle_bins
                 hist[si, ti] += 1
                 pa[npairs], pb[npairs], ps[npairs], pt[npairs] = a, b, si, ti
@@ -145,10 +161,13 @@ def geometry(rows, word_offsets, words, xy, first, count, qxy, cap, min_pair, to
                 v = hist[si, ti] + hist[si, t1] + (hist[s1, ti] + hist[s1, t1] if s1 != si else 0)
                 if v > bv:
                     bs, bt, bv = si, ti, v
-        best = 1
+        best, tried = 1, 0
         for p in range(npairs):
+            if tried == hypotheses:
+                break
             if not ((ps[p] == bs or ps[p] == bs + 1) and (pt[p] == bt or pt[p] == (bt + 1) % angle_bins)):
                 continue
+            tried += 1
             a, b = pa[p], pb[p]
             # The similarity w -> q through the pair: q = [[c, -s], [s, c]] w + t, from the complex ratio dq / dw.
             wx, wy = cw[b, 0] - cw[a, 0], cw[b, 1] - cw[a, 1]

@@ -303,7 +303,8 @@ def _geometry(work_words, work_xy, query_words, query_xy):
     first = (np.cumsum(full) - full).astype(np.int32)
     out = np.zeros(1, np.int32)
     geometry(np.zeros(1, np.int64), np.array([0, len(words)], np.int64), words, xy.ravel(), first,
-             full.astype(np.int32), np.ascontiguousarray(np.asarray(query_xy, np.float32)[qorder]), 2,
+             full.astype(np.int32), np.ascontiguousarray(np.asarray(query_xy, np.float32)[qorder]),
+             localindex.GEOMETRY_CAP, localindex.GEOMETRY_MOST, localindex.GEOMETRY_HYPOTHESES,
              localindex.GEOMETRY_MIN_PAIR, localindex.GEOMETRY_TOLERANCE, localindex.GEOMETRY_SCALE_BINS,
              localindex.GEOMETRY_ANGLE_BINS, localindex.GEOMETRY_MAX_LOG_SCALE, out)
     return int(out[0])
