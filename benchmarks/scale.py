@@ -25,9 +25,10 @@ works' entries are built from their orb/3 blobs by open_local; works R+1..N have
 derived words: 90 % take 40 descriptors from each of 4 random images of a pool of POOL procedural images that are
 neither registered nor queried (plain and equalised keypoints; `--unrelated planted`: of the real works themselves,
 which makes every real work a quarter of ~1,800 others at 1 M) with 2-15 random bits flipped per descriptor
-(unrelated works with the real ones' word statistics), up to
-10 % take one real work's own indexed descriptors with 2-15 bits flipped (near duplicates; at most CLUSTER_MAX per
-real work, uniform 0..8, as an artist registers a few variants of a work). A shortlisted derived work
+(unrelated works with the real ones' word statistics), each image's keypoints at their own positions shrunk into
+one quarter of the work (a collage: locally consistent geometry, as real unrelated works have), up to
+10 % take one real work's own indexed descriptors with 2-15 bits flipped and their positions moved ~1 unit (near
+duplicates; at most CLUSTER_MAX per real work, uniform 0..8, as an artist registers a few variants of a work). A shortlisted derived work
 has no blob and is skipped (unverifiable): "bulk in shortlist" counts the queries where one took a place. Queries:
 crops of 10 % and 25 %, a 5-degree rotation (cropped to hide the corners), a 20 % crop with a caption bar, of the
 planted real works, and the unrelated images; only the local stage runs ("recall local" vs "recall exact";
