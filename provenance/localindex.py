@@ -198,14 +198,12 @@ def _to_units(xy: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 class WordIndex:
     """Posting lists over works' visual words, and the ledger their blobs are read from when shortlisted."""
 
-    def __init__(self, ids, counts, offsets, low, delta_offsets, delta_rows, target, keep=None, words=None,
-                 xy=None):
+    def __init__(self, ids, counts, words, xy, offsets, low, delta_offsets, delta_rows, target, keep=None):
         self.ids, self.counts = ids, counts
         # Every row's words and their positions (the word files, mapped), for the geometric re-rank.
         self.word_offsets = np.zeros(len(ids) + 1, np.int64)
         np.cumsum(np.asarray(counts, np.int64), out=self.word_offsets[1:])
-        self.words = np.zeros(0, np.uint16) if words is None else words
-        self.xy = np.zeros(0, np.uint8) if xy is None else xy
+        self.words, self.xy = words, xy
         # Written lists: per (word, block of 65,536 rows) a run of the rows' low 16 bits; the delta: rows (int32).
         self.blocks = (len(offsets) - 1) // WORDS
         self._sealed, self._delta = (offsets, low), (delta_offsets, delta_rows)
@@ -232,7 +230,7 @@ class WordIndex:
         """The SHORTLIST work ids that best match any of `views` (per view: its descriptors, their positions and the
         view's (h, w): the copy, its mirror), best first. Per view the RERANK works with the best word scores are
         ranked again by the geometric check (`_words_kernel.geometry`): how many of the words they share with the
-        copy one similarity transform explains; ties by word score."""
+        copy one similarity transform explains (fewer than GEOMETRY_MIN: none); ties by word score."""
         from ._words_kernel import geometry, vote
 
         best: dict[int, tuple[int, float]] = {}
@@ -256,7 +254,7 @@ class WordIndex:
             top = np.argpartition(-s, keep - 1)[:keep] if n > keep else np.arange(n)
             cand, s = cand[top], s[top]
             g = np.zeros(len(cand), np.int32)
-            if RERANK and len(self.xy):
+            if RERANK:
                 order = np.argsort(qw, kind="stable")
                 units = np.repeat(_to_units(xy, shape), QUERY_WORDS, axis=0)[order]
                 full = np.bincount(qw, minlength=WORDS)
@@ -500,8 +498,8 @@ def load(folder: Path, m: dict, target, keep=None) -> WordIndex:
     order = np.argsort(w, kind="stable")
     delta_offsets = np.zeros(WORDS + 1, np.int64)
     np.cumsum(np.bincount(w, minlength=WORDS), out=delta_offsets[1:])
-    return WordIndex(ids, counts, offsets, low, delta_offsets, owner[order].astype(np.int32), target, keep,
-                     np.asarray(f["words"]), np.asarray(f["xy"]))
+    return WordIndex(ids, counts, np.asarray(f["words"]), np.asarray(f["xy"]), offsets, low, delta_offsets,
+                     owner[order].astype(np.int32), target, keep)
 
 
 def write_manifest(folder: Path, m: dict) -> None:
