@@ -231,7 +231,7 @@ class WordIndex:
         view's (h, w): the copy, its mirror), best first. Per view the RERANK works with the best word scores are
         ranked again by the geometric check (`_words_kernel.geometry`): how many of the words they share with the
         copy one similarity transform explains (fewer than GEOMETRY_MIN: none); ties by word score."""
-        from ._words_kernel import geometry, vote
+        from ._words_kernel import best_rows, geometry, vote
 
         best: dict[int, tuple[int, float]] = {}
         (offsets, low), (delta_offsets, delta_rows) = self._sealed, self._delta
@@ -248,11 +248,12 @@ class WordIndex:
             scores, touched = np.zeros(len(self), np.float32), np.empty(total, np.int32)
             n = vote(offsets, low, b, w, weights, scores, touched, 0)
             n = vote(delta_offsets, delta_rows, 1, w, weights, scores, touched, n)
-            cand = touched[:n]
-            s = scores[cand] * self.inv_norm[cand] / np.sqrt(weights.sum())
             keep = max(RERANK, SHORTLIST)
-            top = np.argpartition(-s, keep - 1)[:keep] if n > keep else np.arange(n)
-            cand, s = cand[top], s[top]
+            cand, s = best_rows(touched, n, scores, self.inv_norm, keep)
+            s /= np.sqrt(weights.sum())
+            if len(cand) > keep:
+                top = np.argpartition(-s, keep - 1)[:keep]
+                cand, s = cand[top], s[top]
             g = np.zeros(len(cand), np.int32)
             if RERANK:
                 order = np.argsort(qw, kind="stable")

@@ -361,3 +361,19 @@ def test_a_work_whose_shared_words_fall_into_place_outranks_works_sharing_more_w
     assert index.shortlist(view) == [1]
     monkeypatch.setattr(localindex, "RERANK", 0)
     assert index.shortlist(view) != [1]
+
+
+def test_the_best_rows_are_the_k_best_normalised_scores_and_only_ties_of_their_bin_beyond():
+    from provenance._words_kernel import best_rows
+
+    rng = np.random.default_rng(3)
+    scores = rng.integers(0, 50, 100_000).astype(np.float32)  # many ties
+    inv_norm = rng.uniform(0.05, 1, 100_000).astype(np.float32)
+    touched = rng.permutation(100_000)[:70_000].astype(np.int32)
+    rows, s = best_rows(touched, 60_000, scores, inv_norm, 500)
+    want = scores[touched[:60_000]] * inv_norm[touched[:60_000]]
+    kth = np.sort(want)[-500]
+    assert len(rows) >= 500 and set(touched[:60_000][want > kth]) <= set(rows.tolist())
+    assert np.array_equal(s, scores[rows] * inv_norm[rows]) and s.min() >= kth * 0.99 and len(rows) < 600
+    few, fs = best_rows(touched, 300, scores, inv_norm, 500)  # fewer touched than asked for: all of them
+    assert np.array_equal(few, touched[:300]) and len(fs) == 300
