@@ -70,7 +70,7 @@ QUERY_WORDS = 2
 #: benchmarks/scale.py at 1 M works (240 planted copies; exact index over the real works: 221 found): word scores
 #: only, the right work shortlisted / found 226 / 205, ~100 ms per query; re-ranking the best 500 / 1,000 / 2,000
 #: / 4,000: shortlisted 233 / 234 / 235 / 236; at 2,000 found 215 in ~150 ms (the check ~35 ms), at 4,000 216 in
-#: ~185 ms. Held-out corpus at 998 works, bounded index forced: recall 0.953 / min 0.873 either way (with no
+#: ~185 ms (before `best_rows`, which took ~20 ms off both). Held-out corpus at 998 works, bounded index forced: recall 0.953 / min 0.873 either way (with no
 #: GEOMETRY_MIN, ranking by the check alone: 0.949 / 0.858).
 RERANK = 2000
 #: Correspondences: one per shared word, at most GEOMETRY_MOST per work; at most GEOMETRY_HYPOTHESES transforms
