@@ -20,23 +20,22 @@ work is among the matches. "scan p50 ms excl." is that scan's global stage alone
 fingerprinting excluded, like "p50 ms excl.").
 
 The local stage (second table): the bounded index (localindex) over all N works, beside the exact in-memory
-local.LocalIndex over the R real works only (the baseline: today's index, which could not hold N). The real
-works' entries are built from their orb/3 blobs by open_local; works R+1..N have no blob, so their entries are
-derived words: 90 % take 40 descriptors from each of 4 random images of a pool of POOL procedural images that are
-neither registered nor queried (plain and equalised keypoints; `--unrelated planted`: of the real works themselves,
-which makes every real work a quarter of ~1,800 others at 1 M) with 2-15 random bits flipped per descriptor
-(unrelated works with the real ones' word statistics), each image's keypoints at their own positions shrunk into
-one quarter of the work (a collage: locally consistent geometry, as real unrelated works have), up to
-10 % take one real work's own indexed descriptors with 2-15 bits flipped and their positions moved ~1 unit (near
-duplicates; at most CLUSTER_MAX per real work, uniform 0..8, as an artist registers a few variants of a work). A shortlisted derived work
-has no blob and is skipped (unverifiable): "bulk in shortlist" counts the queries where one took a place. Queries:
-crops of 10 % and 25 %, a 5-degree rotation (cropped to hide the corners), a 20 % crop with a caption bar, of the
-planted real works, and the unrelated images; only the local stage runs ("recall local" vs "recall exact";
-"true in shortlist": the source work was among the SHORTLIST; "p50 ms, all blobs": 40 queries with every
-shortlisted derived work replaced by a random real one, no blob cached, as a registry whose works all have blobs
-would answer). "build s" is the local index's: the real works
-from the ledger plus appending and sealing the derived ones (deriving their words is not counted); "RSS MiB" is
-what the process gained by loading the index and answering every query.
+local.LocalIndex over the R real works only (the baseline: today's index, which could not hold N). The real works'
+entries are built from their orb/3 blobs by open_local; works R+1..N have no blob, so their entries are derived
+words: 90 % take 40 descriptors from each of 4 random images of a pool of POOL procedural images that are neither
+registered nor queried (plain and equalised keypoints; `--unrelated planted`: of the real works themselves, which
+makes every real work a quarter of ~1,800 others at 1 M) with 2-15 random bits flipped per descriptor (unrelated
+works with the real ones' word statistics), each image's keypoints at their own positions shrunk into one quarter of
+the work (a collage: locally consistent geometry, as real unrelated works have), up to 10 % take one real work's own
+indexed descriptors with 2-15 bits flipped and their positions moved ~1 unit (near duplicates; at most CLUSTER_MAX
+per real work, uniform 0..8, as an artist registers a few variants of a work). A shortlisted derived work has no
+blob and is skipped (unverifiable): "bulk in shortlist" counts the queries where one took a place. Queries: crops of
+10 % and 25 %, a 5-degree rotation (cropped to hide the corners), a 20 % crop with a caption bar, of the planted
+real works, and the unrelated images; only the local stage runs ("recall local" vs "recall exact"; "true in
+shortlist": the source work was among the SHORTLIST; "p50 ms, all blobs": 40 queries with every shortlisted derived
+work replaced by a random real one, no blob cached, as a registry whose works all have blobs would answer). "build
+s" is the local index's: the real works from the ledger plus appending and sealing the derived ones (deriving their
+words is not counted); "RSS MiB" is what the process gained by loading the index and answering every query.
 """
 from __future__ import annotations
 
@@ -223,11 +222,11 @@ def _pool_features(cache: Path, count: int = POOL) -> tuple[np.ndarray, np.ndarr
 def _pool_descriptors(seed: int) -> tuple[np.ndarray, np.ndarray]:
     f = local.extract(art(seed))
     every = np.concatenate([f.descriptors, f.eq_descriptors])
-    xy = localindex._to_units(np.concatenate([f.xy, f.eq_xy]).reshape(-1, 2), f.size).round().clip(0, 255)
+    xy = localindex.positions(np.concatenate([f.xy, f.eq_xy]).reshape(-1, 2), f.size)
     if not len(every):
         return np.zeros((POOL_KEEP, 32), np.uint8), np.zeros((POOL_KEEP, 2), np.uint8)
     pick = np.random.default_rng(seed).integers(0, len(every), POOL_KEEP)
-    return every[pick], xy[pick].astype(np.uint8)
+    return every[pick], xy[pick]
 
 
 def _bulk_local(ledger: Ledger, real: dict[int, bytes], first_id: int, count: int, seed: int,
@@ -242,18 +241,16 @@ def _bulk_local(ledger: Ledger, real: dict[int, bytes], first_id: int, count: in
     rng = np.random.default_rng(seed)
     feats = [f for f in (local.decode(real[i]) for i in sorted(real)) if len(f.descriptors) and len(f.eq_descriptors)]
 
-    def units(xy, f):
-        return localindex._to_units(xy, f.size).round().clip(0, 255).astype(np.uint8)
-
     if pool is not None:
         every, every_xy = list(pool[0]), list(pool[1])
     else:
         every = [np.concatenate([f.descriptors, f.eq_descriptors]) for f in feats]
-        every_xy = [units(np.concatenate([f.xy, f.eq_xy]), f) for f in feats]
+        every_xy = [localindex.positions(np.concatenate([f.xy, f.eq_xy]), f.size) for f in feats]
     picks = [(localindex.spread(f.xy, f.size, localindex.PER_WORK[0]),
               localindex.spread(f.eq_xy, f.size, localindex.PER_WORK[1])) for f in feats]
     indexed = [np.concatenate([f.descriptors[p], f.eq_descriptors[e]]) for f, (p, e) in zip(feats, picks)]
-    indexed_xy = [units(np.concatenate([f.xy[p], f.eq_xy[e]]), f) for f, (p, e) in zip(feats, picks)]
+    indexed_xy = [localindex.positions(np.concatenate([f.xy[p], f.eq_xy[e]]), f.size)
+                  for f, (p, e) in zip(feats, picks)]
     k = sum(localindex.PER_WORK)
     masks = np.zeros((1 << 14, 256), np.uint8)  # random flips of 2-15 bits, reused
     for j, b in enumerate(rng.integers(2, 16, len(masks))):

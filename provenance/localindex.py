@@ -24,11 +24,11 @@ PROVENANCE_LOCAL_INDEX=bounded) the local stage runs in two steps instead:
    decide, with the same thresholds as below EXACT_MAX_WORKS.
 
 Files (`ledger.db.index/local/`, a cache beside the global index): per work its id, word count, sorted words and
-their positions (appended as works are registered), the posting lists of the first `sealed` works, and a manifest with the ledger
-entry it covers, the vocabulary and parameters, and the SHA-256 of every file. Works added since the posting
-lists were written (at most DELTA_MAX) get their postings in memory when the index is opened; past that the lists
-are rewritten from the word file (a counting sort in chunks, never all postings in memory). Missing, corrupt or
-stale files (another ledger, a rewritten entry, a changed blob count) are rebuilt from the ledger's blobs,
+their positions (appended as works are registered), the posting lists of the first `sealed` works, and a manifest
+with the ledger entry it covers, the vocabulary and parameters, and the SHA-256 of every file. Works added since the
+posting lists were written (at most DELTA_MAX) get their postings in memory when the index is opened; past that the
+lists are rewritten from the word file (a counting sort in chunks, never all postings in memory). Missing, corrupt
+or stale files (another ledger, a rewritten entry, a changed blob count) are rebuilt from the ledger's blobs,
 streamed a few hundred at a time.
 """
 from __future__ import annotations
@@ -65,13 +65,13 @@ SHORTLIST = 40
 #: 213 -> 228, found 192 -> 204 (the exact index over the real works alone: 219), shortlist 90 -> 110 ms. A
 #: shortlist of 80 instead of 40 adds 1.
 QUERY_WORDS = 2
-#: RERANK: per view, the works with the best word scores that the geometric check ranks again (0: word scores
-#: only). GEOMETRY_*: its parameters, in units of 1/255 of an image's long side (see _words_kernel.geometry).
+#: RERANK: per view, the works with the best word scores that the geometric check ranks again (0: word scores only).
+#: GEOMETRY_*: its parameters, in units of 1/255 of an image's long side (see _words_kernel.geometry).
 #: benchmarks/scale.py at 1 M works (240 planted copies; exact index over the real works: 221 found): word scores
-#: only, the right work shortlisted / found 226 / 205, ~100 ms per query; re-ranking the best 500 / 1,000 / 2,000
-#: / 4,000: shortlisted 233 / 234 / 235 / 236; at 2,000 found 215 in ~150 ms (the check ~35 ms), at 4,000 216 in
-#: ~185 ms (before `best_rows`, which took ~20 ms off both). Held-out corpus at 998 works, bounded index forced: recall 0.953 / min 0.873 either way (with no
-#: GEOMETRY_MIN, ranking by the check alone: 0.949 / 0.858).
+#: only, the right work shortlisted / found 226 / 205, ~100 ms per query; re-ranking the best 500 / 1,000 / 2,000 /
+#: 4,000: shortlisted 233 / 234 / 235 / 236; at 2,000 found 215 in ~150 ms (the check ~35 ms), at 4,000 216 in ~185
+#: ms (before `best_rows`, which took ~20 ms off both). Held-out corpus at 998 works, bounded index forced: recall
+#: 0.953 / min 0.873 either way (with no GEOMETRY_MIN, ranking by the check alone: 0.949 / 0.858).
 RERANK = 2000
 #: Correspondences: one per shared word, at most GEOMETRY_MOST per work; at most GEOMETRY_HYPOTHESES transforms
 #: tried per work (pairs of its fullest bin). 2 per word, 96 and every pair: the same 235 shortlisted in 49 ms.
@@ -186,12 +186,17 @@ def work_entry(f: local.Features) -> tuple[np.ndarray, np.ndarray]:
     w = words(np.concatenate([f.descriptors[pick], f.eq_descriptors[epick]]))
     xy = np.concatenate([f.xy[pick], f.eq_xy[epick]]).reshape(-1, 2)
     unique, first = np.unique(w, return_index=True)
-    return unique.astype(np.uint16), _to_units(xy[first], f.size).round().clip(0, 255).astype(np.uint8)
+    return unique.astype(np.uint16), positions(xy[first], f.size)
 
 
-def _to_units(xy: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+def units(xy: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """Pixel positions on an image of `size` (h, w) scaled so that its long side is 255 (float32)."""
     return (np.asarray(xy, np.float32) * (255 / max(size[0], size[1], 1))).astype(np.float32)
+
+
+def positions(xy: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Keypoint positions as the index stores them: `units`, rounded to uint8."""
+    return units(xy, size).round().clip(0, 255).astype(np.uint8)
 
 
 # -- the index in use ------------------------------------------------------------------------------------------
@@ -257,13 +262,13 @@ class WordIndex:
             g = np.zeros(len(cand), np.int32)
             if RERANK:
                 order = np.argsort(qw, kind="stable")
-                units = np.repeat(_to_units(xy, shape), QUERY_WORDS, axis=0)[order]
+                at = np.repeat(units(xy, shape), QUERY_WORDS, axis=0)[order]
                 full = np.bincount(qw, minlength=WORDS)
-                first = (np.cumsum(full) - full).astype(np.int32)  # where word w's positions start in `units`
+                first = (np.cumsum(full) - full).astype(np.int32)  # where word w's positions start in `at`
                 count = full.astype(np.int32)
                 count[self.weight == 0] = 0  # stop words: too common to say where anything is
                 geometry(cand.astype(np.int64), self.word_offsets, self.words, self.xy, first,
-                         count, np.ascontiguousarray(units), GEOMETRY_CAP, GEOMETRY_MOST, GEOMETRY_HYPOTHESES,
+                         count, np.ascontiguousarray(at), GEOMETRY_CAP, GEOMETRY_MOST, GEOMETRY_HYPOTHESES,
                          GEOMETRY_MIN_PAIR, GEOMETRY_TOLERANCE,
                          GEOMETRY_SCALE_BINS, GEOMETRY_ANGLE_BINS, GEOMETRY_MAX_LOG_SCALE, g)
             g[g < GEOMETRY_MIN] = 0  # a few consistent words happen by chance: the word score ranks those works
