@@ -288,14 +288,14 @@ def _bulk_local(ledger: Ledger, real: dict[int, bytes], first_id: int, count: in
         des ^= masks[rng.integers(0, len(masks), (n, k))]
         w = localindex.words(des.reshape(-1, 32)).reshape(n, k)
         xy = xy.round().clip(0, 255).astype(np.uint8)
-        lists, positions = [], []
+        lists, xys = [], []
         for row, row_xy in zip(w, xy):
             unique, first = np.unique(row, return_index=True)  # as work_entry: the first keypoint of each word
             lists.append(unique.astype(np.uint16))
-            positions.append(row_xy[first])
+            xys.append(row_xy[first])
         derive += time.perf_counter() - t
         t = time.perf_counter()
-        localindex.append(folder, m, np.arange(first_id + at, first_id + at + n, dtype=np.int32), lists, positions)
+        localindex.append(folder, m, np.arange(first_id + at, first_id + at + n, dtype=np.int32), lists, xys)
         build += time.perf_counter() - t
     t = time.perf_counter()
     localindex.seal(folder, m)
@@ -331,9 +331,14 @@ def _local_stage(ledger: Ledger, real: dict[int, bytes], real_count: int, querie
         short_lat.append(time.perf_counter() - t)
     # As a registry where every work has a blob would answer: each shortlisted derived work (no blob) replaced by a
     # random real one, so that all SHORTLIST blobs are read (none cached) and verified.
-    full_lat, shortlist, rng = [], bounded.shortlist, random.Random(1)
-    real_ids = sorted(real)
-    bounded.shortlist = lambda views: [i if i in real else rng.choice(real_ids) for i in shortlist(views)]
+    full_lat, shortlist, rng, ids = [], bounded.shortlist, random.Random(1), sorted(real)
+
+    def all_real(views):  # the shortlist, each derived work replaced by a real one not already in it
+        short = shortlist(views)
+        spare = iter(rng.sample([i for i in ids if i not in short], len(short)))
+        return [i if i in real else next(spare) for i in short]
+
+    bounded.shortlist = all_real
     for _, _, data in queries[:40]:
         image = decode(data).image
         bounded._features.clear()
@@ -342,7 +347,6 @@ def _local_stage(ledger: Ledger, real: dict[int, bytes], real_count: int, querie
         full_lat.append(time.perf_counter() - t)
     bounded.shortlist = shortlist
     rss = _rss_mib() - rss0  # before the exact baseline is built
-    ids = sorted(real)
     exact = local.LocalIndex([local.decode(real[i]) for i in ids])
     per = {a: [0, 0, 0] for a in LOCAL_ATTACKS}
     for (source, kind, data), (got, short) in zip(queries, answers):

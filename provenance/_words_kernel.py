@@ -141,7 +141,7 @@ def geometry(rows, word_offsets, words, xy, first, count, qxy, cap, most, hypoth
     (same units), at most `cap` of them per word. Every pair of correspondences at least `min_pair` apart on both
     sides implies a scale and a rotation; the pairs vote in a (log2 scale, angle) histogram, and the pairs in its
     fullest 2 x 2 block each propose a transform, scored by how many correspondences land within `tolerance` of
-    where it puts them. out[k] = the best such count (0 with fewer than 2 correspondences)."""
+    where it puts them. out[k] = the best such count (with fewer than 3 correspondences: 0 for none, else 1)."""
     cw = np.empty((most, 2), np.float32)
     cq = np.empty((most, 2), np.float32)
     pa = np.empty(most * (most - 1) // 2, np.int32)

@@ -261,14 +261,10 @@ class WordIndex:
                 cand, s = cand[top], s[top]
             g = np.zeros(len(cand), np.int32)
             if RERANK:
-                order = np.argsort(qw, kind="stable")
-                at = np.repeat(units(xy, shape), QUERY_WORDS, axis=0)[order]
-                full = np.bincount(qw, minlength=WORDS)
-                first = (np.cumsum(full) - full).astype(np.int32)  # where word w's positions start in `at`
-                count = full.astype(np.int32)
+                first, count, at = by_word(qw, np.repeat(units(xy, shape), QUERY_WORDS, axis=0))
                 count[self.weight == 0] = 0  # stop words: too common to say where anything is
                 geometry(cand.astype(np.int64), self.word_offsets, self.words, self.xy, first,
-                         count, np.ascontiguousarray(at), GEOMETRY_CAP, GEOMETRY_MOST, GEOMETRY_HYPOTHESES,
+                         count, at, GEOMETRY_CAP, GEOMETRY_MOST, GEOMETRY_HYPOTHESES,
                          GEOMETRY_MIN_PAIR, GEOMETRY_TOLERANCE,
                          GEOMETRY_SCALE_BINS, GEOMETRY_ANGLE_BINS, GEOMETRY_MAX_LOG_SCALE, g)
             g[g < GEOMETRY_MIN] = 0  # a few consistent words happen by chance: the word score ranks those works
@@ -317,6 +313,15 @@ class WordIndex:
 
             self._ledger, self._pid = Ledger.open(self.target), os.getpid()
         return self._ledger
+
+
+def by_word(query_words: np.ndarray, at: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A copy's word positions as _words_kernel.geometry reads them: `at` (one (x, y) per entry of `query_words`)
+    sorted by word, and per word (int32, WORDS each) where its positions start and how many there are."""
+    full = np.bincount(query_words, minlength=WORDS)
+    first = (np.cumsum(full) - full).astype(np.int32)
+    order = np.argsort(query_words, kind="stable")
+    return first, full.astype(np.int32), np.ascontiguousarray(np.asarray(at, np.float32)[order])
 
 
 def views(q: local.Query) -> list[tuple[np.ndarray, np.ndarray, tuple[int, int]]]:
@@ -380,7 +385,7 @@ def sync(folder: Path, ledger) -> dict:
             m = _fresh(ledger)
         changed = False
         for batch in ledger.local_feature_batches(local.READABLE, m["last_id"], top):
-            ids, lists, positions = [], [], []
+            ids, lists, xys = [], [], []
             for work_id, blob in batch:
                 try:
                     w, xy = work_entry(local.decode(blob))
@@ -388,8 +393,8 @@ def sync(folder: Path, ledger) -> dict:
                     w, xy = np.zeros(0, np.uint16), np.zeros((0, 2), np.uint8)  # counted: the index stays in step
                 ids.append(work_id)
                 lists.append(w)
-                positions.append(xy)
-            append(folder, m, np.array(ids, np.int32), lists, positions)
+                xys.append(xy)
+            append(folder, m, np.array(ids, np.int32), lists, xys)
             changed = True
         if m["rows"] - m["sealed"] > DELTA_MAX:
             seal(folder, m)
@@ -413,18 +418,18 @@ def _blocks(rows: int) -> int:
     return max(1, -(-rows // 65536))
 
 
-def append(folder: Path, m: dict, ids: np.ndarray, lists: list[np.ndarray], positions: list[np.ndarray]) -> None:
+def append(folder: Path, m: dict, ids: np.ndarray, lists: list[np.ndarray], xys: list[np.ndarray]) -> None:
     """Add works (ids above m["last_id"], increasing; each a sorted set of words and their (n, 2) uint8 positions,
     see work_entry) at the end of the word files, cutting off whatever an interrupted writer left past the
     manifest. Updates `m` (write it with write_manifest)."""
     if not len(ids):
         return
     counts = np.array([len(x) for x in lists], np.uint16)
-    if [len(x) for x in positions] != counts.tolist():
+    if [len(x) for x in xys] != counts.tolist():
         raise ValueError("every word needs its position")
     new = {"ids": np.asarray(ids, np.int32), "counts": counts,
            "words": np.concatenate(lists).astype(np.uint16) if lists else np.zeros(0, np.uint16),
-           "xy": np.concatenate(positions).astype(np.uint8).ravel() if lists else np.zeros(0, np.uint8)}
+           "xy": np.concatenate(xys).astype(np.uint8).ravel() if lists else np.zeros(0, np.uint8)}
     sizes = _files(m)
     for name, arr in new.items():
         with open(folder / name, "ab") as f:

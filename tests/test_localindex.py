@@ -298,12 +298,9 @@ def _geometry(work_words, work_xy, query_words, query_xy):
 
     order = np.argsort(work_words, kind="stable")
     words, xy = np.asarray(work_words, np.uint16)[order], np.asarray(work_xy, np.uint8)[order]
-    qorder = np.argsort(query_words, kind="stable")
-    full = np.bincount(query_words, minlength=localindex.WORDS)
-    first = (np.cumsum(full) - full).astype(np.int32)
+    first, count, at = localindex.by_word(np.asarray(query_words, np.int64), np.asarray(query_xy).reshape(-1, 2))
     out = np.zeros(1, np.int32)
-    geometry(np.zeros(1, np.int64), np.array([0, len(words)], np.int64), words, xy.ravel(), first,
-             full.astype(np.int32), np.ascontiguousarray(np.asarray(query_xy, np.float32)[qorder]),
+    geometry(np.zeros(1, np.int64), np.array([0, len(words)], np.int64), words, xy.ravel(), first, count, at,
              localindex.GEOMETRY_CAP, localindex.GEOMETRY_MOST, localindex.GEOMETRY_HYPOTHESES,
              localindex.GEOMETRY_MIN_PAIR, localindex.GEOMETRY_TOLERANCE, localindex.GEOMETRY_SCALE_BINS,
              localindex.GEOMETRY_ANGLE_BINS, localindex.GEOMETRY_MAX_LOG_SCALE, out)
