@@ -50,7 +50,7 @@ DELTA_MAX = 8_192
 #: measured against matching.PDQ_MIN_QUALITY, the same number): the pdqeq/1 tables hold only those rows (~2 % of
 #: the works in benchmarks/scale.py), so that search costs a fiftieth. A search over other rows is a scan.
 MIN_QUALITY = 50
-FORMAT = "provenance-index/3"  # /3: tables keep their codes in bucket order
+FORMAT = "provenance-index/4"  # /3: tables keep their codes in bucket order; /4: only mih.KEPT_BITS of them
 
 
 @dataclass(frozen=True)
@@ -252,7 +252,7 @@ class Index:
             pos, d, var = self._scan(codes64, q64, at)
         elif tables is not None and max_distance <= SEARCH_RADIUS[algorithm] and \
                 self._tables_cover(algorithm, eligible):
-            pos, d, var = mih.search(tables, q, max_distance)
+            pos, d, var = mih.search(tables, self.codes[algorithm], q, max_distance)
             rest = self._scan(codes64, q64, np.arange(self.sealed, len(self)))
             pos, d, var = (np.concatenate([a, b]) for a, b in zip((pos, d, var), rest))
         else:
@@ -362,7 +362,8 @@ def _table_files(manifest: dict) -> dict[str, tuple[np.dtype, tuple]]:
     for a, chunks in manifest["plans"].items():
         out[f"{_name(a)}.order"] = (np.dtype(np.int32), (len(chunks), manifest["table_rows"][a]))
         out[f"{_name(a)}.offsets"] = (np.dtype(np.int32), (sum((1 << b) + 1 for _, b, _ in chunks),))
-        out[f"{_name(a)}.codes"] = (np.dtype(np.uint64), (len(chunks), manifest["table_rows"][a], _BYTES[a] // 8))
+        kept = min(_BYTES[a] // 8, mih.KEPT_BITS // 64)
+        out[f"{_name(a)}.codes"] = (np.dtype(np.uint64), (len(chunks), manifest["table_rows"][a], kept))
     out["sha256.prefix"] = (np.dtype(np.uint64), (sealed,))
     out["sha256.order"] = (np.dtype(np.int32), (sealed,))
     return out
@@ -390,7 +391,7 @@ def _load(folder: Path, manifest: dict) -> Index:
         for a, chunks in manifest["plans"].items():
             plan = tuple(mih.Chunk(*c) for c in chunks)
             tables[a] = mih.Tables(plan, manifest["table_rows"][a], t[f"{_name(a)}.order"], t[f"{_name(a)}.offsets"],
-                                   t[f"{_name(a)}.codes"])
+                                   t[f"{_name(a)}.codes"], _BYTES[a] // 8)
         tables["sha256"] = (t["sha256.prefix"], t["sha256.order"])
     index = Index()
     index._set(Columns.from_fields(fields), tables, manifest["sealed"])

@@ -6,8 +6,8 @@ chunk value within r_i of the query's (a "probe": a table bucket), and check the
 codes found there. Nothing within R is missed; the result is exactly a brute-force scan's (Norouzi, Punjani,
 Fleet: "Fast Exact Search in Hamming Space with Multi-Index Hashing", 2014).
 
-Each chunk's table is a sorted permutation of the rows plus an offset per chunk value (CSR) and a copy of the codes
-in that order, so a probe is two array reads and one run of codes; the probe-and-verify loop is a small Numba
+Each chunk's table is a sorted permutation of the rows plus an offset per chunk value (CSR) and a copy of (part of)
+the codes in that order, so a probe is two array reads and one run of codes; the probe-and-verify loop is a small Numba
 kernel (`_mih_kernel`), everything else vectorised NumPy: no per-probe Python. Chunk sizes follow the number of rows
 (about log2 N bits, so a bucket holds ~1 code of random data); `plan` picks the chunking with the fewest
 expected probes + candidates. Tables are plain arrays, so they can be memory-mapped from disk and shared.
@@ -25,6 +25,11 @@ import numpy as np
 #: a candidate, one code read in a run and a popcount. Measured at 1 M works (8 pHash codes, radius 10): 3 chunks
 #: of 21-22 bits (27k probes, 14k candidates) 0.82 ms, 4 of 16 bits (3.4k probes, 52k candidates) 0.64 ms.
 _CANDIDATE_COST = 0.5
+#: Of codes wider than this, each table keeps only this many bits, the 64-bit words that overlap its chunk least:
+#: a candidate whose kept bits are already farther than the radius is rejected there, and the few that are not
+#: (a random 128-bit slice is within 40 of a query's once in ~10^5) read their full code from the rows. PDQ at 1 M
+#: works: 14 tables x 16 instead of 32 bytes per code, 224 MB less.
+KEPT_BITS = 128
 
 
 @dataclass(frozen=True)
@@ -107,15 +112,20 @@ def _key_reads(chunks: tuple[Chunk, ...]) -> tuple[np.ndarray, np.ndarray, np.nd
 @dataclass(frozen=True)
 class Tables:
     """The chunk tables over `rows` rows of a code array (all of [0, rows), or a subset): `order` (m, rows) int32
-    row positions, `offsets` (sum 2^b + 1), and `codes` (m, rows, words) uint64: each table's codes in its own
-    bucket order, so a probe reads its candidates' codes in one run instead of one random read per candidate
-    (m copies of the codes: 448 MiB of PDQ at 1 M works, ~3x faster searches)."""
+    row positions, `offsets` (sum 2^b + 1), and `codes` (m, rows, k) uint64: each table's codes in its own bucket
+    order, so a probe reads its candidates' codes in one run instead of one random read per candidate (~3x faster
+    searches), of each code only the k 64-bit words `kept` (m, k) names (`kept_words`)."""
 
     chunks: tuple[Chunk, ...]
     rows: int
     order: np.ndarray
     offsets: np.ndarray
     codes: np.ndarray
+    words: int  # 64-bit words per full code
+
+    @cached_property
+    def kept(self) -> np.ndarray:
+        return kept_words(self.chunks, self.words)
 
     @property
     def bases(self) -> np.ndarray:
@@ -133,35 +143,51 @@ class Tables:
         return chunk, masks, self.bases[chunk]
 
 
+def kept_words(chunks: tuple[Chunk, ...], words: int) -> np.ndarray:
+    """(m, k) the 64-bit words of a code each chunk's table keeps, in order: all of them up to KEPT_BITS, else the
+    k = KEPT_BITS / 64 that share the fewest bits with the chunk (its own bits say least: they are near the query's
+    in every bucket probed)."""
+    k = min(words, KEPT_BITS // 64)
+    out = np.empty((len(chunks), k), np.int64)
+    for j, c in enumerate(chunks):
+        overlap = [max(0, min(c.start + c.bits, 64 * (w + 1)) - max(c.start, 64 * w)) for w in range(words)]
+        out[j] = np.sort(np.argsort(overlap, kind="stable")[:k])
+    return out
+
+
 def build(codes: np.ndarray, chunks: tuple[Chunk, ...], rows: np.ndarray | None = None) -> Tables:
     """Tables over every row of `codes`, or over only `rows` (positions into codes): a search then finds only
     those rows, and reports their positions in `codes`."""
     keys = chunk_keys(codes if rows is None else np.take(codes, rows, axis=0), chunks)
     n = len(keys)
     codes64 = np.ascontiguousarray(codes).view(np.uint64)
+    kept = kept_words(chunks, codes64.shape[1])
     order = np.empty((len(chunks), n), dtype=np.int32)
-    ordered = np.empty((len(chunks), n, codes64.shape[1]), dtype=np.uint64)
+    ordered = np.empty((len(chunks), n, kept.shape[1]), dtype=np.uint64)
     offsets = []
     for j, c in enumerate(chunks):
         order[j] = np.argsort(keys[:, j], kind="stable")
         if rows is not None:
             order[j] = np.take(rows, order[j])
-        np.take(codes64, order[j], axis=0, out=ordered[j])
+        for i, w in enumerate(kept[j]):
+            np.take(codes64[:, w], order[j], out=ordered[j, :, i])
         counts = np.bincount(keys[:, j], minlength=1 << c.bits)
         offsets.append(np.concatenate([[0], np.cumsum(counts)]).astype(np.int32))
-    return Tables(chunks, n, order, np.concatenate(offsets), ordered)
+    return Tables(chunks, n, order, np.concatenate(offsets), ordered, codes64.shape[1])
 
 
-def search(tables: Tables, queries: np.ndarray, radius: int) -> tuple[np.ndarray, ...]:
+def search(tables: Tables, codes: np.ndarray, queries: np.ndarray, radius: int) -> tuple[np.ndarray, ...]:
     """(position, distance, query) of every row the tables hold within `radius` of each query: exact, each pair
-    once. `queries` is (q, bytes) uint8. `radius` may be smaller than the tables were planned for, never larger.
+    once. `codes` is the (n, bytes) uint8 array the tables were built over, `queries` (q, bytes) uint8. `radius`
+    may be smaller than the tables were planned for, never larger.
     """
     if tables.rows == 0 or len(queries) == 0:
         empty = np.zeros(0, dtype=np.int64)
         return empty, empty, empty
     keys = query_keys(queries, tables.chunks)  # (q, m)
     chunk, masks, bases = tables.probe_plan
-    positions, d, qs = _kernel()(tables.offsets, tables.order, tables.codes,
+    positions, d, qs = _kernel()(tables.offsets, tables.order, tables.codes, tables.kept,
+                                 np.ascontiguousarray(codes).view(np.uint64),
                                  np.ascontiguousarray(queries).view(np.uint64), keys, chunk, masks, bases, radius)
     # A row can sit in the probed buckets of several chunks: report each (row, query) pair once.
     pair = np.unique(positions * len(queries) + qs, return_index=True)[1]

@@ -61,7 +61,7 @@ def test_multi_index_search_is_exactly_a_scan(seed, nbytes, n, radius, flips):
     codes = clustered(rng, n, nbytes, 5, min(flips, nbytes * 8))
     queries = queries_near(rng, codes, 8, flips % (nbytes * 8))
     tables = mih.build(codes, mih.plan(nbytes * 8, radius, 1_000_000))  # the chunking used at a million works
-    pos, d, q = mih.search(tables, queries, radius)
+    pos, d, q = mih.search(tables, codes, queries, radius)
     got = sorted(zip(pos.tolist(), q.tolist(), d.tolist()))
     full = np.bitwise_count(queries[:, None, :] ^ codes[None]).sum(2)
     want = sorted((int(r), int(v), int(full[v, r])) for v, r in zip(*np.nonzero(full <= radius)))
@@ -107,7 +107,7 @@ def test_tables_over_some_rows_find_exactly_those_rows(seed, nbytes, n, radius, 
     queries = queries_near(rng, codes, 8, radius // 2)
     tables = mih.build(codes, mih.plan(nbytes * 8, radius, 1_000_000), rows)
     assert tables.rows == len(rows)
-    pos, d, q = mih.search(tables, queries, radius)
+    pos, d, q = mih.search(tables, codes, queries, radius)
     full = np.bitwise_count(queries[:, None, :] ^ codes[None]).sum(2)
     want = sorted((int(r), int(v), int(full[v, r])) for v, r in zip(*np.nonzero(full <= radius)) if r in set(rows))
     assert sorted(zip(pos.tolist(), q.tolist(), d.tolist())) == want
