@@ -1,10 +1,12 @@
-"""The two inner loops of the bounded local index (`localindex`), compiled by Numba (cached once per machine).
+"""The inner loops of the bounded local index (`localindex`), compiled by Numba (cached once per machine).
 
 `assign` / `assign2`: the visual word(s) of each ORB descriptor, 2 x 256 (3 x 256) Hamming comparisons down the
 vocabulary tree (~1 us per descriptor on one core; NumPy's broadcast popcount was ~5x slower, faiss needs one index
 per tree node).
 `vote`: idf-weighted votes of a copy's words over the posting lists, straight into a per-work score array, so a
 query never materialises the millions of postings it reads at a million works.
+`best_rows`: the rows with the best normalised scores. `gather` / `geometry`: the re-rank's correspondences, read
+from the same posting lists (each posting keeps its keypoint's position), and its weak geometric check.
 """
 import numba
 import numpy as np
@@ -130,20 +132,46 @@ def _atan2(y, x):
     return -r if y < 0 else r
 
 
-@numba.njit(cache=True, nogil=True, fastmath=True)
-def geometry(rows, word_offsets, words, xy, first, count, qxy, cap, most, hypotheses, min_pair, tolerance,
-             scale_bins, angle_bins, max_log_scale, out):
-    """For each candidate row, the most of its shared words whose positions one similarity transform (scale,
-    rotation, translation) carries onto the copy's: a weak geometric check (`WordIndex.shortlist`).
+@numba.njit(cache=True, nogil=True)
+def gather(offsets, rows, pxy, blocks, words, slot, first, count, qxy, cap, cw, cq, n):
+    """The correspondences of the candidates of a geometric check, read from the posting lists `vote` reads (with
+    each posting's position beside it: pxy[2 j], pxy[2 j + 1]): for each query word w of `words` (ascending) and
+    each of its postings whose row i is a candidate (slot[i] >= 0, its place in cw, cq, n), up to `cap` pairs of
+    (the work's position, one of the copy's qxy[first[w]:first[w] + count[w]]) appended to cw[s], cq[s] while
+    n[s] < cw.shape[1]. A row's postings are in one set of lists (written or delta), so each candidate's
+    correspondences come in word order."""
+    most = cw.shape[1]
+    for k in range(words.shape[0]):
+        w = words[k]
+        c = min(count[w], cap)
+        if c == 0:
+            continue
+        for h in range(blocks):
+            base = h << 16
+            for j in range(offsets[w * blocks + h], offsets[w * blocks + h + 1]):
+                s = slot[base + rows[j]]
+                if s < 0:
+                    continue
+                for t in range(c):
+                    m = n[s]
+                    if m < most:
+                        cw[s, m, 0], cw[s, m, 1] = pxy[2 * j], pxy[2 * j + 1]
+                        cq[s, m, 0], cq[s, m, 1] = qxy[first[w] + t, 0], qxy[first[w] + t, 1]
+                        n[s] = m + 1
 
-    A row's words are words[word_offsets[r]:word_offsets[r + 1]] at positions xy[2 j], xy[2 j + 1] (the work's
-    working image, its long side = 255); the copy's descriptors with word w are qxy[first[w]:first[w] + count[w]]
-    (same units), at most `cap` of them per word. Every pair of correspondences at least `min_pair` apart on both
-    sides implies a scale and a rotation; the pairs vote in a (log2 scale, angle) histogram, and the pairs in its
-    fullest 2 x 2 block each propose a transform, scored by how many correspondences land within `tolerance` of
-    where it puts them. out[k] = the best such count (with fewer than 3 correspondences: 0 for none, else 1)."""
-    cw = np.empty((most, 2), np.float32)
-    cq = np.empty((most, 2), np.float32)
+
+@numba.njit(cache=True, nogil=True, fastmath=True)
+def geometry(cw, cq, counts, hypotheses, min_pair, tolerance, scale_bins, angle_bins, max_log_scale, out):
+    """For each candidate k, the most of its correspondences (the work's positions cw[k, :counts[k]], the copy's
+    cq[k, :counts[k]]: `gather`) that one similarity transform (scale, rotation, translation) carries onto the
+    copy's: a weak geometric check (`WordIndex.shortlist`).
+
+    Positions are in units of the image's long side / 255 (the work's working image, the copy's view). Every pair
+    of correspondences at least `min_pair` apart on both sides implies a scale and a rotation; the pairs vote in a
+    (log2 scale, angle) histogram, and the pairs in its fullest 2 x 2 block each propose a transform (at most
+    `hypotheses`), scored by how many correspondences land within `tolerance` of where it puts them. out[k] = the
+    best such count (with fewer than 3 correspondences: 0 for none, else 1)."""
+    most = cw.shape[1]
     pa = np.empty(most * (most - 1) // 2, np.int32)
     pb = np.empty(most * (most - 1) // 2, np.int32)
     ps = np.empty(most * (most - 1) // 2, np.int32)
@@ -153,17 +181,8 @@ def geometry(rows, word_offsets, words, xy, first, count, qxy, cap, most, hypoth
     s_bin = 2 * max_log_scale / scale_bins
     t_bin = two_pi / angle_bins
     min2, tol2 = min_pair * min_pair, tolerance * tolerance
-    for k in range(rows.shape[0]):
-        r = rows[k]
-        n = 0
-        for j in range(word_offsets[r], word_offsets[r + 1]):
-            w = words[j]
-            c = min(count[w], cap)
-            for t in range(c):
-                if n < most:
-                    cw[n, 0], cw[n, 1] = xy[2 * j], xy[2 * j + 1]
-                    cq[n, 0], cq[n, 1] = qxy[first[w] + t, 0], qxy[first[w] + t, 1]
-                    n += 1
+    for k in range(cw.shape[0]):
+        n = counts[k]
         out[k] = min(n, 1)
         if n < 3:
             continue
@@ -171,8 +190,8 @@ def geometry(rows, word_offsets, words, xy, first, count, qxy, cap, most, hypoth
         npairs = 0
         for a in range(n):
             for b in range(a + 1, n):
-                wx, wy = cw[b, 0] - cw[a, 0], cw[b, 1] - cw[a, 1]
-                qx, qy = cq[b, 0] - cq[a, 0], cq[b, 1] - cq[a, 1]
+                wx, wy = cw[k, b, 0] - cw[k, a, 0], cw[k, b, 1] - cw[k, a, 1]
+                qx, qy = cq[k, b, 0] - cq[k, a, 0], cq[k, b, 1] - cq[k, a, 1]
                 lw, lq = wx * wx + wy * wy, qx * qx + qy * qy
                 if lw < min2 or lq < min2:
                     continue
@@ -204,16 +223,16 @@ def geometry(rows, word_offsets, words, xy, first, count, qxy, cap, most, hypoth
             tried += 1
             a, b = pa[p], pb[p]
             # The similarity w -> q through the pair: q = [[c, -s], [s, c]] w + t, from the complex ratio dq / dw.
-            wx, wy = cw[b, 0] - cw[a, 0], cw[b, 1] - cw[a, 1]
-            qx, qy = cq[b, 0] - cq[a, 0], cq[b, 1] - cq[a, 1]
+            wx, wy = cw[k, b, 0] - cw[k, a, 0], cw[k, b, 1] - cw[k, a, 1]
+            qx, qy = cq[k, b, 0] - cq[k, a, 0], cq[k, b, 1] - cq[k, a, 1]
             den = wx * wx + wy * wy
             cc, ss = (qx * wx + qy * wy) / den, (qy * wx - qx * wy) / den
-            tx = cq[a, 0] - (cc * cw[a, 0] - ss * cw[a, 1])
-            ty = cq[a, 1] - (ss * cw[a, 0] + cc * cw[a, 1])
+            tx = cq[k, a, 0] - (cc * cw[k, a, 0] - ss * cw[k, a, 1])
+            ty = cq[k, a, 1] - (ss * cw[k, a, 0] + cc * cw[k, a, 1])
             inl = 0
             for i in range(n):
-                ex = cc * cw[i, 0] - ss * cw[i, 1] + tx - cq[i, 0]
-                ey = ss * cw[i, 0] + cc * cw[i, 1] + ty - cq[i, 1]
+                ex = cc * cw[k, i, 0] - ss * cw[k, i, 1] + tx - cq[k, i, 0]
+                ey = ss * cw[k, i, 0] + cc * cw[k, i, 1] + ty - cq[k, i, 1]
                 if ex * ex + ey * ey <= tol2:
                     inl += 1
             if inl > best:

@@ -17,15 +17,19 @@ PROVENANCE_LOCAL_INDEX=bounded) the local stage runs in two steps instead:
    sits in the work, and the score is how many of the words a work shares with the copy one similarity transform
    (scale, rotation, shift) carries onto the copy's keypoints (pairs of correspondences vote for a scale and a
    rotation, the fullest bin's pairs propose transforms, inliers are counted; `_words_kernel.geometry`). Chance
-   collisions sit anywhere; the true work's fall into place. The SHORTLIST best go on.
+   collisions sit anywhere; the true work's fall into place. The check's correspondences are read in a second pass
+   over the same posting lists, which keep each posting's position (`_words_kernel.gather`): a query touches no
+   per-work file, so at a million works only the lists are resident. The SHORTLIST best go on.
 2. Verify (`local.LocalIndex`, unchanged): only the shortlisted works' blobs are read from the ledger
    (`Ledger.local_features_of`, one connection per process, opened on first use) and today's exact index is
    built over them; its descriptor votes, RANSAC, pixel check, equalised second pass and template last resort
    decide, with the same thresholds as below EXACT_MAX_WORKS.
 
 Files (`ledger.db.index/local/`, a cache beside the global index): per work its id, word count, sorted words and
-their positions (appended as works are registered), the posting lists of the first `sealed` works, and a manifest
-with the ledger entry it covers, the vocabulary and parameters, and the SHA-256 of every file. Works added since the
+their positions (appended as works are registered), the posting lists of the first `sealed` works with each
+posting's position beside it (so a query reads only the lists: the word files are read when the index is opened and
+when the lists are rewritten), and a manifest with the ledger entry it covers, the vocabulary and parameters, and the
+SHA-256 of every file. Works added since the
 posting lists were written (at most DELTA_MAX) get their postings in memory when the index is opened; past that the
 lists are rewritten from the word file (a counting sort in chunks, never all postings in memory). Missing, corrupt
 or stale files (another ledger, a rewritten entry, a changed blob count) are rebuilt from the ledger's blobs,
@@ -91,7 +95,7 @@ DELTA_MAX = 16_384
 EXACT_MAX_WORKS = 5_000
 ENV = "PROVENANCE_LOCAL_INDEX"
 MODES = ("auto", "exact", "bounded")
-FORMAT = "provenance-localindex/3"  # /2: written lists hold 16-bit rows per block of 65,536; /3: word positions
+FORMAT = "provenance-localindex/4"  # /2: 16-bit rows per block of 65,536; /3: word positions; /4: in the postings
 _CACHED_FEATURES = 256  # decoded blobs kept per process: popular works are shortlisted again and again
 
 _vocabulary: tuple[np.ndarray, np.ndarray] | None = None
@@ -203,15 +207,13 @@ def positions(xy: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 class WordIndex:
     """Posting lists over works' visual words, and the ledger their blobs are read from when shortlisted."""
 
-    def __init__(self, ids, counts, words, xy, offsets, low, delta_offsets, delta_rows, target, keep=None):
+    def __init__(self, ids, counts, sealed, delta, target, keep=None):
         self.ids, self.counts = ids, counts
-        # Every row's words and their positions (the word files, mapped), for the geometric re-rank.
-        self.word_offsets = np.zeros(len(ids) + 1, np.int64)
-        np.cumsum(np.asarray(counts, np.int64), out=self.word_offsets[1:])
-        self.words, self.xy = words, xy
         # Written lists: per (word, block of 65,536 rows) a run of the rows' low 16 bits; the delta: rows (int32).
-        self.blocks = (len(offsets) - 1) // WORDS
-        self._sealed, self._delta = (offsets, low), (delta_offsets, delta_rows)
+        # Both as (offsets, rows, positions): each posting's keypoint position (x, y uint8) beside it.
+        self.blocks = (len(sealed[0]) - 1) // WORDS
+        self._sealed, self._delta = sealed, delta
+        offsets, delta_offsets = sealed[0], delta[0]
         n = len(ids)
         df = np.diff(offsets[::self.blocks]) + np.diff(delta_offsets)
         idf = np.log((n + 1) / np.maximum(df, 1)).astype(np.float32)
@@ -236,11 +238,12 @@ class WordIndex:
         view's (h, w): the copy, its mirror), best first. Per view the RERANK works with the best word scores are
         ranked again by the geometric check (`_words_kernel.geometry`): how many of the words they share with the
         copy one similarity transform explains (fewer than GEOMETRY_MIN: none); ties by word score."""
-        from ._words_kernel import best_rows, geometry, vote
+        from ._words_kernel import best_rows, gather, geometry, vote
 
         best: dict[int, tuple[int, float]] = {}
-        (offsets, low), (delta_offsets, delta_rows) = self._sealed, self._delta
+        (offsets, low, pxy), (delta_offsets, delta_rows, delta_xy) = self._sealed, self._delta
         b = self.blocks
+        slot = np.full(len(self), -1, np.int32)  # a candidate's place among the re-ranked, per row
         for des, xy, shape in views:
             qw = query_words(des)
             w = np.unique(qw)
@@ -263,9 +266,13 @@ class WordIndex:
             if RERANK:
                 first, count, at = by_word(qw, np.repeat(units(xy, shape), QUERY_WORDS, axis=0))
                 count[self.weight == 0] = 0  # stop words: too common to say where anything is
-                geometry(cand.astype(np.int64), self.word_offsets, self.words, self.xy, first,
-                         count, at, GEOMETRY_CAP, GEOMETRY_MOST, GEOMETRY_HYPOTHESES,
-                         GEOMETRY_MIN_PAIR, GEOMETRY_TOLERANCE,
+                slot[cand] = np.arange(len(cand), dtype=np.int32)
+                cw, cq = (np.empty((len(cand), GEOMETRY_MOST, 2), np.float32) for _ in range(2))
+                n_of = np.zeros(len(cand), np.int32)
+                gather(offsets, low, pxy, b, w, slot, first, count, at, GEOMETRY_CAP, cw, cq, n_of)
+                gather(delta_offsets, delta_rows, delta_xy, 1, w, slot, first, count, at, GEOMETRY_CAP, cw, cq, n_of)
+                slot[cand] = -1
+                geometry(cw, cq, n_of, GEOMETRY_HYPOTHESES, GEOMETRY_MIN_PAIR, GEOMETRY_TOLERANCE,
                          GEOMETRY_SCALE_BINS, GEOMETRY_ANGLE_BINS, GEOMETRY_MAX_LOG_SCALE, g)
             g[g < GEOMETRY_MIN] = 0  # a few consistent words happen by chance: the word score ranks those works
             for i in np.lexsort((-s, -g))[:SHORTLIST]:
@@ -410,7 +417,8 @@ def _files(m: dict) -> dict[str, tuple[np.dtype, int]]:
            "words": (np.dtype(np.uint16), m["words"]), "xy": (np.dtype(np.uint8), 2 * m["words"])}
     if m["sealed"]:
         out |= {"postings.offsets": (np.dtype(np.int64), WORDS * _blocks(m["sealed"]) + 1),
-                "postings.low": (np.dtype(np.uint16), m["sealed_words"])}
+                "postings.low": (np.dtype(np.uint16), m["sealed_words"]),
+                "postings.xy": (np.dtype(np.uint8), 2 * m["sealed_words"])}
     return out
 
 
@@ -456,6 +464,7 @@ def seal(folder: Path, m: dict, chunk: int = 1 << 24) -> None:
     rows = m["rows"]
     counts = np.asarray(_map(folder, "counts", np.dtype(np.uint16), rows)).astype(np.int64)
     allwords = _map(folder, "words", np.dtype(np.uint16), m["words"])
+    allxy = _map(folder, "xy", np.dtype("<u2"), m["words"])  # a word's (x, y) as one 16-bit value
     b = _blocks(rows)
     ends = np.cumsum(counts)
     row_block = np.repeat(np.arange(b), np.diff(np.minimum(np.arange(b + 1) * 65536, rows)))
@@ -476,9 +485,9 @@ def seal(folder: Path, m: dict, chunk: int = 1 << 24) -> None:
         df += np.bincount(keys(*c), minlength=WORDS * b)
     offsets = np.zeros(WORDS * b + 1, np.int64)
     np.cumsum(df, out=offsets[1:])
-    tmp = folder / ".postings.low.tmp"
     total = int(offsets[-1])
-    out = np.memmap(tmp, np.uint16, "w+", shape=(max(total, 1),))
+    tmp = {name: folder / f".postings.{name}.tmp" for name in ("low", "xy")}
+    out = {name: np.memmap(path, "<u2", "w+", shape=(max(total, 1),)) for name, path in tmp.items()}
     cursor = offsets[:-1].copy()
     for row, last, start, stop in chunks():  # rows in order, so every list comes out in row order
         k = keys(row, last, start, stop)
@@ -486,14 +495,17 @@ def seal(folder: Path, m: dict, chunk: int = 1 << 24) -> None:
         order = np.argsort(k, kind="stable")
         k, owner = k[order], owner[order]
         c = np.bincount(k, minlength=WORDS * b)
-        out[cursor[k] + np.arange(len(k)) - np.repeat(np.cumsum(c) - c, c)] = owner & 0xFFFF
+        at = cursor[k] + np.arange(len(k)) - np.repeat(np.cumsum(c) - c, c)
+        out["low"][at] = owner & 0xFFFF
+        out["xy"][at] = np.asarray(allxy[start:stop])[order]
         cursor += c
-    out.flush()
-    del out
-    with open(tmp, "r+b") as f:
-        f.truncate(total * 2)
-        os.fsync(f.fileno())
-    os.replace(tmp, folder / "postings.low")
+    for name, path in tmp.items():
+        out[name].flush()
+        del out[name]
+        with open(path, "r+b") as f:
+            f.truncate(total * 2)
+            os.fsync(f.fileno())
+        os.replace(path, folder / f"postings.{name}")
     _write_array(folder / "postings.offsets", offsets)
     m["sealed"], m["sealed_words"] = m["rows"], m["words"]
 
@@ -502,15 +514,19 @@ def load(folder: Path, m: dict, target, keep=None) -> WordIndex:
     """A WordIndex over the files `m` describes; the works past the posting lists get theirs in memory."""
     f = {name: _map(folder, name, dt, n) for name, (dt, n) in _files(m).items()}
     ids, counts = np.asarray(f["ids"]), np.asarray(f["counts"])
-    offsets = np.asarray(f["postings.offsets"]) if m["sealed"] else np.zeros(WORDS + 1, np.int64)
-    low = np.asarray(f["postings.low"]) if m["sealed"] else np.zeros(0, np.uint16)
+    if m["sealed"]:
+        sealed = (np.asarray(f["postings.offsets"]), np.asarray(f["postings.low"]), np.asarray(f["postings.xy"]))
+    else:
+        sealed = (np.zeros(WORDS + 1, np.int64), np.zeros(0, np.uint16), np.zeros(0, np.uint8))
+    # The works past the written lists (at most DELTA_MAX): their postings, in memory. The word files are read
+    # only here and by `seal`, never by a query.
     w = np.asarray(f["words"][m["sealed_words"]:], np.int64)
     owner = np.repeat(np.arange(m["sealed"], m["rows"]), counts[m["sealed"]:].astype(np.int64))  # rows
     order = np.argsort(w, kind="stable")
     delta_offsets = np.zeros(WORDS + 1, np.int64)
     np.cumsum(np.bincount(w, minlength=WORDS), out=delta_offsets[1:])
-    return WordIndex(ids, counts, np.asarray(f["words"]), np.asarray(f["xy"]), offsets, low, delta_offsets,
-                     owner[order].astype(np.int32), target, keep)
+    delta_xy = np.asarray(f["xy"][2 * m["sealed_words"]:]).reshape(-1, 2)[order].ravel()
+    return WordIndex(ids, counts, sealed, (delta_offsets, owner[order].astype(np.int32), delta_xy), target, keep)
 
 
 def write_manifest(folder: Path, m: dict) -> None:

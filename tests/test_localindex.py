@@ -243,27 +243,40 @@ def test_the_mode_is_chosen_by_size_or_forced(many, monkeypatch):
 
 def test_written_lists_past_65536_works_give_every_row_its_votes(tmp_path):
     """The written lists keep 16-bit rows per block of 65,536: over three blocks (and with a small rewrite chunk),
-    every row's words come back, and a vote scores each row by the words it shares with the query."""
+    every row's words come back, and a vote scores each row by the words it shares with the query; each posting
+    keeps its position, which the re-rank's gather reads back for the candidate rows."""
     rng = np.random.default_rng(5)
     n = 140_000
     lists = [np.unique(rng.integers(0, 300, rng.integers(1, 6))).astype(np.uint16) for _ in range(n)]
     m = {"rows": 0, "words": 0, "sealed": 0, "sealed_words": 0, "last_id": 0}
     ids = np.arange(1, n + 1, dtype=np.int32) * 3  # work ids are not rows
-    positions = [np.zeros((len(x), 2), np.uint8) for x in lists]
+    positions = [np.stack([np.full(len(x), i % 251), x % 256], 1).astype(np.uint8) for i, x in enumerate(lists)]
     localindex.append(tmp_path, m, ids[:90_000], lists[:90_000], positions[:90_000])
     localindex.append(tmp_path, m, ids[90_000:], lists[90_000:], positions[90_000:])
     localindex.seal(tmp_path, m, chunk=50_000)
     index = localindex.load(tmp_path, m, None)
     assert index.blocks == 3
-    from provenance._words_kernel import vote
+    from provenance._words_kernel import gather, vote
 
     query = np.array([7, 150, 299], np.int64)
     scores, touched = np.zeros(n, np.float32), np.empty(n * 3, np.int32)
-    offsets, low = index._sealed
+    offsets, low, pxy = index._sealed
     got = vote(offsets, low, index.blocks, query, np.array([1, 2, 4], np.float32), scores, touched, 0)
     want = np.array([sum(w for q, w in zip(query, (1, 2, 4)) if q in set(x.tolist())) for x in lists], np.float32)
     assert got == int((want > 0).sum()) and np.array_equal(scores, want)
     assert sorted(touched[:got].tolist()) == np.flatnonzero(want).tolist()
+    rows = [r for r in (np.flatnonzero(want)[[0, -1]].tolist() + [70_001, 131_072]) if want[r] > 0][:3]
+    slot = np.full(n, -1, np.int32)
+    slot[rows] = np.arange(len(rows))
+    first, count, at = localindex.by_word(query, np.arange(6, dtype=np.float32).reshape(3, 2))
+    cw, cq = (np.zeros((len(rows), 8, 2), np.float32) for _ in range(2))
+    k = np.zeros(len(rows), np.int32)
+    gather(offsets, low, pxy, index.blocks, query, slot, first, count, at, 1, cw, cq, k)
+    for s, r in enumerate(rows):
+        shared = [w for w in query.tolist() if w in set(lists[r].tolist())]
+        assert k[s] == len(shared)
+        assert cw[s, :k[s]].tolist() == [[r % 251, w % 256] for w in shared]
+        assert cq[s, :k[s]].tolist() == [at[first[w]].tolist() for w in shared]
 
 
 def test_a_query_descriptor_votes_with_its_word_and_the_best_leaf_under_its_second_nearest_centroid():
@@ -293,17 +306,22 @@ def test_the_kept_keypoints_cover_every_cell_and_every_part_of_the_stored_order(
 
 
 def _geometry(work_words, work_xy, query_words, query_xy):
-    """_words_kernel.geometry for one row holding work_words at work_xy, against a copy's words at query_xy."""
-    from provenance._words_kernel import geometry
+    """_words_kernel.gather and geometry for one row holding work_words at work_xy (its posting lists, as the
+    delta's: one block, full rows), against a copy's words at query_xy."""
+    from provenance._words_kernel import gather, geometry
 
     order = np.argsort(work_words, kind="stable")
-    words, xy = np.asarray(work_words, np.uint16)[order], np.asarray(work_xy, np.uint8)[order]
-    first, count, at = localindex.by_word(np.asarray(query_words, np.int64), np.asarray(query_xy).reshape(-1, 2))
-    out = np.zeros(1, np.int32)
-    geometry(np.zeros(1, np.int64), np.array([0, len(words)], np.int64), words, xy.ravel(), first, count, at,
-             localindex.GEOMETRY_CAP, localindex.GEOMETRY_MOST, localindex.GEOMETRY_HYPOTHESES,
-             localindex.GEOMETRY_MIN_PAIR, localindex.GEOMETRY_TOLERANCE, localindex.GEOMETRY_SCALE_BINS,
-             localindex.GEOMETRY_ANGLE_BINS, localindex.GEOMETRY_MAX_LOG_SCALE, out)
+    words, xy = np.asarray(work_words, np.int64)[order], np.asarray(work_xy, np.uint8)[order]
+    offsets = np.zeros(localindex.WORDS + 1, np.int64)
+    np.cumsum(np.bincount(words, minlength=localindex.WORDS), out=offsets[1:])
+    qw = np.asarray(query_words, np.int64)
+    first, count, at = localindex.by_word(qw, np.asarray(query_xy).reshape(-1, 2))
+    cw, cq = (np.empty((1, localindex.GEOMETRY_MOST, 2), np.float32) for _ in range(2))
+    n, out = np.zeros(1, np.int32), np.zeros(1, np.int32)
+    gather(offsets, np.zeros(len(words), np.int32), xy.ravel(), 1, np.unique(qw), np.zeros(1, np.int32), first,
+           count, at, localindex.GEOMETRY_CAP, cw, cq, n)
+    geometry(cw, cq, n, localindex.GEOMETRY_HYPOTHESES, localindex.GEOMETRY_MIN_PAIR, localindex.GEOMETRY_TOLERANCE,
+             localindex.GEOMETRY_SCALE_BINS, localindex.GEOMETRY_ANGLE_BINS, localindex.GEOMETRY_MAX_LOG_SCALE, out)
     return int(out[0])
 
 
