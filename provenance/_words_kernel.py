@@ -68,10 +68,10 @@ def vote(offsets, rows, blocks, words, weights, scores, touched, n):
     65,536 rows, h * 65,536 + rows[offsets[w * blocks + h]:offsets[w * blocks + h + 1]] (the written lists: 16-bit
     rows, one block per 65,536 works; the delta: full rows, one block). The rows seen for the first time are
     appended to touched (from position n). Returns the new n."""
-    for k in range(words.shape[0]):
-        w, weight = words[k], weights[k]
-        for h in range(blocks):
-            base = h << 16
+    for h in range(blocks):  # block by block: the scores written stay within 256 KB (the cache) for a while
+        base = h << 16
+        for k in range(words.shape[0]):
+            w, weight = words[k], weights[k]
             for j in range(offsets[w * blocks + h], offsets[w * blocks + h + 1]):
                 i = base + rows[j]
                 if scores[i] == 0:
@@ -141,13 +141,13 @@ def gather(offsets, rows, pxy, blocks, words, slot, first, count, qxy, cap, cw, 
     n[s] < cw.shape[1]. A row's postings are in one set of lists (written or delta), so each candidate's
     correspondences come in word order."""
     most = cw.shape[1]
-    for k in range(words.shape[0]):
-        w = words[k]
-        c = min(count[w], cap)
-        if c == 0:
-            continue
-        for h in range(blocks):
-            base = h << 16
+    for h in range(blocks):  # block by block, as `vote`
+        base = h << 16
+        for k in range(words.shape[0]):
+            w = words[k]
+            c = min(count[w], cap)
+            if c == 0:
+                continue
             for j in range(offsets[w * blocks + h], offsets[w * blocks + h + 1]):
                 s = slot[base + rows[j]]
                 if s < 0:
