@@ -36,12 +36,19 @@ shortlist": the source work was among the SHORTLIST; "p50 ms, all blobs": 40 que
 work replaced by a random real one, no blob cached, as a registry whose works all have blobs would answer). "build
 s" is the local index's: the real works from the ledger plus appending and sealing the derived ones (deriving their
 words is not counted); "RSS MiB" is what the process gained by loading the index and answering every query.
+
+Memory (third table): a fresh process opens the index as a scanner would (the global tables, the bounded local
+index as built above), answers every global and local query, and reports what is resident: the pages of the index
+files it touched ("global / local MiB", from /proc/self/smaps; RESIDENT_FILES=1 lists them per file), the whole
+process ("process RSS MiB": with Python, NumPy, OpenCV, Numba's compiler and the decoded blobs it caches), and the
+process before it opened the index.
 """
 from __future__ import annotations
 
 import argparse
 import io
 import json
+import multiprocessing
 import os
 import random
 import resource
@@ -462,7 +469,9 @@ def run(n: int, out: Path, real_count: int, brute_queries: int, queries: list, l
     local_row = {"build s": f"{build:.1f}", "derive s": f"{derive:.0f}",
                  **_local_stage(ledger, blobs, len(files), local_queries, id_of)}
     ledger.close()
-    return local_row, {"N": n, "register/s": f"{register_rate:.0f} ({len(files)})",
+    with multiprocessing.get_context("spawn").Pool(1) as fresh:
+        memory = fresh.apply(_resident, (folder / "ledger.db", [d for _, d in queries], [d for _, _, d in local_queries]))
+    return {"N": n, **memory}, local_row, {"N": n, "register/s": f"{register_rate:.0f} ({len(files)})",
                        "bulk/s": f"{(n - len(files)) / bulk_s:.0f}"
             if bulk_s else "-", "build s": f"{build_s:.1f}", "open s": f"{open_s:.2f}",
             "index MiB": f"{index_mib:.0f}", "RSS MiB": f"{rss:.0f}",
@@ -471,6 +480,36 @@ def run(n: int, out: Path, real_count: int, brute_queries: int, queries: list, l
             "recall index": f"{found}/{planted}",
             "recall scan": f"{found_brute}/{planted_brute}", "same as scan": f"{n_brute - differ}/{n_brute}",
             "scan p50 ms excl.": f"{brute_ms:.0f}"}
+
+
+def _resident(ledger_path: Path, queries: list[bytes], local_queries: list[bytes]) -> dict:
+    """In a fresh process: open the index as a scanner would (global tables, and the bounded local index as the
+    benchmark built it), answer every query through both stages, and measure what is resident: per index file
+    the pages this process touched (/proc/self/smaps), and the process as a whole."""
+    ledger = Ledger.open(ledger_path)
+    base = _rss_mib()
+    index = open_index(ledger)
+    folder = localindex.local_folder(ledger)
+    index.bounded = localindex.load(folder, json.loads((folder / "manifest.json").read_text()), ledger.target)
+    for data in queries:
+        _global(_fingerprint(data), index)
+    for data in local_queries:
+        index.local_matches(decode(data).image)
+    files = {"global": 0.0, "local": 0.0}
+    top, current = str(index_folder(ledger.path)), None
+    with open("/proc/self/smaps") as f:
+        for line in f:
+            parts = line.split()
+            if len(parts) >= 5 and "-" in parts[0] and ":" in parts[3]:
+                current = parts[5] if len(parts) > 5 else None
+            elif parts[0] == "Rss:" and current and current.startswith(top):
+                files["local" if current.startswith(str(folder)) else "global"] += int(parts[1]) / 1024
+                if os.environ.get("RESIDENT_FILES"):
+                    print(f"{int(parts[1]) / 1024:8.1f} MiB {current}")
+    return {"index resident MiB": f"{files['global'] + files['local']:.0f}",
+            "global / local MiB": f"{files['global']:.0f} / {files['local']:.0f}",
+            "process RSS MiB": f"{_rss_mib():.0f}", "before opening MiB": f"{base:.0f}",
+            "queries": f"{len(queries)} + {len(local_queries)}"}
 
 
 def _jpeg(img: Image.Image) -> bytes:
@@ -506,14 +545,15 @@ def main() -> None:
           f" {len(local_queries) - args.planted} copies under {len(LOCAL_ATTACKS)} attacks, the same"
           f" unrelated", flush=True)
     pool = _pool_features(out) if args.unrelated == "pool" else None
-    rows, local_rows = [], []
+    rows, local_rows, memory_rows = [], [], []
     for n in args.n:
-        local_row, row = run(n, out, args.real, args.brute_queries, queries, local_queries, pool)
+        memory, local_row, row = run(n, out, args.real, args.brute_queries, queries, local_queries, pool)
         rows.append(row)
         local_rows.append(local_row)
-        print("  ".join(f"{k}={v}" for k, v in rows[-1].items()), flush=True)
-        print("  ".join(f"{k}={v}" for k, v in local_rows[-1].items()), flush=True)
-    for table in (rows, local_rows):
+        memory_rows.append(memory)
+        for r in (row, local_row, memory):
+            print("  ".join(f"{k}={v}" for k, v in r.items()), flush=True)
+    for table in (rows, local_rows, memory_rows):
         print()
         cols = list(table[0])
         widths = [max(len(c), *(len(str(r[c])) for r in table)) for c in cols]

@@ -369,14 +369,16 @@ def _table_files(manifest: dict) -> dict[str, tuple[np.dtype, tuple]]:
     return out
 
 
-def _map(path: Path, dtype: np.dtype, shape: tuple) -> np.ndarray:
+def _map(path: Path, dtype: np.dtype, shape: tuple, populate: bool = True) -> np.ndarray:
     if not int(np.prod(shape)):
         return np.zeros(shape, dtype)
-    # A plain ndarray over the map (numpy's memmap subclass costs ~15 us on every slice of it), its page table filled
-    # up front (MAP_POPULATE): a search touches pages at random, and a first touch of each cost ~1 us.
+    # A plain ndarray over the map (numpy's memmap subclass costs ~15 us on every slice of it). The tables' page
+    # tables are filled up front (MAP_POPULATE): a search touches their pages at random, and a first touch of each
+    # cost ~1 us. The row files are not: a query reads a few of their rows (a hit's id and SHA-256, the full code of
+    # a candidate, the rows past the tables), so most of their pages never need to be in memory.
     with open(path, "rb") as f:
-        m = mmap.mmap(f.fileno(), dtype.itemsize * int(np.prod(shape)), flags=mmap.MAP_SHARED | _POPULATE,
-                      prot=mmap.PROT_READ)
+        m = mmap.mmap(f.fileno(), dtype.itemsize * int(np.prod(shape)),
+                      flags=mmap.MAP_SHARED | (_POPULATE if populate else 0), prot=mmap.PROT_READ)
     return np.frombuffer(m, dtype=dtype).reshape(shape)
 
 
@@ -384,7 +386,7 @@ _POPULATE = getattr(mmap, "MAP_POPULATE", 0)  # Linux
 
 
 def _load(folder: Path, manifest: dict) -> Index:
-    fields = {n: _map(folder / n, dt, sh) for n, (dt, sh) in _row_files(manifest["rows"]).items()}
+    fields = {n: _map(folder / n, dt, sh, populate=False) for n, (dt, sh) in _row_files(manifest["rows"]).items()}
     t = {n: _map(folder / n, dt, sh) for n, (dt, sh) in _table_files(manifest).items()}
     tables = {}
     if manifest["sealed"]:
