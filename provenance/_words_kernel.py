@@ -63,54 +63,53 @@ def assign2(d64, top64, leaf64, out):
 
 
 @numba.njit(cache=True, nogil=True)
-def vote(offsets, rows, blocks, words, weights, scores, touched, n):
+def vote(offsets, rows, blocks, words, weights, scores):
     """For each query word w, weights[k] onto scores[i] of every row i of its postings, which are, per block h of
     65,536 rows, h * 65,536 + rows[offsets[w * blocks + h]:offsets[w * blocks + h + 1]] (the written lists: 16-bit
-    rows, one block per 65,536 works; the delta: full rows, one block). The rows seen for the first time are
-    appended to touched (from position n). Returns the new n."""
+    rows, one block per 65,536 works; the delta: full rows, one block). At any size a copy's ~1,000 words touch
+    nearly every row (7.5 M postings per view at 1 M works), so no list of touched rows is kept."""
     for h in range(blocks):  # block by block: the scores written stay within 256 KB (the cache) for a while
         base = h << 16
         for k in range(words.shape[0]):
             w, weight = words[k], weights[k]
             for j in range(offsets[w * blocks + h], offsets[w * blocks + h + 1]):
-                i = base + rows[j]
-                if scores[i] == 0:
-                    touched[n] = i
-                    n += 1
-                scores[i] += weight
-    return n
+                scores[base + rows[j]] += weight
 
 
 @numba.njit(cache=True, nogil=True)
-def best_rows(touched, n, scores, inv_norm, k):
-    """The touched rows (touched[:n]) whose normalised score scores[i] * inv_norm[i] is among the k highest, and
-    those scores: every row scoring at least the k-th best's histogram bin (so at least k rows, a few more where the
-    bin is shared; all n when n <= k). Two passes over the touched rows instead of NumPy's gathers and a partition
-    over all of them (~1 M at a million works)."""
+def best_rows(scores, inv_norm, k):
+    """The rows with a vote (scores[i] > 0) whose normalised score scores[i] * inv_norm[i] is among the k highest,
+    and those scores: every row scoring at least the k-th best's histogram bin (so at least k rows, a few more where
+    the bin is shared; all of them when at most k have a vote). Sequential passes over the scores instead of
+    NumPy's temporaries and a partition over all of them."""
+    n = scores.shape[0]
     s = np.empty(n, np.float32)
-    hi = np.float32(0.0)
-    for j in range(n):
-        i = touched[j]
+    hi, voted = np.float32(0.0), 0
+    for i in range(n):
         v = scores[i] * inv_norm[i]
-        s[j] = v
-        if v > hi:
-            hi = v
-    if n <= k or hi <= 0:
-        return touched[:n].copy(), s
+        s[i] = v
+        voted += scores[i] > 0
+        hi = max(hi, v)
     bins = 4096
-    f = (bins - 1) / hi
-    hist = np.zeros(bins, np.int64)
-    for j in range(n):
-        hist[int(s[j] * f)] += 1
-    b, acc = bins - 1, hist[bins - 1]
-    while b > 0 and acc < k:
-        b -= 1
-        acc += hist[b]
-    rows, out = np.empty(acc, np.int32), np.empty(acc, np.float32)
+    f = (bins - 1) / hi if hi > 0 else 0.0
+    b = 0
+    if voted > k:
+        hist = np.zeros(bins, np.int64)
+        for i in range(n):
+            if scores[i] > 0:
+                hist[int(s[i] * f)] += 1
+        b, acc = bins - 1, hist[bins - 1]
+        while b > 0 and acc < k:
+            b -= 1
+            acc += hist[b]
     m = 0
-    for j in range(n):
-        if int(s[j] * f) >= b:
-            rows[m], out[m] = touched[j], s[j]
+    for i in range(n):
+        m += scores[i] > 0 and int(s[i] * f) >= b
+    rows, out = np.empty(m, np.int32), np.empty(m, np.float32)
+    m = 0
+    for i in range(n):
+        if scores[i] > 0 and int(s[i] * f) >= b:
+            rows[m], out[m] = i, s[i]
             m += 1
     return rows, out
 

@@ -251,13 +251,11 @@ class WordIndex:
             if not len(w) or not len(self):
                 continue
             weights = self.weight[w]
-            total = int((offsets[(w + 1) * b] - offsets[w * b]).sum()
-                        + (delta_offsets[w + 1] - delta_offsets[w]).sum())
-            scores, touched = np.zeros(len(self), np.float32), np.empty(total, np.int32)
-            n = vote(offsets, low, b, w, weights, scores, touched, 0)
-            n = vote(delta_offsets, delta_rows, 1, w, weights, scores, touched, n)
+            scores = np.zeros(len(self), np.float32)
+            vote(offsets, low, b, w, weights, scores)
+            vote(delta_offsets, delta_rows, 1, w, weights, scores)
             keep = max(RERANK, SHORTLIST)
-            cand, s = best_rows(touched, n, scores, self.inv_norm, keep)
+            cand, s = best_rows(scores, self.inv_norm, keep)
             s /= np.sqrt(weights.sum())
             if len(cand) > keep:
                 top = np.argpartition(-s, keep - 1)[:keep]
