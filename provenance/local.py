@@ -84,6 +84,7 @@ TEMPLATE_NCC, TEMPLATE_MARGIN = 0.96, 0.25
 #: is not measured against such a runner-up. benchmarks/scale.py's real works: a work and its registered edit (a
 #: small shape added) 0.92 at the 5th percentile, median 0.99; the closest other pair 0.85 (2,000 works); held-out
 #: corpus (998 works) 0.87. Captioned crops found by the template search at 1 M works, bounded index: see README.
+#: Such an edit that fits the copy at >= TEMPLATE_NCC too is named beside the best.
 FAMILY_NCC = 0.90
 
 cv2.setNumThreads(1)  # we parallelise over images, not inside one
@@ -277,14 +278,20 @@ class LocalIndex:
         (ncc, hyp), c = fits[0]
         # The runner-up the best must stand out from is another picture: a registered edit of the same work (its
         # whole thumbnail correlates >= FAMILY_NCC with the best's) fits a copy as well and says nothing against it.
-        others = [f[0][0] for f in fits[1:] if _thumb_ncc(self.features[c], self.features[f[1]]) < FAMILY_NCC]
-        runner_up = max(others, default=0.0)
+        family = {f[1] for f in fits[1:] if _thumb_ncc(self.features[c], self.features[f[1]]) >= FAMILY_NCC}
+        runner_up = max((f[0][0] for f in fits[1:] if f[1] not in family), default=0.0)
         if hyp is None or ncc < TEMPLATE_NCC or (1 - ncc) > TEMPLATE_MARGIN * (1 - runner_up):
             return []
-        flip, M, q_shape = hyp
-        work = self.features[c]
-        return [LocalMatch(c, 0, _geometry(M, flip, work.size, q_shape, ncc, _coverage(M, work.size, q_shape)),
-                           TEMPLATE)]
+        # Every version of the picture the copy fits as well as any template match must is named, best first: which
+        # of a work and its registered edit fits a crop a little better says nothing about which one was copied.
+        found = []
+        for (ncc, hyp), c in fits:
+            if c == fits[0][1] or (c in family and hyp is not None and ncc >= TEMPLATE_NCC):
+                flip, M, q_shape = hyp
+                work = self.features[c]
+                found.append(LocalMatch(c, 0, _geometry(M, flip, work.size, q_shape, ncc,
+                                                        _coverage(M, work.size, q_shape)), TEMPLATE))
+        return found
 
     def _pass(self, views, detected, index, owner, eq: bool) -> tuple[list[LocalMatch], list]:
         candidates = []
