@@ -2,7 +2,8 @@
 
     local_stage.py OUT/ledger-N OUT/real-works [planted] [keep]
 
-`keep`: reuse the local index already built; RERANK="0 2000" runs the queries once per value."""
+`keep`: reuse the local index already built; RERANK="0 2000" runs the queries once per value; STABLE=PICKLE picks
+the real works' indexed keypoints by their stability (scripts/experiments/stable_keypoints.py wrote PICKLE)."""
 import os
 import random
 import shutil
@@ -31,6 +32,10 @@ pool = None if "planted" in sys.argv else scale._pool_features(Path(sys.argv[2])
 if "keep" not in sys.argv:
     shutil.rmtree(localindex.local_folder(led), ignore_errors=True)
     blobs = led.local_features(*local.READABLE)
+    if os.environ.get("STABLE"):
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        import patch_stable  # noqa: E402
+        patch_stable.load(blobs, os.environ["STABLE"])
     t = time.time()
     print("build, derive s:", scale._bulk_local(led, blobs, len(real) + 1, n - len(real), n + 1, pool),
           f"{time.time() - t:.0f} s", flush=True)

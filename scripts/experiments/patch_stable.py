@@ -2,8 +2,8 @@ import pickle, numpy as np
 from provenance import localindex, local
 _orig = localindex.spread
 TABLE = {}
-def load(blobs):
-    sc = pickle.load(open("/tmp/p5/stable.pkl", "rb"))
+def load(blobs, path):
+    sc = pickle.load(open(path, "rb"))
     for b in blobs.values():
         f = local.decode(b)
         for d, xy in ((f.descriptors, f.xy), (f.eq_descriptors, f.eq_xy)):

@@ -1,6 +1,6 @@
 # Experiment (session 5, not shipped): keypoint stability under 4 synthetic views, for choosing the indexed words.
 # python scripts/experiments/stable_keypoints.py REAL_WORKS_DIR /tmp/p5/stable.pkl; then
-# STABLE=1 python scripts/experiments/local_stage.py SCALE_OUT/ledger-1000000 SCALE_OUT/real-works (paths inside are /tmp/p5).
+# STABLE=/tmp/p5/stable.pkl python scripts/experiments/local_stage.py SCALE_OUT/ledger-1000000 SCALE_OUT/real-works
 """Stability scores of each real work's keypoints under synthetic views; saved as a pickle keyed by descriptor bytes."""
 import sys, pickle
 from pathlib import Path
