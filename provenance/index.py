@@ -362,8 +362,8 @@ def _table_files(manifest: dict) -> dict[str, tuple[np.dtype, tuple]]:
     for a, chunks in manifest["plans"].items():
         out[f"{_name(a)}.order"] = (np.dtype(np.int32), (len(chunks), manifest["table_rows"][a]))
         out[f"{_name(a)}.offsets"] = (np.dtype(np.int32), (sum((1 << b) + 1 for _, b, _ in chunks),))
-        kept = min(_BYTES[a] // 8, mih.KEPT_BITS // 64)
-        out[f"{_name(a)}.codes"] = (np.dtype(np.uint64), (len(chunks), manifest["table_rows"][a], kept))
+        out[f"{_name(a)}.codes"] = (np.dtype(np.uint64),
+                                    (len(chunks), manifest["table_rows"][a], mih.kept_count(_BYTES[a] // 8)))
     out["sha256.prefix"] = (np.dtype(np.uint64), (sealed,))
     out["sha256.order"] = (np.dtype(np.int32), (sealed,))
     return out

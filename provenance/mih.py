@@ -143,11 +143,16 @@ class Tables:
         return chunk, masks, self.bases[chunk]
 
 
+def kept_count(words: int) -> int:
+    """How many of a code's `words` 64-bit words each table keeps."""
+    return min(words, KEPT_BITS // 64)
+
+
 def kept_words(chunks: tuple[Chunk, ...], words: int) -> np.ndarray:
     """(m, k) the 64-bit words of a code each chunk's table keeps, in order: all of them up to KEPT_BITS, else the
-    k = KEPT_BITS / 64 that share the fewest bits with the chunk (its own bits say least: they are near the query's
-    in every bucket probed)."""
-    k = min(words, KEPT_BITS // 64)
+    k = kept_count(words) that share the fewest bits with the chunk (its own bits say least: they are near the
+    query's in every bucket probed)."""
+    k = kept_count(words)
     out = np.empty((len(chunks), k), np.int64)
     for j, c in enumerate(chunks):
         overlap = [max(0, min(c.start + c.bits, 64 * (w + 1)) - max(c.start, 64 * w)) for w in range(words)]
