@@ -21,9 +21,10 @@ fingerprinting excluded, like "p50 ms excl.").
 
 The local stage (second table): the bounded index (localindex) over all N works, beside the exact in-memory
 local.LocalIndex over the R real works only (the baseline: today's index, which could not hold N). The real works'
-entries are built from their orb/3 blobs by open_local; works R+1..N have no blob, so their entries are derived
-words: 90 % take 40 descriptors from each of 4 random images of a pool of POOL procedural images that are neither
-registered nor queried (plain and equalised keypoints; `--unrelated planted`: of the real works themselves, which
+entries are built from their orb/4 blobs by open_local; works R+1..N have no blob, so their entries are derived
+words: 90 % take 40 of the descriptors that each of 4 random images of a pool of POOL procedural images, neither
+registered nor queried, would be indexed by (its most stable plain and equalised keypoints, localindex.picks;
+`--unrelated planted`: the real works' keypoints, any of them, which
 makes every real work a quarter of ~1,800 others at 1 M) with 2-15 random bits flipped per descriptor (unrelated
 works with the real ones' word statistics), each image's keypoints at their own positions shrunk into one quarter of
 the work (a collage: locally consistent geometry, as real unrelated works have), up to 10 % take one real work's own
@@ -208,14 +209,14 @@ def _bulk_load(ledger: Ledger, real: Columns, first_id: int, count: int, seed: i
 
 #: Images whose ORB descriptors the unrelated derived works take theirs from (--unrelated pool).
 POOL = 10_000
-POOL_KEEP = 160  # descriptors kept per pool image (each derived work takes 40 from each of 4)
+POOL_KEEP = sum(localindex.PER_WORK)  # descriptors kept per pool image (each derived work takes 40 from each of 4)
 
 
 def _pool_features(cache: Path, count: int = POOL) -> tuple[np.ndarray, np.ndarray]:
-    """(count, POOL_KEEP, 32) uint8 random plain and equalised ORB descriptors of `count` procedural images that are
-    neither registered nor queried (seeds from 20,000,000), and (count, POOL_KEEP, 2) uint8 their positions (long
-    side 255, as the index keeps them); computed once and kept in `cache`."""
-    path = cache / f"pool-{count}-{POOL_KEEP}-xy.npz"
+    """(count, POOL_KEEP, 32) uint8: the plain and equalised ORB descriptors that `count` procedural images, neither
+    registered nor queried (seeds from 20,000,000), would be indexed by (localindex.picks), and (count, POOL_KEEP, 2)
+    uint8 their positions (long side 255, as the index keeps them); computed once and kept in `cache`."""
+    path = cache / f"pool-{count}-{POOL_KEEP}-picked.npz"
     if not path.exists():
         cache.mkdir(parents=True, exist_ok=True)
         des, xy = np.zeros((count, POOL_KEEP, 32), np.uint8), np.zeros((count, POOL_KEEP, 2), np.uint8)
@@ -228,11 +229,13 @@ def _pool_features(cache: Path, count: int = POOL) -> tuple[np.ndarray, np.ndarr
 
 def _pool_descriptors(seed: int) -> tuple[np.ndarray, np.ndarray]:
     f = local.extract(art(seed))
-    every = np.concatenate([f.descriptors, f.eq_descriptors])
-    xy = localindex.positions(np.concatenate([f.xy, f.eq_xy]).reshape(-1, 2), f.size)
+    p, e = localindex.picks(f)  # as the image would be indexed: its most stable keypoints
+    every = np.concatenate([f.descriptors[p], f.eq_descriptors[e]])
+    xy = localindex.positions(np.concatenate([f.xy[p], f.eq_xy[e]]).reshape(-1, 2), f.size)
     if not len(every):
         return np.zeros((POOL_KEEP, 32), np.uint8), np.zeros((POOL_KEEP, 2), np.uint8)
-    pick = np.random.default_rng(seed).integers(0, len(every), POOL_KEEP)
+    pick = np.arange(POOL_KEEP) if len(every) >= POOL_KEEP else np.concatenate(
+        [np.arange(len(every)), np.random.default_rng(seed).integers(0, len(every), POOL_KEEP - len(every))])
     return every[pick], xy[pick]
 
 
@@ -253,8 +256,7 @@ def _bulk_local(ledger: Ledger, real: dict[int, bytes], first_id: int, count: in
     else:
         every = [np.concatenate([f.descriptors, f.eq_descriptors]) for f in feats]
         every_xy = [localindex.positions(np.concatenate([f.xy, f.eq_xy]), f.size) for f in feats]
-    picks = [(localindex.spread(f.xy, f.size, localindex.PER_WORK[0]),
-              localindex.spread(f.eq_xy, f.size, localindex.PER_WORK[1])) for f in feats]
+    picks = [localindex.picks(f) for f in feats]
     indexed = [np.concatenate([f.descriptors[p], f.eq_descriptors[e]]) for f, (p, e) in zip(feats, picks)]
     indexed_xy = [localindex.positions(np.concatenate([f.xy[p], f.eq_xy[e]]), f.size)
                   for f, (p, e) in zip(feats, picks)]

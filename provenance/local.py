@@ -15,8 +15,8 @@ no other candidate comes close to. It recovers crops, captions and mirrors, not 
 Cost per query, one core, 1,000 registered works: ~5 ms features (image and its mirror: ORB is not
 mirror-invariant), ~6 ms retrieval (faiss IVF, sub-linear), ~5 ms verification of 3 candidates, and
 for the copies that reach the template search (~15 % of a feed) ~17 ms more (a loaded core). Stored per work:
-~40 KB with 500 + 500 keypoints and a 128x128 thumbnail (`orb/3`, see `encode`); `orb/2` blobs (64x64 thumbnail,
-~28 KB) of older ledgers are still read and matched.
+~40 KB with 500 + 500 keypoints, a 128x128 thumbnail and a stability count per keypoint (`orb/4`, see `encode`);
+`orb/3` (no stability) and `orb/2` blobs (64x64 thumbnail, ~28 KB) of older ledgers are still read and matched.
 
 LocalIndex holds every descriptor of the works it is given, in memory: the whole ledger up to
 localindex.EXACT_MAX_WORKS works, and above that only the few works the bounded index (`localindex`) shortlists
@@ -31,8 +31,8 @@ from functools import cached_property
 import cv2
 import numpy as np
 
-ALGORITHM = "orb/3"  # /2: adds the CLAHE second-pass keypoints; /3: a 128x128 thumbnail instead of 64x64
-READABLE = ("orb/3", "orb/2")  # blob versions decode() accepts, newest first
+ALGORITHM = "orb/4"  # /2: the CLAHE second-pass keypoints; /3: a 128x128 thumbnail; /4: each keypoint's stability
+READABLE = ("orb/4", "orb/3", "orb/2")  # blob versions decode() accepts, newest first
 
 # Every value measured on the dev corpus (benchmarks/detection.py); see README "How matching works".
 MIN_SIDE = 384  # upscale smaller images first (icons, thumbnails): ORB needs pixels to find corners
@@ -106,6 +106,10 @@ class Features:
     eq_xy: np.ndarray = field(default_factory=lambda: np.zeros((0, 2), np.float32))  # (m, 2)
     eq_descriptors: np.ndarray = field(default_factory=lambda: np.zeros((0, 32), np.uint8))  # (m, 32) uint8
     fine: np.ndarray | None = None  # (FINE, FINE) uint8 grey thumbnail (orb/3); None for orb/2 blobs
+    # orb/4: per keypoint (plain, equalised), in how many synthetic views it was found again (localindex.stability,
+    # which decides the keypoints the bounded index keeps); None for older blobs.
+    stable: np.ndarray | None = None  # (n,) uint8
+    eq_stable: np.ndarray | None = None  # (m,) uint8
 
 
 @dataclass(frozen=True)
@@ -148,12 +152,15 @@ def _detect(g: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def extract(image) -> Features:
-    """Features of an RGB working image (a registered work's, stored with it)."""
+    """Features of an RGB working image (a registered work's, stored with it), with each keypoint's stability."""
+    from . import localindex  # the stability rule is the bounded index's (it imports this module)
+
     g = _prepare(image)
     xy, des = _detect(g)
     exy, edes = _detect(_clahe.apply(g))
     fine = cv2.resize(g, (FINE, FINE), interpolation=cv2.INTER_AREA)
-    return Features(g.shape, xy, des, _coarse(fine), exy, edes, fine)
+    stable, eq_stable = localindex.stability(g, (xy, des), (exy, edes))
+    return Features(g.shape, xy, des, _coarse(fine), exy, edes, fine, stable, eq_stable)
 
 
 def _coarse(fine: np.ndarray) -> np.ndarray:
@@ -162,43 +169,61 @@ def _coarse(fine: np.ndarray) -> np.ndarray:
 
 
 _HEADER = struct.Struct("<4sHHH")  # magic, height, width, n
-_MAGICS = {b"orb3": FINE, b"orb2": THUMB}  # magic -> side of the stored thumbnail
-_EQ_HEADER = struct.Struct("<4sH")  # magic, n: optional section after the thumbnail
+_MAGICS = {b"orb4": FINE, b"orb3": FINE, b"orb2": THUMB}  # magic -> side of the stored thumbnail
+_EQ_HEADER = struct.Struct("<4sH")  # magic, n: the section after the thumbnail
 _EQ_MAGIC = b"orbe"
+_STABLE_HEADER = struct.Struct("<4sB")  # magic, number of views: orb/4's last section
+_STABLE_MAGIC = b"orbs"
+_NOT_A_BLOB = "not an orb/4, orb/3 or orb/2 feature blob"
 
 
 def encode(f: Features) -> bytes:
-    """orb/3 bytes: header, keypoints in 1/8 px as uint16, descriptors, the 128x128 thumbnail, then the same for
-    the equalised image (keypoints and descriptors only). orb/2 had the 64x64 thumbnail in the same place."""
+    """orb/4 bytes: header, keypoints in 1/8 px as uint16, descriptors, the 128x128 thumbnail, then the same for
+    the equalised image (keypoints and descriptors only), then one stability count per keypoint (plain, then
+    equalised). orb/3 ends before the stability; orb/2 had the 64x64 thumbnail in the same place."""
     xy = np.round(f.xy * 8).clip(0, 65535).astype("<u2")
     exy = np.round(f.eq_xy * 8).clip(0, 65535).astype("<u2")
-    return (_HEADER.pack(b"orb3", f.size[0], f.size[1], len(f.descriptors)) + xy.tobytes()
+    if f.stable is None or f.eq_stable is None:
+        raise ValueError("orb/4 features need each keypoint's stability (local.extract computes it)")
+    from .localindex import STABILITY_VIEWS
+
+    return (_HEADER.pack(b"orb4", f.size[0], f.size[1], len(f.descriptors)) + xy.tobytes()
             + np.ascontiguousarray(f.descriptors, np.uint8).tobytes() + np.ascontiguousarray(f.fine).tobytes()
             + _EQ_HEADER.pack(_EQ_MAGIC, len(f.eq_descriptors)) + exy.tobytes()
-            + np.ascontiguousarray(f.eq_descriptors, np.uint8).tobytes())
+            + np.ascontiguousarray(f.eq_descriptors, np.uint8).tobytes()
+            + _STABLE_HEADER.pack(_STABLE_MAGIC, len(STABILITY_VIEWS))
+            + np.asarray(f.stable, np.uint8).tobytes() + np.asarray(f.eq_stable, np.uint8).tobytes())
 
 
 def decode(blob: bytes) -> Features:
-    """Features from an orb/3 or orb/2 blob (older ledgers)."""
+    """Features from an orb/4, orb/3 or orb/2 blob (the last two: older ledgers, without stability)."""
     if len(blob) < _HEADER.size:
-        raise ValueError("not an orb/3 or orb/2 feature blob")
+        raise ValueError(_NOT_A_BLOB)
     magic, h, w, n = _HEADER.unpack_from(blob)
     side = _MAGICS.get(magic, 0)
     end = _HEADER.size + n * 4 + n * 32 + side * side
     if not side or len(blob) < end + _EQ_HEADER.size:
-        raise ValueError("not an orb/3 or orb/2 feature blob")
+        raise ValueError(_NOT_A_BLOB)
     at = _HEADER.size
     xy = np.frombuffer(blob, "<u2", n * 2, at).reshape(n, 2).astype(np.float32) / 8
     des = np.frombuffer(blob, np.uint8, n * 32, at + n * 4).reshape(n, 32)
     stored = np.frombuffer(blob, np.uint8, side * side, at + n * 36).reshape(side, side)
     emagic, m = _EQ_HEADER.unpack_from(blob, end)
     at = end + _EQ_HEADER.size
-    if emagic != _EQ_MAGIC or len(blob) != at + m * 36:
-        raise ValueError("not an orb/3 or orb/2 feature blob")
+    stable_at = at + m * 36
+    size = stable_at + (_STABLE_HEADER.size + n + m if magic == b"orb4" else 0)
+    if emagic != _EQ_MAGIC or len(blob) != size:
+        raise ValueError(_NOT_A_BLOB)
     exy = np.frombuffer(blob, "<u2", m * 2, at).reshape(m, 2).astype(np.float32) / 8
     edes = np.frombuffer(blob, np.uint8, m * 32, at + m * 4).reshape(m, 32)
+    stable = eq_stable = None
+    if magic == b"orb4":
+        if _STABLE_HEADER.unpack_from(blob, stable_at)[0] != _STABLE_MAGIC:
+            raise ValueError(_NOT_A_BLOB)
+        at = stable_at + _STABLE_HEADER.size
+        stable, eq_stable = np.frombuffer(blob, np.uint8, n, at), np.frombuffer(blob, np.uint8, m, at + n)
     fine = stored if side == FINE else None
-    return Features((h, w), xy, des, stored if fine is None else _coarse(fine), exy, edes, fine)
+    return Features((h, w), xy, des, stored if fine is None else _coarse(fine), exy, edes, fine, stable, eq_stable)
 
 
 class Query:

@@ -45,6 +45,7 @@ import tempfile
 from collections import OrderedDict
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from . import local
@@ -60,6 +61,15 @@ WORDS = BRANCH * BRANCH
 #: Descriptors kept per work (plain, equalised) and the grid they are spread over.
 PER_WORK = (96, 64)
 GRID = 4
+#: Which keypoints: a copy matches a work only through the keypoints both keep, and most of a work's 500 are lost to
+#: a rescale, a rotation or JPEG. Registration (orb/4) counts for each keypoint in how many of these views of the
+#: work - (rotation degrees, scale), JPEG quality STABLE_JPEG - a keypoint with its word lies within STABLE_PX of
+#: where the view puts it (`stability`); the most stable are kept (`pick`). benchmarks/scale.py at 1 M works
+#: (experiment, session 7): planted copies found 216 -> 219 of 240 (the exact index over the real works: 221),
+#: right work shortlisted 235 -> 237; 4 views (adding 1.25x, -4 degrees 0.85x) gave the same, at twice the cost
+#: (2 views: ~30 ms per registered work on one core).
+STABILITY_VIEWS = ((0.0, 0.7), (6.0, 1.0))
+STABLE_PX, STABLE_JPEG = 4.0, 60
 #: Works whose blobs are read and verified per query: 40 x 500 descriptors keeps local.LocalIndex exact (flat).
 #: benchmarks/scale.py at 100k works put the planted copy's work in the best 24 for 223 of 240 copies, 48: 231.
 SHORTLIST = 40
@@ -152,9 +162,11 @@ def spread(xy: np.ndarray, size: tuple[int, int], k: int) -> np.ndarray:
     of the image keeps some; within a cell in a low-discrepancy order over their stored order (ORB stores them
     pyramid level by level), so that every scale keeps some too: a copy shown small (a screenshot) matches the
     work's coarse-level keypoints, which taking each cell's first ones would leave out."""
+    return _spread_order(xy, size)[:k]
+
+
+def _spread_order(xy: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     n = len(xy)
-    if n <= k:
-        return np.arange(n)
     h, w = size
     gx = np.clip((xy[:, 0] * GRID / max(w, 1)).astype(np.int64), 0, GRID - 1)
     gy = np.clip((xy[:, 1] * GRID / max(h, 1)).astype(np.int64), 0, GRID - 1)
@@ -169,7 +181,45 @@ def spread(xy: np.ndarray, size: tuple[int, int], k: int) -> np.ndarray:
     rank = np.empty(n, np.int64)
     by_frac = np.lexsort((frac, cell))
     rank[by_frac] = np.arange(n) - np.repeat(np.cumsum(counts) - counts, counts)
-    return np.lexsort((cell, rank))[:k]
+    return np.lexsort((cell, rank))
+
+
+def pick(xy: np.ndarray, size: tuple[int, int], k: int, stable: np.ndarray | None) -> np.ndarray:
+    """Positions of the k keypoints a work is indexed by: the most stable first (`stability`, orb/4 blobs), in
+    `spread`'s order among equally stable ones; `spread` alone for blobs without stability (orb/3, orb/2)."""
+    if stable is None or len(xy) <= k:
+        return spread(xy, size, k)
+    order = _spread_order(xy, size)
+    rank = np.empty(len(xy), np.int64)
+    rank[order] = np.arange(len(xy))
+    return np.lexsort((rank, -stable.astype(np.int64)))[:k]
+
+
+def stability(g: np.ndarray, plain: tuple[np.ndarray, np.ndarray], equalised: tuple[np.ndarray, np.ndarray]
+              ) -> tuple[np.ndarray, np.ndarray]:
+    """For each keypoint of a work's prepared grey image `g` (plain and equalised: (xy, descriptors) each), in how
+    many of STABILITY_VIEWS it is found again: the view, JPEG-compressed, has a keypoint within STABLE_PX of where
+    the view's transform puts it whose words (`query_words`, as a copy votes) include the keypoint's word. Counts
+    as uint8, one per keypoint."""
+    h, w = g.shape
+    out = [np.zeros(len(plain[1]), np.uint8), np.zeros(len(equalised[1]), np.uint8)]
+    own = [words(plain[1]), words(equalised[1])]
+    for angle, scale in STABILITY_VIEWS:
+        A = cv2.getRotationMatrix2D((w / 2, h / 2), angle, scale)
+        view = cv2.warpAffine(g, A, (w, h), flags=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+        view = cv2.imdecode(cv2.imencode(".jpg", view, [cv2.IMWRITE_JPEG_QUALITY, STABLE_JPEG])[1],
+                            cv2.IMREAD_GRAYSCALE)
+        back = cv2.invertAffineTransform(A)
+        for j, (equalise, (xy, _)) in enumerate(((False, plain), (True, equalised))):
+            vxy, vdes = local._detect(local._clahe.apply(view) if equalise else view)
+            if not len(xy) or not len(vdes):
+                continue
+            vwords = query_words(vdes).reshape(-1, QUERY_WORDS)
+            at = vxy @ back[:, :2].T + back[:, 2]  # the view's keypoints on the work
+            near = ((xy[:, None, :] - at[None]) ** 2).sum(2) < STABLE_PX ** 2
+            same = (vwords[None, :, :] == own[j][:, None, None]).any(2)
+            out[j] += (near & same).any(1)
+    return out[0], out[1]
 
 
 _GOLDEN = (np.sqrt(5) - 1) / 2
@@ -185,10 +235,16 @@ def work_words(f: local.Features) -> np.ndarray:
     return work_entry(f)[0]
 
 
+def picks(f: local.Features) -> tuple[np.ndarray, np.ndarray]:
+    """Positions of the plain and the equalised keypoints a work is indexed by (`pick`)."""
+    return (pick(f.xy, f.size, PER_WORK[0], f.stable),
+            pick(f.eq_xy, f.size, PER_WORK[1], f.eq_stable))
+
+
 def work_entry(f: local.Features) -> tuple[np.ndarray, np.ndarray]:
     """A work's entry in the index: its words (`work_words`) and, for each, where the first keypoint with that word
     sits, as (x, y) uint8 on the working image scaled to a long side of 255 (for the geometric re-rank)."""
-    pick, epick = spread(f.xy, f.size, PER_WORK[0]), spread(f.eq_xy, f.size, PER_WORK[1])
+    pick, epick = picks(f)
     w = words(np.concatenate([f.descriptors[pick], f.eq_descriptors[epick]]))
     xy = np.concatenate([f.xy[pick], f.eq_xy[epick]]).reshape(-1, 2)
     unique, first = np.unique(w, return_index=True)
@@ -371,7 +427,8 @@ def open_local(ledger, folder: Path | str | None = None) -> WordIndex:
 
 
 def _params() -> dict:
-    return {"vocabulary": VOCABULARY_SHA256, "per_work": list(PER_WORK), "grid": GRID, "spread": [2, SPREAD_BIAS]}
+    return {"vocabulary": VOCABULARY_SHA256, "per_work": list(PER_WORK), "grid": GRID, "spread": [2, SPREAD_BIAS],
+            "pick": "stable-first/1"}
 
 
 def _fresh(ledger) -> dict:

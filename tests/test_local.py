@@ -1,5 +1,5 @@
-"""Tests for provenance.local: the orb/3 blob encoding (and orb/2, still read), and what a registered work's
-features look like."""
+"""Tests for provenance.local: the orb/4 blob encoding (and orb/3 and orb/2, still read), and what a registered
+work's features look like."""
 from __future__ import annotations
 
 import numpy as np
@@ -7,20 +7,21 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from provenance import local
+from provenance import local, localindex
 from provenance.fingerprints import ORB, fingerprint, sha256_bytes
 from provenance.imaging import decode
 
 HEADER = 10  # magic, height, width, n
 EQ_HEADER = 6  # magic, m: the CLAHE second-pass section after the thumbnail
+STABLE_HEADER = 5  # magic, views: orb/4's stability counts, the last section
 
 
-def _features(size, xy, descriptors, fine, eq_xy, eq_descriptors) -> local.Features:
+def _features(size, xy, descriptors, fine, eq_xy, eq_descriptors, stable, eq_stable) -> local.Features:
     fine = np.frombuffer(fine, np.uint8).reshape(local.FINE, local.FINE)
     return local.Features(size, np.asarray(xy, np.float32).reshape(-1, 2),
                           np.frombuffer(descriptors, np.uint8).reshape(-1, 32), local._coarse(fine),
                           np.asarray(eq_xy, np.float32).reshape(-1, 2),
-                          np.frombuffer(eq_descriptors, np.uint8).reshape(-1, 32), fine)
+                          np.frombuffer(eq_descriptors, np.uint8).reshape(-1, 32), fine, stable, eq_stable)
 
 
 @st.composite
@@ -45,7 +46,8 @@ def features(draw, on_grid: bool = True):
     descriptors = rng.integers(0, 256, 32 * n, dtype=np.uint8).tobytes()
     thumb = rng.integers(0, 256, local.FINE ** 2, dtype=np.uint8).tobytes()
     eq_descriptors = rng.integers(0, 256, 32 * m, dtype=np.uint8).tobytes()
-    return _features(size, points(n), descriptors, thumb, points(m), eq_descriptors)
+    return _features(size, points(n), descriptors, thumb, points(m), eq_descriptors,
+                     rng.integers(0, 256, n, dtype=np.uint8), rng.integers(0, 256, m, dtype=np.uint8))
 
 
 def assert_same(a: local.Features, b: local.Features, xy_tolerance: float = 0.0):
@@ -58,14 +60,17 @@ def assert_same(a: local.Features, b: local.Features, xy_tolerance: float = 0.0)
     assert a.fine.shape == (local.FINE, local.FINE) and np.array_equal(a.fine, b.fine)
     assert a.eq_xy.shape == b.eq_xy.shape and np.abs(a.eq_xy - b.eq_xy).max(initial=0) <= xy_tolerance
     assert np.array_equal(a.eq_descriptors, b.eq_descriptors)
+    assert a.stable.dtype == b.stable.dtype == np.uint8 and np.array_equal(a.stable, b.stable)
+    assert np.array_equal(a.eq_stable, b.eq_stable)
 
 
 @settings(max_examples=60, deadline=None)
 @given(features())
 def test_encode_decode_round_trip(f):
     blob = local.encode(f)
-    assert blob[:4] == b"orb3"
-    assert len(blob) == HEADER + 36 * len(f.descriptors) + local.FINE ** 2 + EQ_HEADER + 36 * len(f.eq_descriptors)
+    assert blob[:4] == b"orb4"
+    assert len(blob) == (HEADER + 37 * len(f.descriptors) + local.FINE ** 2 + EQ_HEADER + 37 * len(f.eq_descriptors)
+                         + STABLE_HEADER)
     assert_same(local.decode(blob), f)
     assert local.encode(local.decode(blob)) == blob
 
@@ -88,14 +93,38 @@ def test_real_work_features_round_trip_and_are_what_the_fingerprint_hashes(works
     assert local.encode(extracted) == blob
     assert_same(local.decode(blob), extracted, xy_tolerance=1 / 16)
     assert fingerprint(data).get(ORB).value == sha256_bytes(blob)
-    assert len(blob) <= HEADER + 72 * local.N_FEATURES + local.FINE ** 2 + EQ_HEADER  # ~52 KB at most per work
+    # ~53 KB at most per work
+    assert len(blob) <= HEADER + 74 * local.N_FEATURES + local.FINE ** 2 + EQ_HEADER + STABLE_HEADER
+
+
+def test_a_work_records_how_many_synthetic_views_find_each_keypoint_again(works_dir, blob):
+    f = local.decode(blob)
+    for stable, xy in ((f.stable, f.xy), (f.eq_stable, f.eq_xy)):
+        assert stable.shape == (len(xy),) and stable.max() <= len(localindex.STABILITY_VIEWS)
+        # Most corners are lost to a rescale or rotation and JPEG, some survive every view.
+        assert 0.3 < (stable == 0).mean() < 0.95 and (stable == len(localindex.STABILITY_VIEWS)).sum() >= 10
+
+
+def orb3_blob(f: local.Features) -> bytes:
+    """The orb/3 layout (orb/4 without the stability section), as ledgers before orb/4 hold it."""
+    blob = local.encode(f)
+    return b"orb3" + blob[4:len(blob) - STABLE_HEADER - len(f.descriptors) - len(f.eq_descriptors)]
 
 
 def orb2_blob(f: local.Features) -> bytes:
     """The orb/2 layout (64x64 thumbnail where orb/3 has its 128x128 one), as ledgers before orb/3 hold it."""
-    blob = local.encode(f)
+    blob = orb3_blob(f)
     at = HEADER + 36 * len(f.descriptors)
     return b"orb2" + blob[4:at] + f.thumb.tobytes() + blob[at + local.FINE ** 2:]
+
+
+def test_orb3_blobs_of_older_ledgers_still_decode_and_are_indexed_by_their_spread_keypoints(works_dir):
+    extracted = local.extract(decode((works_dir / "flow-field.png").read_bytes()).image)
+    old = local.decode(orb3_blob(extracted))
+    assert old.stable is None and old.eq_stable is None and np.array_equal(old.fine, extracted.fine)
+    assert np.array_equal(old.descriptors, extracted.descriptors) and np.allclose(old.eq_xy, extracted.eq_xy, atol=1 / 16)
+    assert localindex.picks(old)[0].tolist() == localindex.spread(old.xy, old.size, localindex.PER_WORK[0]).tolist()
+    assert localindex.picks(extracted)[0].tolist() != localindex.picks(old)[0].tolist()
 
 
 def test_orb2_blobs_of_older_ledgers_still_decode(works_dir):
@@ -121,7 +150,7 @@ def test_an_orb2_work_is_still_found_by_its_copy(works_dir):
 @given(st.data())
 def test_decode_rejects_a_truncated_blob(blob, data):
     cut = data.draw(st.integers(HEADER, len(blob) - 1))
-    with pytest.raises(ValueError, match="not an orb/3 or orb/2 feature blob"):
+    with pytest.raises(ValueError, match="not an orb/4, orb/3 or orb/2 feature blob"):
         local.decode(blob[:cut])
 
 
@@ -144,11 +173,14 @@ def _garble(blob: bytes, at: int, value: int) -> bytes:
     lambda b: b + b"\x00",  # trailing bytes
     lambda b: b"ORB1" + b[4:],  # wrong magic
     lambda b: b"orb1" + b[4:],  # another version
-    lambda b: b"orb2" + b[4:],  # an orb/3 blob labelled orb/2: its thumbnail does not fit
+    lambda b: b"orb2" + b[4:],  # an orb/4 blob labelled orb/2: its thumbnail does not fit
+    lambda b: b"orb3" + b[4:],  # an orb/4 blob labelled orb/3: its stability is left over
+    lambda b: _garble(b, b.rindex(b"orbs"), ord("O")),  # the stability section's magic (its counts are 0-2)
     lambda b: _garble(b, 8, b[8] ^ 1),  # keypoint count off by one
     lambda b: _garble(b, 9, b[9] ^ 0x80),  # keypoint count far off
     lambda b: b[:HEADER] + b[HEADER + 36:],  # one keypoint removed, count left alone
-], ids=["trailing byte", "wrong magic", "other version", "orb2 label", "count off by one", "count far off", "keypoint removed"])
+], ids=["trailing byte", "wrong magic", "other version", "orb2 label", "orb3 label", "stability magic",
+        "count off by one", "count far off", "keypoint removed"])
 def test_decode_rejects_a_garbled_blob(blob, damage):
-    with pytest.raises(ValueError, match="not an orb/3 or orb/2 feature blob"):
+    with pytest.raises(ValueError, match="not an orb/4, orb/3 or orb/2 feature blob"):
         local.decode(damage(blob))

@@ -14,6 +14,7 @@ from PIL import Image, ImageDraw
 import provenance
 from provenance import local, localindex
 from provenance.errors import UsageError
+from provenance.imaging import decode
 from provenance.index import Index
 from provenance.ledger import Ledger
 from provenance.localindex import local_folder, open_local
@@ -302,6 +303,45 @@ def test_the_kept_keypoints_cover_every_cell_and_every_part_of_the_stored_order(
     assert len(kept) == 40 and len(cells) >= 6  # both halves of the image, several cells each
     in_order = np.sort(kept[kept < 200])  # the first cells' keypoints, in stored order
     assert in_order.min() < 40 and in_order.max() > 120  # from the start of the order to near its end
+
+
+def test_a_work_is_indexed_by_its_most_stable_keypoints_in_spread_order_among_equals():
+    rng = np.random.default_rng(3)
+    xy = rng.uniform(0, 100, (300, 2)).astype(np.float32)
+    stable = rng.integers(0, 3, 300).astype(np.uint8)
+    kept = localindex.pick(xy, (100, 100), 120, stable)
+    rest = np.setdiff1d(np.arange(300), kept)
+    assert len(kept) == 120 and stable[kept].min() >= stable[rest].max()
+    order = localindex.spread(xy, (100, 100), 300)
+    least = stable[kept].min()  # the level that did not fit whole: taken in spread's order
+    tied = [i for i in order if stable[i] == least]
+    assert set(kept[stable[kept] == least]) == set(tied[:int((stable[kept] == least).sum())])
+    assert localindex.pick(xy, (100, 100), 120, None).tolist() == localindex.spread(xy, (100, 100), 120).tolist()
+
+
+@pytest.mark.parametrize("angle, scale", [(4, 0.85), (-3, 1.1)])
+def test_the_stable_keypoints_a_work_keeps_are_found_again_in_a_copy_more_often(works_dir, angle, scale):
+    """A copy matches a work only through the indexed keypoints it also has. Rotated, rescaled and JPEG-compressed
+    (not one of the views stability is measured on), a copy of each example work has more of the work's most stable
+    kept keypoints, with their word where the transform puts them, than of keypoints kept by position alone."""
+    import cv2
+
+    found = {"stable": 0, "spread": 0}
+    for path in sorted(works_dir.iterdir()):
+        im = decode(path.read_bytes()).image
+        f, g = local.extract(im), local._prepare(im)
+        h, w = g.shape
+        A = cv2.getRotationMatrix2D((w / 2, h / 2), angle, scale)
+        copy = cv2.warpAffine(g, A, (w, h), flags=cv2.INTER_AREA)
+        copy = cv2.imdecode(cv2.imencode(".jpg", copy, [cv2.IMWRITE_JPEG_QUALITY, 70])[1], cv2.IMREAD_GRAYSCALE)
+        cxy, cdes = local._detect(copy)
+        cwords = localindex.query_words(cdes).reshape(-1, localindex.QUERY_WORDS)
+        for rule, kept in (("stable", localindex.picks(f)[0]), ("spread", localindex.spread(f.xy, f.size, 96))):
+            at = f.xy[kept] @ A[:, :2].T + A[:, 2]
+            near = ((at[:, None] - cxy[None]) ** 2).sum(2) < 16
+            same = (cwords[None] == localindex.words(f.descriptors[kept])[:, None, None]).any(2)
+            found[rule] += int((near & same).any(1).sum())
+    assert found["stable"] >= 1.25 * found["spread"], found
 
 
 def _geometry(work_words, work_xy, query_words, query_xy):

@@ -26,6 +26,11 @@ def spread(xy, size, k):
     rank = np.empty(n, np.int64)
     rank[order] = np.arange(n) - np.repeat(np.cumsum(counts) - counts, counts)
     import os
+    if os.environ.get("TIE") == "spread":  # most stable overall, spread's order (cells, levels) as tie-break
+        o = _orig(xy, size, n - 1)
+        o = np.concatenate([o, np.setdiff1d(np.arange(n), o)])
+        r = np.empty(n, np.int64); r[o] = np.arange(n)
+        return np.lexsort((r, -s.astype(np.int64)))[:k]
     if os.environ.get("GLOBAL"):  # most stable overall, cells as tie-break
         return np.lexsort((rank, -s.astype(np.int64)))[:k]
     return np.lexsort((cell, rank))[:k]

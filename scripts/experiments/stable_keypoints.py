@@ -2,7 +2,7 @@
 # python scripts/experiments/stable_keypoints.py REAL_WORKS_DIR /tmp/p5/stable.pkl; then
 # STABLE=/tmp/p5/stable.pkl python scripts/experiments/local_stage.py SCALE_OUT/ledger-1000000 SCALE_OUT/real-works
 """Stability scores of each real work's keypoints under synthetic views; saved as a pickle keyed by descriptor bytes."""
-import sys, pickle
+import os, sys, pickle
 from pathlib import Path
 sys.path.insert(0, "/work/main")
 import numpy as np, cv2
@@ -37,6 +37,14 @@ def scores(g, xy, des, vs, eq):
         back = vxy @ inv[:, :2].T + inv[:, 2]
         d2 = ((xy[:, None, :] - back[None]) ** 2).sum(2)
         near = d2 < 16  # 4 px
+        rule = os.environ.get("RULE", "word")
+        if rule.startswith("dist:"):  # RULE=dist:T: a view keypoint within 4 px and T bits (no vocabulary)
+            i, j = np.nonzero(near)
+            bits = np.unpackbits(np.bitwise_xor(des[i], vdes[j]), axis=1).sum(1)
+            ok = np.zeros(len(des), bool)
+            ok[i[bits <= int(rule[5:])]] = True
+            s += ok
+            continue
         same = (qw[None, :, 0] == wd[:, None]) | (qw[None, :, 1] == wd[:, None])
         s += (near & same).any(1)
     return s
