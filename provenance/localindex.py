@@ -214,12 +214,22 @@ def stability(g: np.ndarray, plain: tuple[np.ndarray, np.ndarray], equalised: tu
             vxy, vdes = local._detect(local._clahe.apply(view) if equalise else view)
             if not len(xy) or not len(vdes):
                 continue
-            vwords = query_words(vdes).reshape(-1, QUERY_WORDS)
             at = vxy @ back[:, :2].T + back[:, 2]  # the view's keypoints on the work
-            near = ((xy[:, None, :] - at[None]) ** 2).sum(2) < STABLE_PX ** 2
-            same = (vwords[None, :, :] == own[j][:, None, None]).any(2)
-            out[j] += (near & same).any(1)
+            out[j] += _found_again(xy, own[j], at, query_words(vdes))
     return out[0], out[1]
+
+
+def _found_again(xy: np.ndarray, own: np.ndarray, at: np.ndarray, view_words: np.ndarray) -> np.ndarray:
+    """Which keypoints (at `xy`, words `own`) a view keypoint (at `at`, words `view_words`, QUERY_WORDS each) with
+    the same word lies within STABLE_PX of; only pairs sharing a word are compared."""
+    order = np.argsort(view_words, kind="stable")
+    lo, hi = np.searchsorted(view_words[order], own, "left"), np.searchsorted(view_words[order], own, "right")
+    count = hi - lo
+    i = np.repeat(np.arange(len(own)), count)
+    j = order[np.repeat(lo - (np.cumsum(count) - count), count) + np.arange(count.sum())] // QUERY_WORDS
+    found = np.zeros(len(own), bool)
+    found[i[((xy[i] - at[j]) ** 2).sum(1) < STABLE_PX ** 2]] = True
+    return found
 
 
 _GOLDEN = (np.sqrt(5) - 1) / 2
@@ -301,7 +311,7 @@ class WordIndex:
         best: dict[int, tuple[int, float]] = {}
         (offsets, low, pxy), (delta_offsets, delta_rows, delta_xy) = self._sealed, self._delta
         b = self.blocks
-        slot = np.full(len(self), -1, np.int32)  # a candidate's place among the re-ranked, per row
+        slot = np.full(len(self), -1, np.int32) if RERANK else None  # a candidate's place among the re-ranked
         for des, xy, shape in views:
             qw = query_words(des)
             w = np.unique(qw)
