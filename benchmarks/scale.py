@@ -42,7 +42,8 @@ Memory (third table): a fresh process opens the index as a scanner would (the gl
 index as built above), answers every global and local query, and reports what is resident: the pages of the index
 files it touched ("global / local MiB", from /proc/self/smaps; RESIDENT_FILES=1 lists them per file), the whole
 process ("process RSS MiB": with Python, NumPy, OpenCV, Numba's compiler and the decoded blobs it caches), and the
-process before it opened the index.
+process before it opened the index. LOCAL_MISSES=1 prints each copy the exact index finds and the bounded one
+misses.
 """
 from __future__ import annotations
 
@@ -366,6 +367,8 @@ def _local_stage(ledger: Ledger, real: dict[int, bytes], real_count: int, querie
             fp_exact += bool(want)
             continue
         family = {id_of[source], id_of.get(_edit_of(source), -1)}  # the work, and the edit of it registered too
+        if os.environ.get("LOCAL_MISSES") and id_of[source] in want and id_of[source] not in got:
+            print(f"missed: {source} (work {id_of[source]}) {kind}, shortlisted: {id_of[source] in short}", flush=True)
         source = id_of[source]
         planted += 1
         wrong += any(w not in family for w in got)

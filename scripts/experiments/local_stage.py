@@ -3,7 +3,8 @@
     local_stage.py OUT/ledger-N OUT/real-works [planted] [keep]
 
 `keep`: reuse the local index already built; RERANK="0 2000" runs the queries once per value; STABLE=PICKLE picks
-the real works' indexed keypoints by their stability (scripts/experiments/stable_keypoints.py wrote PICKLE)."""
+the real works' indexed keypoints by their stability (scripts/experiments/stable_keypoints.py wrote PICKLE);
+QUERY_FEATURES=N: the shortlist votes with N keypoints per view of the copy (verification keeps its 500)."""
 import os
 import random
 import shutil
@@ -40,6 +41,27 @@ if "keep" not in sys.argv:
     print("build, derive s:", scale._bulk_local(led, blobs, len(real) + 1, n - len(real), n + 1, pool),
           f"{time.time() - t:.0f} s", flush=True)
 blobs = led.local_features(*local.READABLE)
+if os.environ.get("QUERY_FEATURES"):  # the shortlist votes with this many keypoints per view (verification: 500)
+    import cv2  # noqa: E402
+    more = int(os.environ["QUERY_FEATURES"])
+    orbs = (cv2.ORB_create(nfeatures=more, fastThreshold=local.FAST_THRESHOLD),
+            cv2.ORB_create(nfeatures=more, fastThreshold=local.FAST_FALLBACK))
+
+    def detect(g):
+        kp, des = orbs[0].detectAndCompute(g, None)
+        if len(kp) < local.MIN_KEYPOINTS:
+            kp, des = orbs[1].detectAndCompute(g, None)
+        if des is None or not kp:
+            return scale.np.zeros((0, 2), scale.np.float32), scale.np.zeros((0, 32), scale.np.uint8)
+        return scale.np.array([k.pt for k in kp], scale.np.float32), des
+
+    def views(q):
+        out = []
+        for _, img in q.views:
+            (a, da), (b, db) = detect(img), detect(local._clahe.apply(img))
+            out.append((scale.np.concatenate([da, db]), scale.np.concatenate([a, b]), img.shape))
+        return out
+    localindex.views = views
 for rerank in os.environ.get("RERANK", str(localindex.RERANK)).split():
     localindex.RERANK = int(rerank)
     print(f"RERANK={rerank}", scale._local_stage(led, blobs, len(real), lq, id_of), flush=True)
