@@ -4,7 +4,7 @@
 
 `keep`: reuse the local index already built; RERANK="0 2000" runs the queries once per value; STABLE=PICKLE picks
 the real works' indexed keypoints by their stability (scripts/experiments/stable_keypoints.py wrote PICKLE);
-QUERY_FEATURES=N: the shortlist votes with N keypoints per view of the copy (verification keeps its 500)."""
+PICK=rare|nostop with WEIGHTS=NPY: scripts/experiments/patch_rare.py; QUERY_FEATURES=N: the shortlist votes with N keypoints per view of the copy (verification keeps its 500)."""
 import os
 import random
 import shutil
@@ -33,6 +33,9 @@ pool = None if "planted" in sys.argv else scale._pool_features(Path(sys.argv[2])
 if "keep" not in sys.argv:
     shutil.rmtree(localindex.local_folder(led), ignore_errors=True)
     blobs = led.local_features(*local.READABLE)
+    if os.environ.get("PICK"):
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        import patch_rare  # noqa: E402,F401
     if os.environ.get("STABLE"):
         sys.path.insert(0, str(Path(__file__).resolve().parent))
         import patch_stable  # noqa: E402

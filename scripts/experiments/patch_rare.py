@@ -1,0 +1,30 @@
+"""Experiment (session 8): among equally stable keypoints, prefer the rarer words. PICK=rare: by the word weights in
+WEIGHTS (an .npy of WordIndex.weight, idf^2 with 0 for stop words), rarest first; PICK=nostop: words with weight 0
+last, spread order otherwise. Imported by local_stage.py when PICK is set."""
+import os
+import numpy as np
+from provenance import localindex
+
+W = np.load(os.environ["WEIGHTS"])
+_pick = localindex.pick
+
+
+def _rule(xy, des, size, k, stable):
+    n = len(xy)
+    if stable is None or n <= k:
+        return _pick(xy, size, k, stable)
+    order = localindex._spread_order(xy, size)
+    rank = np.empty(n, np.int64)
+    rank[order] = np.arange(n)
+    w = W[localindex.words(des)]
+    if os.environ["PICK"] == "rare":
+        return np.lexsort((rank, -w, -stable.astype(np.int64)))[:k]
+    return np.lexsort((rank, w == 0, -stable.astype(np.int64)))[:k]
+
+
+def picks(f):
+    return (_rule(f.xy, f.descriptors, f.size, localindex.PER_WORK[0], f.stable),
+            _rule(f.eq_xy, f.eq_descriptors, f.size, localindex.PER_WORK[1], f.eq_stable))
+
+
+localindex.picks = picks
