@@ -64,10 +64,11 @@ GRID = 4
 #: Which keypoints: a copy matches a work only through the keypoints both keep, and most of a work's 500 are lost to
 #: a rescale, a rotation or JPEG. Registration (orb/4) counts for each keypoint in how many of these views of the
 #: work - (rotation degrees, scale), JPEG quality STABLE_JPEG - a keypoint with its word lies within STABLE_PX of
-#: where the view puts it (`stability`); the most stable are kept (`pick`). benchmarks/scale.py at 1 M works
-#: (experiment, session 7): planted copies found 216 -> 219 of 240 (the exact index over the real works: 221),
-#: right work shortlisted 235 -> 237; 4 views (adding 1.25x, -4 degrees 0.85x) gave the same, at twice the cost
-#: (2 views: ~30 ms per registered work on one core).
+#: where the view puts it (`stability`); the most stable are kept (`pick`). benchmarks/scale.py at 1 M works:
+#: planted copies found 215 -> 219 of 240 (the exact index over the real works: 221), right work shortlisted
+#: 235 -> 237; at 100k 217 -> 220. 4 views (adding 1.25x, and -4 degrees at 0.85x) found the same in an experiment,
+#: at twice the cost; rarer words first among equally stable keypoints found 218. Cost: 4 more ORB detections per
+#: registered work (~20 ms on one core).
 STABILITY_VIEWS = ((0.0, 0.7), (6.0, 1.0))
 STABLE_PX, STABLE_JPEG = 4.0, 60
 #: Works whose blobs are read and verified per query: 40 x 500 descriptors keeps local.LocalIndex exact (flat).
