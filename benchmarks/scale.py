@@ -48,6 +48,7 @@ misses.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import io
 import json
 import multiprocessing
@@ -217,7 +218,9 @@ def _pool_features(cache: Path, count: int = POOL) -> tuple[np.ndarray, np.ndarr
     """(count, POOL_KEEP, 32) uint8: the plain and equalised ORB descriptors that `count` procedural images, neither
     registered nor queried (seeds from 20,000,000), would be indexed by (localindex.picks), and (count, POOL_KEEP, 2)
     uint8 their positions (long side 255, as the index keeps them); computed once and kept in `cache`."""
-    path = cache / f"pool-{count}-{POOL_KEEP}-picked.npz"
+    rule = json.dumps([localindex.STABILITY_VIEWS, localindex.STABLE_PX, localindex.STABLE_JPEG, localindex.PER_WORK,
+                       localindex.GRID, localindex.SPREAD_BIAS])  # what picks the keypoints: a new rule, a new pool
+    path = cache / f"pool-{count}-{POOL_KEEP}-picked-{hashlib.sha256(rule.encode()).hexdigest()[:8]}.npz"
     if not path.exists():
         cache.mkdir(parents=True, exist_ok=True)
         des, xy = np.zeros((count, POOL_KEEP, 32), np.uint8), np.zeros((count, POOL_KEEP, 2), np.uint8)

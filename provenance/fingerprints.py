@@ -143,8 +143,9 @@ def phash_dihedral_v1(image: Image.Image) -> tuple[str, ...]:
     return tuple(str(imagehash.phash(g if t is None else g.transpose(t))) for t in _UNDO)
 
 
-def pdqeq_dihedral_v1(image: Image.Image) -> tuple[tuple[str, ...], int]:
-    """PDQ of the histogram-equalised grey image: dark or low-contrast art gets hashes as informative as any.
+def pdqeq_dihedral_v1(image: Image.Image, variants: bool = True) -> tuple[tuple[str, ...], int]:
+    """PDQ of the histogram-equalised grey image: dark or low-contrast art gets hashes as informative as any. With
+    `variants`, all 8 dihedral ones (the query side); without, only the image's own (a tuple of one).
 
     Blank images have nothing to equalise but noise, so their quality is 0 by definition (never matched).
     """
@@ -153,8 +154,11 @@ def pdqeq_dihedral_v1(image: Image.Image) -> tuple[tuple[str, ...], int]:
         grey = grey.resize((max(1, grey.width * 256 // max(grey.size)), max(1, grey.height * 256 // max(grey.size))),
                            Image.Resampling.BILINEAR)
     if np.asarray(grey, dtype=np.float32).std() < BLANK_STD:
-        return (bits_to_hex(np.zeros(256)),) * 8, 0
+        return (bits_to_hex(np.zeros(256)),) * (8 if variants else 1), 0
     equalised = np.asarray(ImageOps.equalize(grey).convert("RGB"))
+    if not variants:
+        bits, quality = pdqhash.compute(equalised)
+        return (bits_to_hex(bits),), int(quality)
     hashes, quality = pdqhash.compute_dihedral(equalised)
     return tuple(bits_to_hex(h) for h in hashes), int(quality)
 
@@ -184,7 +188,7 @@ def fingerprint_decoded(data: bytes, decoded: Decoded, *, variants: bool = False
     else:
         (pdq_value, quality), ph_value = pdq_v1(im), phash_v1(im)
         pdq_vars, ph_vars = (), ()
-    eq_vars, eq_quality = pdqeq_dihedral_v1(im)
+    eq_vars, eq_quality = pdqeq_dihedral_v1(im, variants)
     digest = sha256_bytes(data)
     blob = local.encode(local.extract(im)) if local_features else None
     return FingerprintSet(

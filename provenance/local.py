@@ -15,7 +15,7 @@ no other candidate comes close to. It recovers crops, captions and mirrors, not 
 Cost per query, one core, 1,000 registered works: ~5 ms features (image and its mirror: ORB is not
 mirror-invariant), ~6 ms retrieval (faiss IVF, sub-linear), ~5 ms verification of 3 candidates, and
 for the copies that reach the template search (~15 % of a feed) ~17 ms more (a loaded core). Stored per work:
-~40 KB with 500 + 500 keypoints, a 128x128 thumbnail and a stability count per keypoint (`orb/4`, see `encode`);
+~40 KB with 500 + 500 keypoints, a 128x128 thumbnail and a stability count per plain keypoint (`orb/4`, `encode`);
 `orb/3` (no stability) and `orb/2` blobs (64x64 thumbnail, ~28 KB) of older ledgers are still read and matched.
 
 LocalIndex holds every descriptor of the works it is given, in memory: the whole ledger up to
@@ -106,10 +106,9 @@ class Features:
     eq_xy: np.ndarray = field(default_factory=lambda: np.zeros((0, 2), np.float32))  # (m, 2)
     eq_descriptors: np.ndarray = field(default_factory=lambda: np.zeros((0, 32), np.uint8))  # (m, 32) uint8
     fine: np.ndarray | None = None  # (FINE, FINE) uint8 grey thumbnail (orb/3); None for orb/2 blobs
-    # orb/4: per keypoint (plain, equalised), in how many synthetic views it was found again (localindex.stability,
-    # which decides the keypoints the bounded index keeps); None for older blobs.
+    # orb/4: per plain keypoint, in how many synthetic views it was found again (localindex.stability, which decides
+    # the plain keypoints the bounded index keeps); None for older blobs.
     stable: np.ndarray | None = None  # (n,) uint8
-    eq_stable: np.ndarray | None = None  # (m,) uint8
 
 
 @dataclass(frozen=True)
@@ -159,8 +158,7 @@ def extract(image) -> Features:
     xy, des = _detect(g)
     exy, edes = _detect(_clahe.apply(g))
     fine = cv2.resize(g, (FINE, FINE), interpolation=cv2.INTER_AREA)
-    stable, eq_stable = localindex.stability(g, (xy, des), (exy, edes))
-    return Features(g.shape, xy, des, _coarse(fine), exy, edes, fine, stable, eq_stable)
+    return Features(g.shape, xy, des, _coarse(fine), exy, edes, fine, localindex.stability(g, xy, des))
 
 
 def _coarse(fine: np.ndarray) -> np.ndarray:
@@ -179,11 +177,11 @@ _NOT_A_BLOB = "not an orb/4, orb/3 or orb/2 feature blob"
 
 def encode(f: Features) -> bytes:
     """orb/4 bytes: header, keypoints in 1/8 px as uint16, descriptors, the 128x128 thumbnail, then the same for
-    the equalised image (keypoints and descriptors only), then one stability count per keypoint (plain, then
-    equalised). orb/3 ends before the stability; orb/2 had the 64x64 thumbnail in the same place."""
+    the equalised image (keypoints and descriptors only), then one stability count per plain keypoint. orb/3 ends
+    before the stability; orb/2 had the 64x64 thumbnail in the same place."""
     xy = np.round(f.xy * 8).clip(0, 65535).astype("<u2")
     exy = np.round(f.eq_xy * 8).clip(0, 65535).astype("<u2")
-    if f.stable is None or f.eq_stable is None:
+    if f.stable is None or len(f.stable) != len(f.descriptors):
         raise ValueError("orb/4 features need each keypoint's stability (local.extract computes it)")
     from .localindex import STABILITY_VIEWS
 
@@ -192,7 +190,7 @@ def encode(f: Features) -> bytes:
             + _EQ_HEADER.pack(_EQ_MAGIC, len(f.eq_descriptors)) + exy.tobytes()
             + np.ascontiguousarray(f.eq_descriptors, np.uint8).tobytes()
             + _STABLE_HEADER.pack(_STABLE_MAGIC, len(STABILITY_VIEWS))
-            + np.asarray(f.stable, np.uint8).tobytes() + np.asarray(f.eq_stable, np.uint8).tobytes())
+            + np.asarray(f.stable, np.uint8).tobytes())
 
 
 def decode(blob: bytes) -> Features:
@@ -211,19 +209,18 @@ def decode(blob: bytes) -> Features:
     emagic, m = _EQ_HEADER.unpack_from(blob, end)
     at = end + _EQ_HEADER.size
     stable_at = at + m * 36
-    size = stable_at + (_STABLE_HEADER.size + n + m if magic == b"orb4" else 0)
+    size = stable_at + (_STABLE_HEADER.size + n if magic == b"orb4" else 0)
     if emagic != _EQ_MAGIC or len(blob) != size:
         raise ValueError(_NOT_A_BLOB)
     exy = np.frombuffer(blob, "<u2", m * 2, at).reshape(m, 2).astype(np.float32) / 8
     edes = np.frombuffer(blob, np.uint8, m * 32, at + m * 4).reshape(m, 32)
-    stable = eq_stable = None
+    stable = None
     if magic == b"orb4":
         if _STABLE_HEADER.unpack_from(blob, stable_at)[0] != _STABLE_MAGIC:
             raise ValueError(_NOT_A_BLOB)
-        at = stable_at + _STABLE_HEADER.size
-        stable, eq_stable = np.frombuffer(blob, np.uint8, n, at), np.frombuffer(blob, np.uint8, m, at + n)
+        stable = np.frombuffer(blob, np.uint8, n, stable_at + _STABLE_HEADER.size)
     fine = stored if side == FINE else None
-    return Features((h, w), xy, des, stored if fine is None else _coarse(fine), exy, edes, fine, stable, eq_stable)
+    return Features((h, w), xy, des, stored if fine is None else _coarse(fine), exy, edes, fine, stable)
 
 
 class Query:

@@ -62,14 +62,15 @@ WORDS = BRANCH * BRANCH
 PER_WORK = (96, 64)
 GRID = 4
 #: Which keypoints: a copy matches a work only through the keypoints both keep, and most of a work's 500 are lost to
-#: a rescale, a rotation or JPEG. Registration (orb/4) counts for each keypoint in how many of these views of the
-#: work - (rotation degrees, scale), JPEG quality STABLE_JPEG - a keypoint with its word lies within STABLE_PX of
-#: where the view puts it (`stability`); the most stable are kept (`pick`). benchmarks/scale.py at 1 M works:
-#: planted copies found 215 -> 219 of 240 (the exact index over the real works: 221), right work shortlisted
-#: 235 -> 237; at 100k 217 -> 220. 4 views (adding 1.25x, and -4 degrees at 0.85x) found the same in an experiment,
-#: at twice the cost; rarer words first among equally stable keypoints found 218. Cost: 4 more ORB detections per
-#: registered work (~20 ms on one core).
-STABILITY_VIEWS = ((0.0, 0.7), (6.0, 1.0))
+#: a rescale, a rotation or JPEG. Registration (orb/4) counts for each plain keypoint in how many of these views of
+#: the work - (rotation degrees, scale), JPEG quality STABLE_JPEG - a keypoint with its word lies within STABLE_PX
+#: of where the view puts it (`stability`); the most stable are kept (`pick`). benchmarks/scale.py at 1 M works,
+#: planted copies found of 240 (the exact index over the real works: 221; right work shortlisted): spread alone
+#: 215 (235); this view 218 (237); adding a 0.7x view 219 (238), the equalised keypoints' stability too 219 (237),
+#: 4 views 219, but each view is one more ORB detection per registered work (~4.5 ms on one core) and registration
+#: must fingerprint at >= 2x decode+PDQ on 2 cores (benchmarks/throughput.py: 2.22x with this view, 1.84x with two);
+#: the 0.7x view alone 214. Rarer words first among equally stable keypoints: 218.
+STABILITY_VIEWS = ((6.0, 1.0),)
 STABLE_PX, STABLE_JPEG = 4.0, 60
 #: Works whose blobs are read and verified per query: 40 x 500 descriptors keeps local.LocalIndex exact (flat).
 #: benchmarks/scale.py at 100k works put the planted copy's work in the best 24 for 223 of 240 copies, 48: 231.
@@ -196,28 +197,26 @@ def pick(xy: np.ndarray, size: tuple[int, int], k: int, stable: np.ndarray | Non
     return np.lexsort((rank, -stable.astype(np.int64)))[:k]
 
 
-def stability(g: np.ndarray, plain: tuple[np.ndarray, np.ndarray], equalised: tuple[np.ndarray, np.ndarray]
-              ) -> tuple[np.ndarray, np.ndarray]:
-    """For each keypoint of a work's prepared grey image `g` (plain and equalised: (xy, descriptors) each), in how
-    many of STABILITY_VIEWS it is found again: the view, JPEG-compressed, has a keypoint within STABLE_PX of where
-    the view's transform puts it whose words (`query_words`, as a copy votes) include the keypoint's word. Counts
-    as uint8, one per keypoint."""
+def stability(g: np.ndarray, xy: np.ndarray, descriptors: np.ndarray) -> np.ndarray:
+    """For each plain keypoint of a work's prepared grey image `g` (positions, descriptors), in how many of
+    STABILITY_VIEWS it is found again: the view, JPEG-compressed, has a keypoint within STABLE_PX of where the
+    view's transform puts it whose words (`query_words`, as a copy votes) include the keypoint's word. Counts as
+    uint8, one per keypoint."""
     h, w = g.shape
-    out = [np.zeros(len(plain[1]), np.uint8), np.zeros(len(equalised[1]), np.uint8)]
-    own = [words(plain[1]), words(equalised[1])]
+    out = np.zeros(len(descriptors), np.uint8)
+    if not len(descriptors):
+        return out
+    own = words(descriptors)
     for angle, scale in STABILITY_VIEWS:
         A = cv2.getRotationMatrix2D((w / 2, h / 2), angle, scale)
         view = cv2.warpAffine(g, A, (w, h), flags=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
         view = cv2.imdecode(cv2.imencode(".jpg", view, [cv2.IMWRITE_JPEG_QUALITY, STABLE_JPEG])[1],
                             cv2.IMREAD_GRAYSCALE)
-        back = cv2.invertAffineTransform(A)
-        for j, (equalise, (xy, _)) in enumerate(((False, plain), (True, equalised))):
-            vxy, vdes = local._detect(local._clahe.apply(view) if equalise else view)
-            if not len(xy) or not len(vdes):
-                continue
-            at = vxy @ back[:, :2].T + back[:, 2]  # the view's keypoints on the work
-            out[j] += _found_again(xy, own[j], at, query_words(vdes))
-    return out[0], out[1]
+        vxy, vdes = local._detect(view)
+        if len(vdes):
+            back = cv2.invertAffineTransform(A)
+            out += _found_again(xy, own, vxy @ back[:, :2].T + back[:, 2], query_words(vdes))
+    return out
 
 
 def _found_again(xy: np.ndarray, own: np.ndarray, at: np.ndarray, view_words: np.ndarray) -> np.ndarray:
@@ -247,9 +246,8 @@ def work_words(f: local.Features) -> np.ndarray:
 
 
 def picks(f: local.Features) -> tuple[np.ndarray, np.ndarray]:
-    """Positions of the plain and the equalised keypoints a work is indexed by (`pick`)."""
-    return (pick(f.xy, f.size, PER_WORK[0], f.stable),
-            pick(f.eq_xy, f.size, PER_WORK[1], f.eq_stable))
+    """Positions of the plain keypoints (`pick`) and the equalised ones (`spread`) a work is indexed by."""
+    return pick(f.xy, f.size, PER_WORK[0], f.stable), spread(f.eq_xy, f.size, PER_WORK[1])
 
 
 def work_entry(f: local.Features) -> tuple[np.ndarray, np.ndarray]:

@@ -16,12 +16,12 @@ EQ_HEADER = 6  # magic, m: the CLAHE second-pass section after the thumbnail
 STABLE_HEADER = 5  # magic, views: orb/4's stability counts, the last section
 
 
-def _features(size, xy, descriptors, fine, eq_xy, eq_descriptors, stable, eq_stable) -> local.Features:
+def _features(size, xy, descriptors, fine, eq_xy, eq_descriptors, stable) -> local.Features:
     fine = np.frombuffer(fine, np.uint8).reshape(local.FINE, local.FINE)
     return local.Features(size, np.asarray(xy, np.float32).reshape(-1, 2),
                           np.frombuffer(descriptors, np.uint8).reshape(-1, 32), local._coarse(fine),
                           np.asarray(eq_xy, np.float32).reshape(-1, 2),
-                          np.frombuffer(eq_descriptors, np.uint8).reshape(-1, 32), fine, stable, eq_stable)
+                          np.frombuffer(eq_descriptors, np.uint8).reshape(-1, 32), fine, stable)
 
 
 @st.composite
@@ -47,7 +47,7 @@ def features(draw, on_grid: bool = True):
     thumb = rng.integers(0, 256, local.FINE ** 2, dtype=np.uint8).tobytes()
     eq_descriptors = rng.integers(0, 256, 32 * m, dtype=np.uint8).tobytes()
     return _features(size, points(n), descriptors, thumb, points(m), eq_descriptors,
-                     rng.integers(0, 256, n, dtype=np.uint8), rng.integers(0, 256, m, dtype=np.uint8))
+                     rng.integers(0, 256, n, dtype=np.uint8))
 
 
 def assert_same(a: local.Features, b: local.Features, xy_tolerance: float = 0.0):
@@ -61,7 +61,6 @@ def assert_same(a: local.Features, b: local.Features, xy_tolerance: float = 0.0)
     assert a.eq_xy.shape == b.eq_xy.shape and np.abs(a.eq_xy - b.eq_xy).max(initial=0) <= xy_tolerance
     assert np.array_equal(a.eq_descriptors, b.eq_descriptors)
     assert a.stable.dtype == b.stable.dtype == np.uint8 and np.array_equal(a.stable, b.stable)
-    assert np.array_equal(a.eq_stable, b.eq_stable)
 
 
 @settings(max_examples=60, deadline=None)
@@ -69,7 +68,7 @@ def assert_same(a: local.Features, b: local.Features, xy_tolerance: float = 0.0)
 def test_encode_decode_round_trip(f):
     blob = local.encode(f)
     assert blob[:4] == b"orb4"
-    assert len(blob) == (HEADER + 37 * len(f.descriptors) + local.FINE ** 2 + EQ_HEADER + 37 * len(f.eq_descriptors)
+    assert len(blob) == (HEADER + 37 * len(f.descriptors) + local.FINE ** 2 + EQ_HEADER + 36 * len(f.eq_descriptors)
                          + STABLE_HEADER)
     assert_same(local.decode(blob), f)
     assert local.encode(local.decode(blob)) == blob
@@ -94,21 +93,20 @@ def test_real_work_features_round_trip_and_are_what_the_fingerprint_hashes(works
     assert_same(local.decode(blob), extracted, xy_tolerance=1 / 16)
     assert fingerprint(data).get(ORB).value == sha256_bytes(blob)
     # ~53 KB at most per work
-    assert len(blob) <= HEADER + 74 * local.N_FEATURES + local.FINE ** 2 + EQ_HEADER + STABLE_HEADER
+    assert len(blob) <= HEADER + 73 * local.N_FEATURES + local.FINE ** 2 + EQ_HEADER + STABLE_HEADER
 
 
 def test_a_work_records_how_many_synthetic_views_find_each_keypoint_again(works_dir, blob):
     f = local.decode(blob)
-    for stable, xy in ((f.stable, f.xy), (f.eq_stable, f.eq_xy)):
-        assert stable.shape == (len(xy),) and stable.max() <= len(localindex.STABILITY_VIEWS)
-        # Most corners are lost to a rescale or rotation and JPEG, some survive every view.
-        assert 0.3 < (stable == 0).mean() < 0.95 and (stable == len(localindex.STABILITY_VIEWS)).sum() >= 10
+    assert f.stable.shape == (len(f.xy),) and f.stable.max() <= len(localindex.STABILITY_VIEWS)
+    # Most corners are lost to a rescale or rotation and JPEG, some survive every view.
+    assert 0.3 < (f.stable == 0).mean() < 0.95 and (f.stable == len(localindex.STABILITY_VIEWS)).sum() >= 10
 
 
 def orb3_blob(f: local.Features) -> bytes:
     """The orb/3 layout (orb/4 without the stability section), as ledgers before orb/4 hold it."""
     blob = local.encode(f)
-    return b"orb3" + blob[4:len(blob) - STABLE_HEADER - len(f.descriptors) - len(f.eq_descriptors)]
+    return b"orb3" + blob[4:len(blob) - STABLE_HEADER - len(f.descriptors)]
 
 
 def orb2_blob(f: local.Features) -> bytes:
@@ -121,7 +119,7 @@ def orb2_blob(f: local.Features) -> bytes:
 def test_orb3_blobs_of_older_ledgers_still_decode_and_are_indexed_by_their_spread_keypoints(works_dir):
     extracted = local.extract(decode((works_dir / "flow-field.png").read_bytes()).image)
     old = local.decode(orb3_blob(extracted))
-    assert old.stable is None and old.eq_stable is None and np.array_equal(old.fine, extracted.fine)
+    assert old.stable is None and np.array_equal(old.fine, extracted.fine)
     assert np.array_equal(old.descriptors, extracted.descriptors) and np.allclose(old.eq_xy, extracted.eq_xy, atol=1 / 16)
     assert localindex.picks(old)[0].tolist() == localindex.spread(old.xy, old.size, localindex.PER_WORK[0]).tolist()
     assert localindex.picks(extracted)[0].tolist() != localindex.picks(old)[0].tolist()
