@@ -3,7 +3,8 @@
     local_stage.py OUT/ledger-N OUT/real-works [planted] [keep]
 
 `keep`: reuse the local index already built; RERANK="0 2000" runs the queries once per value; STABLE=PICKLE picks
-the real works' indexed keypoints by their stability (scripts/experiments/stable_keypoints.py wrote PICKLE);
+the real works' indexed keypoints by their stability (scripts/experiments/stable_keypoints.py wrote PICKLE; it
+patches localindex.spread, so on a ledger of orb/4 blobs it reaches only the equalised keypoints: use PICK=table);
 PICK=rare|nostop with WEIGHTS=NPY: scripts/experiments/patch_rare.py; QUERY_FEATURES=N: the shortlist votes with N keypoints per view of the copy (verification keeps its 500)."""
 import os
 import random
