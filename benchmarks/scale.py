@@ -23,7 +23,7 @@ The local stage (second table): the bounded index (localindex) over all N works,
 local.LocalIndex over the R real works only (the baseline: today's index, which could not hold N). The real works'
 entries are built from their orb/4 blobs by open_local; works R+1..N have no blob, so their entries are derived
 words: 90 % take 40 of the descriptors that each of 4 random images of a pool of POOL procedural images, neither
-registered nor queried, would be indexed by (its most stable plain and equalised keypoints, localindex.picks;
+registered nor queried, would be indexed by (localindex.picks: its stable plain keypoints first, spread ones;
 `--unrelated planted`: the real works' keypoints, any of them, which
 makes every real work a quarter of ~1,800 others at 1 M) with 2-15 random bits flipped per descriptor (unrelated
 works with the real ones' word statistics), each image's keypoints at their own positions shrunk into one quarter of
@@ -233,7 +233,7 @@ def _pool_features(cache: Path, count: int = POOL) -> tuple[np.ndarray, np.ndarr
 
 def _pool_descriptors(seed: int) -> tuple[np.ndarray, np.ndarray]:
     f = local.extract(art(seed))
-    p, e = localindex.picks(f)  # as the image would be indexed: its most stable keypoints
+    p, e = localindex.picks(f)  # as the image would be indexed
     every = np.concatenate([f.descriptors[p], f.eq_descriptors[e]])
     xy = localindex.positions(np.concatenate([f.xy[p], f.eq_xy[e]]).reshape(-1, 2), f.size)
     if not len(every):

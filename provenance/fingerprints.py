@@ -143,22 +143,34 @@ def phash_dihedral_v1(image: Image.Image) -> tuple[str, ...]:
     return tuple(str(imagehash.phash(g if t is None else g.transpose(t))) for t in _UNDO)
 
 
-def pdqeq_dihedral_v1(image: Image.Image, variants: bool = True) -> tuple[tuple[str, ...], int]:
-    """PDQ of the histogram-equalised grey image: dark or low-contrast art gets hashes as informative as any. With
-    `variants`, all 8 dihedral ones (the query side); without, only the image's own (a tuple of one).
-
-    Blank images have nothing to equalise but noise, so their quality is 0 by definition (never matched).
-    """
+def _equalised(image: Image.Image) -> np.ndarray | None:
+    """The histogram-equalised grey image (long side 256, as RGB for pdqhash); None for a blank image."""
     grey = image.convert("L")
     if max(grey.size) > 256:
         grey = grey.resize((max(1, grey.width * 256 // max(grey.size)), max(1, grey.height * 256 // max(grey.size))),
                            Image.Resampling.BILINEAR)
     if np.asarray(grey, dtype=np.float32).std() < BLANK_STD:
-        return (bits_to_hex(np.zeros(256)),) * (8 if variants else 1), 0
-    equalised = np.asarray(ImageOps.equalize(grey).convert("RGB"))
-    if not variants:
-        bits, quality = pdqhash.compute(equalised)
-        return (bits_to_hex(bits),), int(quality)
+        return None
+    return np.asarray(ImageOps.equalize(grey).convert("RGB"))
+
+
+def pdqeq_v1(image: Image.Image) -> tuple[str, int]:
+    """PDQ of the histogram-equalised grey image: dark or low-contrast art gets hashes as informative as any.
+
+    Blank images have nothing to equalise but noise, so their quality is 0 by definition (never matched).
+    """
+    equalised = _equalised(image)
+    if equalised is None:
+        return bits_to_hex(np.zeros(256)), 0
+    bits, quality = pdqhash.compute(equalised)
+    return bits_to_hex(bits), int(quality)
+
+
+def pdqeq_dihedral_v1(image: Image.Image) -> tuple[tuple[str, ...], int]:
+    """`pdqeq_v1` of the image in its 8 dihedral variants (the query side)."""
+    equalised = _equalised(image)
+    if equalised is None:
+        return (bits_to_hex(np.zeros(256)),) * 8, 0
     hashes, quality = pdqhash.compute_dihedral(equalised)
     return tuple(bits_to_hex(h) for h in hashes), int(quality)
 
@@ -185,10 +197,11 @@ def fingerprint_decoded(data: bytes, decoded: Decoded, *, variants: bool = False
         pdq_vars, quality = pdq_dihedral_v1(im)
         pdq_value, ph_vars = pdq_vars[0], phash_dihedral_v1(im)
         ph_value = ph_vars[0]
+        eq_vars, eq_quality = pdqeq_dihedral_v1(im)
+        eq_value = eq_vars[0]
     else:
-        (pdq_value, quality), ph_value = pdq_v1(im), phash_v1(im)
-        pdq_vars, ph_vars = (), ()
-    eq_vars, eq_quality = pdqeq_dihedral_v1(im, variants)
+        (pdq_value, quality), ph_value, (eq_value, eq_quality) = pdq_v1(im), phash_v1(im), pdqeq_v1(im)
+        pdq_vars, ph_vars, eq_vars = (), (), ()
     digest = sha256_bytes(data)
     blob = local.encode(local.extract(im)) if local_features else None
     return FingerprintSet(
@@ -201,12 +214,12 @@ def fingerprint_decoded(data: bytes, decoded: Decoded, *, variants: bool = False
             Fingerprint(PDQ, pdq_value, quality),
             Fingerprint(PHASH, ph_value),
             Fingerprint(DHASH, dhash_v1(im)),
-            Fingerprint(PDQEQ, eq_vars[0], eq_quality),
+            Fingerprint(PDQEQ, eq_value, eq_quality),
             *((Fingerprint(ORB, sha256_bytes(blob)),) if blob is not None else ()),
         ),
         pdq_variants=pdq_vars,
         phash_variants=ph_vars,
-        pdqeq_variants=eq_vars if variants else (),
+        pdqeq_variants=eq_vars,
         inner=inner,
         local_features=blob,
     )

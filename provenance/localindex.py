@@ -7,8 +7,10 @@ PROVENANCE_LOCAL_INDEX=bounded) the local stage runs in two steps instead:
 1. Shortlist (this module). Each descriptor is quantised to one of 65,536 visual words: a 2-level vocabulary tree
    of binary centroids (256 x 256, Nister & Stewenius 2006), trained once on the dev corpus by
    scripts/train_vocabulary.py and shipped as package data (`orbwords/1`, pinned by its SHA-256). Per work at most
-   PER_WORK plain + equalised descriptors are kept, spread over a GRID x GRID grid (round-robin over the cells, so
-   a crop keeps its share, and within a cell over every pyramid level, so a copy shown small does), as a set of words. A posting list per word holds the works with that word (CSR per
+   PER_WORK plain + equalised descriptors are kept (`picks`): the plain keypoints a synthetic view of the work found
+   again at registration first (orb/4's stability), and otherwise spread over a GRID x GRID grid (round-robin over
+   the cells, so a crop keeps its share, and within a cell over every pyramid level, so a copy shown small does),
+   as a set of words. A posting list per word holds the works with that word (CSR per
    word and block of 65,536 works: offsets + 16-bit rows, memory-mapped, read only where a query looks). A copy's
    descriptors (plain and equalised, itself and its mirror) vote with two words each (QUERY_WORDS) and idf^2
    weights (Sivic & Zisserman 2003), normalised by the work's word count. At a million works every work shares
@@ -241,7 +243,7 @@ SPREAD_BIAS = 6.0
 
 
 def work_words(f: local.Features) -> np.ndarray:
-    """The sorted set of words a work is indexed by: PER_WORK plain and equalised descriptors, spread out."""
+    """The sorted set of words a work is indexed by: PER_WORK plain and equalised descriptors (`picks`)."""
     return work_entry(f)[0]
 
 
