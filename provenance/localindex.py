@@ -102,8 +102,11 @@ GEOMETRY_MIN_PAIR = 12.0  # shorter pairs say little about scale and rotation
 GEOMETRY_TOLERANCE = 4.0  # a correspondence this close to where the transform puts it is consistent
 GEOMETRY_SCALE_BINS, GEOMETRY_ANGLE_BINS, GEOMETRY_MAX_LOG_SCALE = 12, 16, 3.0  # scale from 1/8 to 8
 GEOMETRY_MIN = 5  # fewer consistent words than this count as none
-#: Words in more than this share of the works (and more than STOP_MIN of them) do not vote: they cost the most to
-#: read and say the least.
+#: Words in more than this share of the works (and more than STOP_MIN of them) give the geometric check no
+#: correspondences: too common to say where anything is. They still vote, with their small idf^2 weight (idf ~2.3 at
+#: 10 %, ~7 for a word in a thousandth of the works). benchmarks/scale.py's local stage with 1,000 copies (250 works,
+#: SOURCES=250 in scripts/experiments/local_stage.py) at 1 M works: found 891 of the 902 the exact index finds when
+#: these words did not vote either, 893 when they vote; with RERANK 6,000 instead of 2,000: 894 / 896.
 STOP_FRACTION, STOP_MIN = 0.05, 1_000
 #: Works kept past the written posting lists (their postings are built in memory on open) before a rewrite.
 DELTA_MAX = 16_384
@@ -286,7 +289,8 @@ class WordIndex:
         n = len(ids)
         df = np.diff(offsets[::self.blocks]) + np.diff(delta_offsets)
         idf = np.log((n + 1) / np.maximum(df, 1)).astype(np.float32)
-        self.weight = np.where(df > max(STOP_FRACTION * n, STOP_MIN), 0, idf * idf).astype(np.float32)
+        self.weight = (idf * idf).astype(np.float32)
+        self.unplaced = df > max(STOP_FRACTION * n, STOP_MIN)  # stop words: no correspondences
         self.inv_norm = 1 / np.sqrt(np.maximum(np.asarray(counts, np.float32), 1))  # per row
         self.target = target  # the ledger's path or URL: each process opens its own connection
         self._keep = keep  # a temporary folder that must live as long as the maps (unwritable index folder)
@@ -315,8 +319,7 @@ class WordIndex:
         slot = np.full(len(self), -1, np.int32) if RERANK else None  # a candidate's place among the re-ranked
         for des, xy, shape in views:
             qw = query_words(des)
-            w = np.unique(qw)
-            w = w[self.weight[w] > 0].astype(np.int64)
+            w = np.unique(qw).astype(np.int64)
             if not len(w) or not len(self):
                 continue
             weights = self.weight[w]
@@ -332,7 +335,7 @@ class WordIndex:
             g = np.zeros(len(cand), np.int32)
             if RERANK:
                 first, count, at = by_word(qw, np.repeat(units(xy, shape), QUERY_WORDS, axis=0))
-                count[self.weight == 0] = 0  # stop words: too common to say where anything is
+                count[self.unplaced] = 0  # stop words: too common to say where anything is
                 slot[cand] = np.arange(len(cand), dtype=np.int32)
                 cw, cq = (np.empty((len(cand), GEOMETRY_MOST, 2), np.float32) for _ in range(2))
                 n_of = np.zeros(len(cand), np.int32)

@@ -417,6 +417,30 @@ def test_a_work_whose_shared_words_fall_into_place_outranks_works_sharing_more_w
     assert index.shortlist(view) != [1]
 
 
+def test_words_in_many_works_still_vote_but_place_nothing(tmp_path, monkeypatch):
+    """A copy whose words are all common (each in more than STOP_FRACTION of the works) still finds the work that
+    shares the most of them; those words give the geometric check no correspondences."""
+    monkeypatch.setattr(localindex, "STOP_MIN", 10)
+    rng = np.random.default_rng(4)
+    des = rng.integers(0, 256, (12, 32), dtype=np.uint8)
+    common = np.unique(localindex.query_words(des))
+    others = np.setdiff1d(np.arange(localindex.WORDS), common)
+    lists = [common]  # row 0 (work 1) has every one of the copy's words
+    lists += [np.union1d(rng.choice(common, len(common) // 2, replace=False), rng.choice(others, 20, replace=False))
+              for _ in range(99)]  # half of them
+    lists += [rng.choice(others, 30, replace=False) for _ in range(100)]  # none
+    lists = [np.sort(x).astype(np.uint16) for x in lists]
+    positions = [rng.integers(0, 256, (len(x), 2)).astype(np.uint8) for x in lists]
+    m = {"rows": 0, "words": 0, "sealed": 0, "sealed_words": 0, "last_id": 0}
+    localindex.append(tmp_path, m, np.arange(1, 201, dtype=np.int32), lists, positions)
+    localindex.seal(tmp_path, m)
+    index = localindex.load(tmp_path, m, None)
+    assert index.unplaced[common].all() and not index.unplaced[others].any()
+    view = [(des, rng.uniform(0, 300, (len(des), 2)).astype(np.float32), (300, 300))]
+    short = index.shortlist(view)
+    assert short[0] == 1 and set(short) <= set(range(1, 101)) and len(short) == localindex.SHORTLIST
+
+
 def test_the_best_rows_are_the_k_best_normalised_scores_and_only_ties_of_their_bin_beyond():
     from provenance._words_kernel import best_rows
 

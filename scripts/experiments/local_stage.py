@@ -5,7 +5,8 @@
 `keep`: reuse the local index already built; RERANK="0 2000" runs the queries once per value; STABLE=PICKLE picks
 the real works' indexed keypoints by their stability (scripts/experiments/stable_keypoints.py wrote PICKLE; it
 patches localindex.spread, so on a ledger of orb/4 blobs it reaches only the equalised keypoints: use PICK=table);
-PICK=rare|nostop with WEIGHTS=NPY: scripts/experiments/patch_rare.py; QUERY_FEATURES=N: the shortlist votes with N keypoints per view of the copy (verification keeps its 500)."""
+PICK=rare|nostop with WEIGHTS=NPY: scripts/experiments/patch_rare.py; QUERY_FEATURES=N: the shortlist votes with N keypoints per view of the copy (verification keeps its 500); SOURCES=N:
+N works copied instead of 60."""
 import os
 import random
 import shutil
@@ -24,7 +25,8 @@ from provenance.ledger import Ledger  # noqa: E402
 led = Ledger.open(Path(sys.argv[1]) / "ledger.db")
 real = sorted(Path(sys.argv[2]).glob("*.jpg"))
 rnd = random.Random(0)
-sources = rnd.sample([i for i in range(len(real)) if i % 5 != 4], 60)  # as scale.main picks them
+# as scale.main picks them; SOURCES=N: more works copied (a larger sample to tell rules apart)
+sources = rnd.sample([i for i in range(len(real)) if i % 5 != 4], int(os.environ.get("SOURCES", 60)))
 images = [(real[i].name, Image.open(real[i]).convert("RGB")) for i in sources]
 lq = [(name, kind, scale._jpeg(scale.local_attack(img, kind))) for name, img in images for kind in scale.LOCAL_ATTACKS]
 lq += [(None, None, scale._jpeg(scale.art(10_000_000 + s))) for s in range(60)]

@@ -1,5 +1,6 @@
 """Experiment (session 8): among equally stable keypoints, prefer the rarer words. PICK=rare: by the word weights in
-WEIGHTS (an .npy of WordIndex.weight, idf^2 with 0 for stop words), rarest first; PICK=nostop: words with weight 0
+WEIGHTS (an .npy of idf^2 with 0 for stop words: WordIndex.weight until stop words voted too, session 9), rarest
+first; PICK=nostop: words with weight 0
 last, spread order otherwise; PICK=plainonly: stability for the plain keypoints only. Imported by local_stage.py when PICK is set."""
 import os
 import numpy as np
