@@ -92,7 +92,12 @@ QUERY_WORDS = 2
 #: 0.953 / min 0.873 either way (with no GEOMETRY_MIN, ranking by the check alone: 0.949 / 0.858). With the
 #: positions in the posting lists (the check's cost no longer grows with the candidates read, only its own ~4 ms per
 #: 1,000): 1 M works, 215 found in 112.6 ms p50; re-ranking 4,000: 216 (+13 ms), 8,000: 216 (shortlisted 234).
-RERANK = 2000
+#: With orb/4's stable keypoints and every word voting, 1,000 copies of 250 works at 1 M (SOURCES=250): 2,000 /
+#: 4,000 / 6,000 found 893 / 895 / 896 of the exact index's 902, p50 105 / 127 / 145 ms. Every copy it misses has
+#: its work outside the shortlist, and the word score is what leaves them out: of the benchmark's 240 copies (stop
+#: words not voting) 237 have their work among the best 500 by word score, the other 3 at 2,342 - 5,231, where
+#: the check would have put two of them first.
+RERANK = 4000
 #: Correspondences: one per shared word, at most GEOMETRY_MOST per work; at most GEOMETRY_HYPOTHESES transforms
 #: tried per work (pairs of its fullest bin). 2 per word, 96 and every pair: the same 235 shortlisted in 49 ms.
 GEOMETRY_CAP = 1
