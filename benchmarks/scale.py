@@ -21,7 +21,7 @@ fingerprinting excluded, like "p50 ms excl.").
 
 The local stage (second table): the bounded index (localindex) over all N works, beside the exact in-memory
 local.LocalIndex over the R real works only (the baseline: today's index, which could not hold N). The real works'
-entries are built from their orb/4 blobs by open_local; works R+1..N have no blob, so their entries are derived
+entries are built from their orb/5 blobs by open_local; works R+1..N have no blob, so their entries are derived
 words: 90 % take 40 of the descriptors that each of 4 random images of a pool of POOL procedural images, neither
 registered nor queried, would be indexed by (localindex.picks: its stable plain keypoints first, spread ones;
 `--unrelated planted`: the real works' keypoints, any of them, which
@@ -219,7 +219,8 @@ def _pool_features(cache: Path, count: int = POOL) -> tuple[np.ndarray, np.ndarr
     registered nor queried (seeds from 20,000,000), would be indexed by (localindex.picks), and (count, POOL_KEEP, 2)
     uint8 their positions (long side 255, as the index keeps them); computed once and kept in `cache`."""
     rule = json.dumps([localindex.STABILITY_VIEWS, localindex.STABLE_PX, localindex.STABLE_JPEG, localindex.PER_WORK,
-                       localindex.GRID, localindex.SPREAD_BIAS])  # what picks the keypoints: a new rule, a new pool
+                       localindex.GRID, localindex.SPREAD_BIAS, localindex.FEW_STABLE, localindex.FEW_STABLE_VIEWS])
+    # what picks the keypoints: a new rule, a new pool
     path = cache / f"pool-{count}-{POOL_KEEP}-picked-{hashlib.sha256(rule.encode()).hexdigest()[:8]}.npz"
     if not path.exists():
         cache.mkdir(parents=True, exist_ok=True)

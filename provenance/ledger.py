@@ -12,7 +12,7 @@ Tables
                anchored, no later than the anchor's block — not a claim by anyone)
   works        one row per registered work, a projection of its `register` entry (for humans and queries)
   fingerprints one row per (work, algorithm id)
-  local_features the ORB blob of each work; its SHA-256 is the `orb/4` (older: `orb/3`, `orb/2`) fingerprint value
+  local_features the ORB blob of each work; its SHA-256 is the `orb/5` (older: `orb/4`, `orb/3`, `orb/2`) fingerprint value
                in the entry
   checkpoints  (size, Merkle root, signer, signature) after each batch: RFC 6962 roots over entry hashes, each
                signed as an EIP-712 Checkpoint {ledgerId, size, root} by the key that made it, later anchored
@@ -56,7 +56,7 @@ from .signing import (DEFAULT_CHAIN_ID, recover_checkpoint_signer, recover_commi
 #: 2: checkpoints and anchors carry a Checkpoint signature (a schema 1 ledger is upgraded when opened).
 SCHEMA_VERSION = 2
 #: Signals stored as blobs in `local_features`; the entry records their SHA-256 as the fingerprint value.
-BLOB_ALGORITHMS = ("orb/4", "orb/3", "orb/2")
+BLOB_ALGORITHMS = ("orb/5", "orb/4", "orb/3", "orb/2")
 GENESIS = "00" * 32
 
 

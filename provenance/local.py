@@ -15,8 +15,9 @@ no other candidate comes close to. It recovers crops, captions and mirrors, not 
 Cost per query, one core, 1,000 registered works: ~5 ms features (image and its mirror: ORB is not
 mirror-invariant), ~6 ms retrieval (faiss IVF, sub-linear), ~5 ms verification of 3 candidates, and
 for the copies that reach the template search (~15 % of a feed) ~17 ms more (a loaded core). Stored per work:
-~40 KB with 500 + 500 keypoints, a 128x128 thumbnail and a stability count per plain keypoint (`orb/4`, `encode`);
-`orb/3` (no stability) and `orb/2` blobs (64x64 thumbnail, ~28 KB) of older ledgers are still read and matched.
+~40 KB with 500 + 500 keypoints, a 128x128 thumbnail and a stability count per plain keypoint (`orb/5`, `encode`);
+`orb/4` (the same, counted in one view only), `orb/3` (no stability) and `orb/2` blobs (64x64 thumbnail, ~28 KB)
+of older ledgers are still read and matched.
 
 LocalIndex holds every descriptor of the works it is given, in memory: the whole ledger up to
 localindex.EXACT_MAX_WORKS works, and above that only the few works the bounded index (`localindex`) shortlists
@@ -31,8 +32,9 @@ from functools import cached_property
 import cv2
 import numpy as np
 
-ALGORITHM = "orb/4"  # /2: the CLAHE second-pass keypoints; /3: a 128x128 thumbnail; /4: each keypoint's stability
-READABLE = ("orb/4", "orb/3", "orb/2")  # blob versions decode() accepts, newest first
+ALGORITHM = "orb/5"  # /2: CLAHE second-pass keypoints; /3: 128x128 thumbnail; /4: keypoint stability; /5: more views
+#                      for works with few stable keypoints (the same layout as /4)
+READABLE = ("orb/5", "orb/4", "orb/3", "orb/2")  # blob versions decode() accepts, newest first
 
 # Every value measured on the dev corpus (benchmarks/detection.py); see README "How matching works".
 MIN_SIDE = 384  # upscale smaller images first (icons, thumbnails): ORB needs pixels to find corners
@@ -106,8 +108,8 @@ class Features:
     eq_xy: np.ndarray = field(default_factory=lambda: np.zeros((0, 2), np.float32))  # (m, 2)
     eq_descriptors: np.ndarray = field(default_factory=lambda: np.zeros((0, 32), np.uint8))  # (m, 32) uint8
     fine: np.ndarray | None = None  # (FINE, FINE) uint8 grey thumbnail (orb/3); None for orb/2 blobs
-    # orb/4: per plain keypoint, in how many synthetic views it was found again (localindex.stability, which decides
-    # the plain keypoints the bounded index keeps); None for older blobs.
+    # orb/5 (and orb/4): per plain keypoint, in how many synthetic views it was found again (localindex.stability,
+    # which decides the plain keypoints the bounded index keeps); None for older blobs.
     stable: np.ndarray | None = None  # (n,) uint8
 
 
@@ -167,34 +169,35 @@ def _coarse(fine: np.ndarray) -> np.ndarray:
 
 
 _HEADER = struct.Struct("<4sHHH")  # magic, height, width, n
-_MAGICS = {b"orb4": FINE, b"orb3": FINE, b"orb2": THUMB}  # magic -> side of the stored thumbnail
+_MAGICS = {b"orb5": FINE, b"orb4": FINE, b"orb3": FINE, b"orb2": THUMB}  # magic -> side of the stored thumbnail
 _EQ_HEADER = struct.Struct("<4sH")  # magic, n: the section after the thumbnail
 _EQ_MAGIC = b"orbe"
-_STABLE_HEADER = struct.Struct("<4sB")  # magic, number of views: orb/4's last section
+_STABLE_HEADER = struct.Struct("<4sB")  # magic, most views a keypoint is counted in: orb/4 and orb/5's last section
 _STABLE_MAGIC = b"orbs"
-_NOT_A_BLOB = "not an orb/4, orb/3 or orb/2 feature blob"
+_NOT_A_BLOB = "not an orb/5, orb/4, orb/3 or orb/2 feature blob"
 
 
 def encode(f: Features) -> bytes:
-    """orb/4 bytes: header, keypoints in 1/8 px as uint16, descriptors, the 128x128 thumbnail, then the same for
-    the equalised image (keypoints and descriptors only), then one stability count per plain keypoint. orb/3 ends
-    before the stability; orb/2 had the 64x64 thumbnail in the same place."""
+    """orb/5 bytes: header, keypoints in 1/8 px as uint16, descriptors, the 128x128 thumbnail, then the same for
+    the equalised image (keypoints and descriptors only), then one stability count per plain keypoint. orb/4 is the
+    same layout (its counts from one view only); orb/3 ends before the stability; orb/2 had the 64x64 thumbnail in
+    the same place."""
     xy = np.round(f.xy * 8).clip(0, 65535).astype("<u2")
     exy = np.round(f.eq_xy * 8).clip(0, 65535).astype("<u2")
     if f.stable is None or len(f.stable) != len(f.descriptors):
-        raise ValueError("orb/4 features need each keypoint's stability (local.extract computes it)")
-    from .localindex import STABILITY_VIEWS
+        raise ValueError("orb/5 features need each keypoint's stability (local.extract computes it)")
+    from .localindex import FEW_STABLE_VIEWS, STABILITY_VIEWS
 
-    return (_HEADER.pack(b"orb4", f.size[0], f.size[1], len(f.descriptors)) + xy.tobytes()
+    return (_HEADER.pack(b"orb5", f.size[0], f.size[1], len(f.descriptors)) + xy.tobytes()
             + np.ascontiguousarray(f.descriptors, np.uint8).tobytes() + np.ascontiguousarray(f.fine).tobytes()
             + _EQ_HEADER.pack(_EQ_MAGIC, len(f.eq_descriptors)) + exy.tobytes()
             + np.ascontiguousarray(f.eq_descriptors, np.uint8).tobytes()
-            + _STABLE_HEADER.pack(_STABLE_MAGIC, len(STABILITY_VIEWS))
+            + _STABLE_HEADER.pack(_STABLE_MAGIC, len(STABILITY_VIEWS) + len(FEW_STABLE_VIEWS))
             + np.asarray(f.stable, np.uint8).tobytes())
 
 
 def decode(blob: bytes) -> Features:
-    """Features from an orb/4, orb/3 or orb/2 blob (the last two: older ledgers, without stability)."""
+    """Features from an orb/5, orb/4, orb/3 or orb/2 blob (the last two: older ledgers, without stability)."""
     if len(blob) < _HEADER.size:
         raise ValueError(_NOT_A_BLOB)
     magic, h, w, n = _HEADER.unpack_from(blob)
@@ -209,13 +212,14 @@ def decode(blob: bytes) -> Features:
     emagic, m = _EQ_HEADER.unpack_from(blob, end)
     at = end + _EQ_HEADER.size
     stable_at = at + m * 36
-    size = stable_at + (_STABLE_HEADER.size + n if magic == b"orb4" else 0)
+    counted = magic in (b"orb5", b"orb4")  # with a stability section
+    size = stable_at + (_STABLE_HEADER.size + n if counted else 0)
     if emagic != _EQ_MAGIC or len(blob) != size:
         raise ValueError(_NOT_A_BLOB)
     exy = np.frombuffer(blob, "<u2", m * 2, at).reshape(m, 2).astype(np.float32) / 8
     edes = np.frombuffer(blob, np.uint8, m * 32, at + m * 4).reshape(m, 32)
     stable = None
-    if magic == b"orb4":
+    if counted:
         if _STABLE_HEADER.unpack_from(blob, stable_at)[0] != _STABLE_MAGIC:
             raise ValueError(_NOT_A_BLOB)
         stable = np.frombuffer(blob, np.uint8, n, stable_at + _STABLE_HEADER.size)

@@ -206,7 +206,7 @@ def test_scan_json_gives_the_geometry_of_local_feature_matches(home, runner, lib
     assert result.exit_code == 0, result.output
     [m] = _scan_lines(result.stdout)
     assert SCAN_KEYS <= set(m)
-    assert (m["work_title"], m["signal"], m["distance"]) == ("Figure Portrait", "orb/4", None)
+    assert (m["work_title"], m["signal"], m["distance"]) == ("Figure Portrait", "orb/5", None)
     g = m["geometry"]
     assert set(g) == {"angle", "scale", "crop", "placed", "flip", "ncc", "coverage", "inliers"}
     assert type(g["flip"]) is bool and g["flip"] is False

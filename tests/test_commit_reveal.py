@@ -93,7 +93,7 @@ def test_reveal_links_the_registration_to_the_commit(ledger, account, works_dir,
                                              (work.entry_seq,)).fetchone()[0])
     assert payload["reveals"]["commit_seq"] == r.commit_seq
     assert commitment_of(payload["record"], payload["fingerprints"], payload["reveals"]["salt"]) == r.commitment
-    assert ledger.local_features("orb/4").get(out.work_id) is not None
+    assert ledger.local_features("orb/5").get(out.work_id) is not None
     assert ledger.verify().works == 3
     assert not reveal(ledger, r.commitment, account, private_dir=tmp_path / "private").created  # idempotent
 

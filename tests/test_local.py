@@ -1,4 +1,4 @@
-"""Tests for provenance.local: the orb/4 blob encoding (and orb/3 and orb/2, still read), and what a registered
+"""Tests for provenance.local: the orb/5 blob encoding (and orb/4, orb/3 and orb/2, still read), and what a registered
 work's features look like."""
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from provenance.imaging import decode
 
 HEADER = 10  # magic, height, width, n
 EQ_HEADER = 6  # magic, m: the CLAHE second-pass section after the thumbnail
-STABLE_HEADER = 5  # magic, views: orb/4's stability counts, the last section
+STABLE_HEADER = 5  # magic, views: orb/5's (and orb/4's) stability counts, the last section
 
 
 def _features(size, xy, descriptors, fine, eq_xy, eq_descriptors, stable) -> local.Features:
@@ -67,7 +67,7 @@ def assert_same(a: local.Features, b: local.Features, xy_tolerance: float = 0.0)
 @given(features())
 def test_encode_decode_round_trip(f):
     blob = local.encode(f)
-    assert blob[:4] == b"orb4"
+    assert blob[:4] == b"orb5"
     assert len(blob) == (HEADER + 37 * len(f.descriptors) + local.FINE ** 2 + EQ_HEADER + 36 * len(f.eq_descriptors)
                          + STABLE_HEADER)
     assert_same(local.decode(blob), f)
@@ -98,13 +98,19 @@ def test_real_work_features_round_trip_and_are_what_the_fingerprint_hashes(works
 
 def test_a_work_records_how_many_synthetic_views_find_each_keypoint_again(works_dir, blob):
     f = local.decode(blob)
-    assert f.stable.shape == (len(f.xy),) and f.stable.max() <= len(localindex.STABILITY_VIEWS)
+    assert f.stable.shape == (len(f.xy),) and f.stable.max() <= len(localindex.STABILITY_VIEWS)  # enough stable ones
     # Most corners are lost to a rescale or rotation and JPEG, some survive every view.
     assert 0.3 < (f.stable == 0).mean() < 0.95 and (f.stable == len(localindex.STABILITY_VIEWS)).sum() >= 10
 
 
+def test_orb4_blobs_of_older_ledgers_decode_with_their_stability(blob):
+    """orb/4 is orb/5's layout, its counts from one view only: read as they are."""
+    old = local.decode(b"orb4" + blob[4:])
+    assert_same(old, local.decode(blob))
+
+
 def orb3_blob(f: local.Features) -> bytes:
-    """The orb/3 layout (orb/4 without the stability section), as ledgers before orb/4 hold it."""
+    """The orb/3 layout (orb/5 without the stability section), as ledgers before orb/4 hold it."""
     blob = local.encode(f)
     return b"orb3" + blob[4:len(blob) - STABLE_HEADER - len(f.descriptors)]
 
@@ -148,7 +154,7 @@ def test_an_orb2_work_is_still_found_by_its_copy(works_dir):
 @given(st.data())
 def test_decode_rejects_a_truncated_blob(blob, data):
     cut = data.draw(st.integers(HEADER, len(blob) - 1))
-    with pytest.raises(ValueError, match="not an orb/4, orb/3 or orb/2 feature blob"):
+    with pytest.raises(ValueError, match="not an orb/5, orb/4, orb/3 or orb/2 feature blob"):
         local.decode(blob[:cut])
 
 
@@ -171,8 +177,8 @@ def _garble(blob: bytes, at: int, value: int) -> bytes:
     lambda b: b + b"\x00",  # trailing bytes
     lambda b: b"ORB1" + b[4:],  # wrong magic
     lambda b: b"orb1" + b[4:],  # another version
-    lambda b: b"orb2" + b[4:],  # an orb/4 blob labelled orb/2: its thumbnail does not fit
-    lambda b: b"orb3" + b[4:],  # an orb/4 blob labelled orb/3: its stability is left over
+    lambda b: b"orb2" + b[4:],  # an orb/5 blob labelled orb/2: its thumbnail does not fit
+    lambda b: b"orb3" + b[4:],  # an orb/5 blob labelled orb/3: its stability is left over
     lambda b: _garble(b, b.rindex(b"orbs"), ord("O")),  # the stability section's magic (its counts are 0-2)
     lambda b: _garble(b, 8, b[8] ^ 1),  # keypoint count off by one
     lambda b: _garble(b, 9, b[9] ^ 0x80),  # keypoint count far off
@@ -180,5 +186,5 @@ def _garble(blob: bytes, at: int, value: int) -> bytes:
 ], ids=["trailing byte", "wrong magic", "other version", "orb2 label", "orb3 label", "stability magic",
         "count off by one", "count far off", "keypoint removed"])
 def test_decode_rejects_a_garbled_blob(blob, damage):
-    with pytest.raises(ValueError, match="not an orb/4, orb/3 or orb/2 feature blob"):
+    with pytest.raises(ValueError, match="not an orb/5, orb/4, orb/3 or orb/2 feature blob"):
         local.decode(damage(blob))

@@ -344,6 +344,39 @@ def test_the_stable_keypoints_a_work_keeps_are_found_again_in_a_copy_more_often(
     assert found["stable"] >= 1.25 * found["spread"], found
 
 
+def test_a_work_with_few_stable_keypoints_is_counted_in_more_views_and_keeps_those_a_larger_crop_finds(works_dir):
+    """orb/5: a soft picture (sunset-hills: few corners survive a rotation) is also counted in FEW_STABLE_VIEWS, and
+    the keypoints those views add are found again more often in a crop of it shown 1.25x larger; a work with enough
+    stable keypoints keeps its single-view counts."""
+    import cv2
+
+    def one_view(im):
+        f, g = local.extract(im), local._prepare(im)
+        counts = np.zeros(len(f.xy), np.uint8)
+        localindex._count_views(g, f.xy, localindex.words(f.descriptors), localindex.STABILITY_VIEWS, counts)
+        return f, g, counts
+
+    f, g, counts = one_view(decode((works_dir / "flow-field.png").read_bytes()).image)
+    assert np.count_nonzero(counts) >= localindex.FEW_STABLE and np.array_equal(f.stable, counts)
+    f, g, counts = one_view(decode((works_dir / "sunset-hills.jpg").read_bytes()).image)
+    assert np.count_nonzero(counts) < localindex.FEW_STABLE
+    assert (f.stable >= counts).all() and np.count_nonzero(f.stable) >= 2 * np.count_nonzero(counts)
+    h, w = g.shape
+    A = cv2.getRotationMatrix2D((w / 2 + 7, h / 2 - 5), 0, 1.25)  # a crop off centre, shown larger
+    copy = cv2.warpAffine(g, A, (w, h), flags=cv2.INTER_LINEAR)
+    copy = cv2.imdecode(cv2.imencode(".jpg", copy, [cv2.IMWRITE_JPEG_QUALITY, 70])[1], cv2.IMREAD_GRAYSCALE)
+    cxy, cdes = local._detect(copy)
+    cwords = localindex.query_words(cdes).reshape(-1, localindex.QUERY_WORDS)
+    at = f.xy @ A[:, :2].T + A[:, 2]
+    near = ((at[:, None] - cxy[None]) ** 2).sum(2) < 16
+    again = (near & (cwords[None] == localindex.words(f.descriptors)[:, None, None]).any(2)).any(1)
+    added, never = (f.stable > 0) & (counts == 0), f.stable == 0  # marked by the added views only; by none
+    assert added.sum() >= 10 and again[added].mean() >= 2 * again[never].mean(), (again[added].mean(),
+                                                                                    again[never].mean())
+    kept = localindex.pick(f.xy, f.size, localindex.FEW_STABLE, f.stable)  # the most stable come first
+    assert again[kept].sum() > again[localindex.pick(f.xy, f.size, localindex.FEW_STABLE, counts)].sum()
+
+
 def _geometry(work_words, work_xy, query_words, query_xy):
     """_words_kernel.gather and geometry for one row holding work_words at work_xy (its posting lists, as the
     delta's: one block, full rows), against a copy's words at query_xy."""
