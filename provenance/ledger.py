@@ -12,8 +12,8 @@ Tables
                anchored, no later than the anchor's block — not a claim by anyone)
   works        one row per registered work, a projection of its `register` entry (for humans and queries)
   fingerprints one row per (work, algorithm id)
-  local_features the ORB blob of each work; its SHA-256 is the `orb/5` (older: `orb/4`, `orb/3`, `orb/2`) fingerprint value
-               in the entry
+  local_features the ORB blob of each work; its SHA-256 is the `orb/5` (older: `orb/4`, `orb/3`, `orb/2`)
+               fingerprint value in the entry
   checkpoints  (size, Merkle root, signer, signature) after each batch: RFC 6962 roots over entry hashes, each
                signed as an EIP-712 Checkpoint {ledgerId, size, root} by the key that made it, later anchored
   meta         ledger id, schema version, chain id

@@ -64,9 +64,9 @@ WORDS = BRANCH * BRANCH
 PER_WORK = (96, 64)
 GRID = 4
 #: Which keypoints: a copy matches a work only through the keypoints both keep, and most of a work's 500 are lost to
-#: a rescale, a rotation or JPEG. Registration (orb/4, orb/5) counts for each plain keypoint in how many of these views of
-#: the work - (rotation degrees, scale), JPEG quality STABLE_JPEG - a keypoint with its word lies within STABLE_PX
-#: of where the view puts it (`stability`); the most stable are kept (`pick`). benchmarks/scale.py at 1 M works,
+#: a rescale, a rotation or JPEG. Registration (orb/4, orb/5) counts for each plain keypoint in how many of these
+#: views of the work - (rotation degrees, scale), JPEG quality STABLE_JPEG - a keypoint with its word lies within
+#: STABLE_PX of where the view puts it (`stability`); the most stable are kept (`pick`). benchmarks/scale.py at 1 M,
 #: planted copies found of 240 (the exact index over the real works: 221; right work shortlisted): spread alone
 #: 215 (235); this view 218 (237); adding a 0.7x view 219 (238), the equalised keypoints' stability too 219 (237),
 #: 4 views 219, but each view is one more ORB detection per registered work (~4.5 ms on one core) and registration
