@@ -102,8 +102,9 @@ QUERY_WORDS = 2
 #: 4,000 / 6,000 found 893 / 895 / 896 of the exact index's 902, p50 105 / 127 / 145 ms. Every copy it misses has
 #: its work outside the shortlist, and the word score is what leaves them out: of the benchmark's 240 copies (stop
 #: words not voting) 237 have their work among the best 500 by word score, the other 3 at 2,342 - 5,231, where
-#: the check would have put two of them first.
-RERANK = 4000
+#: the check would have put two of them first. With orb/5 (same 1,000 copies): 4,000 / 6,000 found 898 / 900,
+#: p50 118 / 135 ms.
+RERANK = 6000
 #: Correspondences: one per shared word, at most GEOMETRY_MOST per work; at most GEOMETRY_HYPOTHESES transforms
 #: tried per work (pairs of its fullest bin). 2 per word, 96 and every pair: the same 235 shortlisted in 49 ms.
 GEOMETRY_CAP = 1
