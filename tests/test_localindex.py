@@ -331,17 +331,25 @@ def test_the_stable_keypoints_a_work_keeps_are_found_again_in_a_copy_more_often(
         im = decode(path.read_bytes()).image
         f, g = local.extract(im), local._prepare(im)
         h, w = g.shape
-        A = cv2.getRotationMatrix2D((w / 2, h / 2), angle, scale)
-        copy = cv2.warpAffine(g, A, (w, h), flags=cv2.INTER_AREA)
-        copy = cv2.imdecode(cv2.imencode(".jpg", copy, [cv2.IMWRITE_JPEG_QUALITY, 70])[1], cv2.IMREAD_GRAYSCALE)
-        cxy, cdes = local._detect(copy)
-        cwords = localindex.query_words(cdes).reshape(-1, localindex.QUERY_WORDS)
+        again = _found_in_copy(f, g, cv2.getRotationMatrix2D((w / 2, h / 2), angle, scale), cv2.INTER_AREA)
         for rule, kept in (("stable", localindex.picks(f)[0]), ("spread", localindex.spread(f.xy, f.size, 96))):
-            at = f.xy[kept] @ A[:, :2].T + A[:, 2]
-            near = ((at[:, None] - cxy[None]) ** 2).sum(2) < 16
-            same = (cwords[None] == localindex.words(f.descriptors[kept])[:, None, None]).any(2)
-            found[rule] += int((near & same).any(1).sum())
+            found[rule] += int(again[kept].sum())
     assert found["stable"] >= 1.25 * found["spread"], found
+
+
+def _found_in_copy(f: local.Features, g: np.ndarray, A: np.ndarray, interpolation: int) -> np.ndarray:
+    """Per plain keypoint of a work (features `f` of its prepared grey image `g`): whether a copy warped by `A` and
+    JPEG-compressed has a keypoint within 4 px of where `A` puts it with its word among the copy's query words."""
+    import cv2
+
+    h, w = g.shape
+    copy = cv2.warpAffine(g, A, (w, h), flags=interpolation)
+    copy = cv2.imdecode(cv2.imencode(".jpg", copy, [cv2.IMWRITE_JPEG_QUALITY, 70])[1], cv2.IMREAD_GRAYSCALE)
+    cxy, cdes = local._detect(copy)
+    cwords = localindex.query_words(cdes).reshape(-1, localindex.QUERY_WORDS)
+    at = f.xy @ A[:, :2].T + A[:, 2]
+    near = ((at[:, None] - cxy[None]) ** 2).sum(2) < 16
+    return (near & (cwords[None] == localindex.words(f.descriptors)[:, None, None]).any(2)).any(1)
 
 
 def test_a_work_with_few_stable_keypoints_is_counted_in_more_views_and_keeps_those_a_larger_crop_finds(works_dir):
@@ -363,13 +371,7 @@ def test_a_work_with_few_stable_keypoints_is_counted_in_more_views_and_keeps_tho
     assert (f.stable >= counts).all() and np.count_nonzero(f.stable) >= 2 * np.count_nonzero(counts)
     h, w = g.shape
     A = cv2.getRotationMatrix2D((w / 2 + 7, h / 2 - 5), 0, 1.25)  # a crop off centre, shown larger
-    copy = cv2.warpAffine(g, A, (w, h), flags=cv2.INTER_LINEAR)
-    copy = cv2.imdecode(cv2.imencode(".jpg", copy, [cv2.IMWRITE_JPEG_QUALITY, 70])[1], cv2.IMREAD_GRAYSCALE)
-    cxy, cdes = local._detect(copy)
-    cwords = localindex.query_words(cdes).reshape(-1, localindex.QUERY_WORDS)
-    at = f.xy @ A[:, :2].T + A[:, 2]
-    near = ((at[:, None] - cxy[None]) ** 2).sum(2) < 16
-    again = (near & (cwords[None] == localindex.words(f.descriptors)[:, None, None]).any(2)).any(1)
+    again = _found_in_copy(f, g, A, cv2.INTER_LINEAR)
     added, never = (f.stable > 0) & (counts == 0), f.stable == 0  # marked by the added views only; by none
     assert added.sum() >= 10 and again[added].mean() >= 2 * again[never].mean(), (again[added].mean(),
                                                                                     again[never].mean())
