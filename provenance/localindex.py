@@ -80,6 +80,13 @@ STABLE_PX, STABLE_JPEG = 4.0, 60
 #: (scripts/experiments/local_stage.py SOURCES=250, stable_compute.py ADAPT=40:2), found 895 -> 898 of the exact
 #: index's 902 (25 % crops 245 -> 248 of 250); with a 0.7x view instead 896.
 FEW_STABLE, FEW_STABLE_VIEWS = 40, ((0.0, 1.3),)
+#: A work with fewer than FEW_FOUND keypoints found again in any view is indexed by FEW_PLAIN plain keypoints instead
+#: of PER_WORK's: the copies the bounded index still missed were of such works (5.4 % of the benchmark's real works),
+#: whose few stable words leave the geometric check too little to place (re-ranking 30,000 works instead of 6,000
+#: found none of them). benchmarks/scale.py's 1,000 copies at 1 M (scripts/experiments/local_stage.py SOURCES=250
+#: FEW_WORDS=45:192): found 900 -> 902 of the exact index's 902, the right work shortlisted 994 -> 996. At 5.4 % of
+#: a million works, ~5 more postings per work (~21 MiB).
+FEW_FOUND, FEW_PLAIN = 45, 192
 #: Works whose blobs are read and verified per query: 40 x 500 descriptors keeps local.LocalIndex exact (flat).
 #: benchmarks/scale.py at 100k works put the planted copy's work in the best 24 for 223 of 240 copies, 48: 231.
 SHORTLIST = 40
@@ -269,8 +276,10 @@ def work_words(f: local.Features) -> np.ndarray:
 
 
 def picks(f: local.Features) -> tuple[np.ndarray, np.ndarray]:
-    """Positions of the plain keypoints (`pick`) and the equalised ones (`spread`) a work is indexed by."""
-    return pick(f.xy, f.size, PER_WORK[0], f.stable), spread(f.eq_xy, f.size, PER_WORK[1])
+    """Positions of the plain keypoints (`pick`; FEW_PLAIN of a work with few stable ones) and the equalised ones
+    (`spread`) a work is indexed by."""
+    few = f.stable is not None and np.count_nonzero(f.stable) < FEW_FOUND
+    return pick(f.xy, f.size, FEW_PLAIN if few else PER_WORK[0], f.stable), spread(f.eq_xy, f.size, PER_WORK[1])
 
 
 def work_entry(f: local.Features) -> tuple[np.ndarray, np.ndarray]:
@@ -460,7 +469,7 @@ def open_local(ledger, folder: Path | str | None = None) -> WordIndex:
 
 def _params() -> dict:
     return {"vocabulary": VOCABULARY_SHA256, "per_work": list(PER_WORK), "grid": GRID, "spread": [2, SPREAD_BIAS],
-            "pick": "stable-first/1"}
+            "pick": "stable-first/1", "few": [FEW_FOUND, FEW_PLAIN]}
 
 
 def _fresh(ledger) -> dict:

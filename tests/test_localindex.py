@@ -492,3 +492,24 @@ def test_the_best_rows_are_the_k_best_normalised_scores_and_only_ties_of_their_b
     few_scores[voted] = scores[voted] + 1
     few, fs = best_rows(few_scores, inv_norm, 500)  # fewer rows with a vote than asked for: all of them
     assert np.array_equal(few, np.sort(voted)) and len(fs) == 300
+
+
+def test_a_work_with_few_keypoints_found_again_is_indexed_by_more_of_them(works_dir):
+    """A soft picture (sunset-hills), with fewer than FEW_FOUND keypoints found again in any view, is indexed by
+    FEW_PLAIN plain keypoints (or all it has), and a 25 % crop of it finds more of its indexed ones for that; a work
+    with many stable keypoints keeps PER_WORK's."""
+    import cv2
+
+    flow = local.extract(decode((works_dir / "flow-field.png").read_bytes()).image)
+    assert np.count_nonzero(flow.stable) >= localindex.FEW_FOUND
+    assert len(localindex.picks(flow)[0]) == localindex.PER_WORK[0]
+    im = decode((works_dir / "sunset-hills.jpg").read_bytes()).image
+    f, g = local.extract(im), local._prepare(im)
+    assert np.count_nonzero(f.stable) < localindex.FEW_FOUND
+    plain, eq = localindex.picks(f)
+    assert len(plain) == min(localindex.FEW_PLAIN, len(f.xy)) > localindex.PER_WORK[0]  # it has 130
+    assert len(eq) == localindex.PER_WORK[1]
+    assert set(localindex.pick(f.xy, f.size, localindex.PER_WORK[0], f.stable)) < set(plain)  # the same first
+    h, w = g.shape
+    again = _found_in_copy(f, g, cv2.getRotationMatrix2D((w / 2, h / 2), 0, 4 / 3), cv2.INTER_LINEAR)
+    assert again[plain].sum() >= 1.25 * again[plain[:localindex.PER_WORK[0]]].sum(), again[plain].sum()
