@@ -31,7 +31,7 @@ geometry, as real unrelated works have), up to 10 % take one real work's own ind
 flipped and their positions moved ~1 unit (near duplicates; at most CLUSTER_MAX per real work, uniform 0..8, as an
 artist registers a few variants of a work). Every derived work has PER_WORK's 160 keypoints' words; a work with few
 stable keypoints is indexed by localindex.FEW_PLAIN plain ones (5.4 % of the real works), which the derived works do
-not copy: a registry of a million real works would hold ~5 more postings per work (~21 MiB) than the memory table
+not copy: a registry of a million real works would hold 3.8 more postings per work (~15 MiB) than the memory table
 shows. A shortlisted derived work has no blob and is skipped (unverifiable): "bulk in shortlist" counts the queries
 where one took a place. Queries: crops of 10 % and 25 %, a 5-degree rotation (cropped to hide the corners), a 20 %
 crop with a caption bar, of the planted real works, and the unrelated images; only the local stage runs ("recall
