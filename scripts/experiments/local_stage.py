@@ -6,9 +6,9 @@
 the real works' indexed keypoints by their stability (scripts/experiments/stable_keypoints.py wrote PICKLE; it
 patches localindex.spread, so on a ledger of orb/4 blobs it reaches only the equalised keypoints: use PICK=table);
 PICK=rare|nostop with WEIGHTS=NPY: scripts/experiments/patch_rare.py; QUERY_FEATURES=N: the shortlist votes with N keypoints per view of the copy (verification keeps its 500); SOURCES=N:
-N works copied instead of 60; FEW_WORDS=T:K: a real work with fewer than T keypoints found again (any view) is
-indexed by K plain keypoints instead of PER_WORK's (the derived works keep theirs); UNRELATED=N: unrelated images
-instead of 60 (scale.py --planted N: N)."""
+N works copied instead of 60; FEW_WORDS=T:K: sets localindex.FEW_FOUND, FEW_PLAIN (a real work with fewer than T
+keypoints found again is indexed by K plain ones; the derived works keep PER_WORK's; 0:0 turns it off);
+UNRELATED=N: unrelated images instead of 60 (scale.py --planted N: N)."""
 import os
 import random
 import shutil
@@ -35,16 +35,8 @@ lq += [(None, None, scale._jpeg(scale.art(10_000_000 + s))) for s in range(int(o
 id_of = {p.name: i + 1 for i, p in enumerate(real)}
 n = int(Path(sys.argv[1]).name.split("-")[1])
 pool = None if "planted" in sys.argv else scale._pool_features(Path(sys.argv[2]).parent)
-if os.environ.get("FEW_WORDS"):  # "T:K": a work with fewer than T stable keypoints is indexed by K plain ones
-    few, plain = map(int, os.environ["FEW_WORDS"].split(":"))
-    _picks = localindex.picks
-
-    def picks(f):
-        if f.stable is None or scale.np.count_nonzero(f.stable) >= few:
-            return _picks(f)
-        eq = localindex.spread(f.eq_xy, f.size, localindex.PER_WORK[1])
-        return localindex.pick(f.xy, f.size, plain, f.stable), eq
-    localindex.picks = picks
+if os.environ.get("FEW_WORDS"):  # "T:K": the few-keypoints rule's bounds (localindex.FEW_FOUND, FEW_PLAIN)
+    localindex.FEW_FOUND, localindex.FEW_PLAIN = map(int, os.environ["FEW_WORDS"].split(":"))
 if "keep" not in sys.argv:
     shutil.rmtree(localindex.local_folder(led), ignore_errors=True)
     blobs = led.local_features(*local.READABLE)
