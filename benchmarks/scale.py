@@ -255,8 +255,7 @@ def _bulk_local(ledger: Ledger, real: dict[int, bytes], first_id: int, count: in
     t = time.perf_counter()
     localindex.open_local(ledger)
     build = time.perf_counter() - t
-    folder = localindex.local_folder(ledger)
-    m = json.loads((folder / "manifest.json").read_text())
+    folder, m = _local_files(ledger)
     rng = np.random.default_rng(seed)
     feats = [f for f in (local.decode(real[i]) for i in sorted(real)) if len(f.descriptors) and len(f.eq_descriptors)]
 
@@ -321,10 +320,16 @@ def _bulk_local(ledger: Ledger, real: dict[int, bytes], first_id: int, count: in
     return build + time.perf_counter() - t, derive
 
 
+def _local_files(ledger: Ledger) -> tuple[Path, dict]:
+    """The bounded local index's folder and manifest, as `_bulk_local` left them. Load them with `localindex.load`:
+    `localindex.open_local` would find the derived works' words without blobs and rebuild from the blobs alone."""
+    folder = localindex.local_folder(ledger)
+    return folder, json.loads((folder / "manifest.json").read_text())
+
+
 def _local_stage(ledger: Ledger, real: dict[int, bytes], real_count: int, queries: list, id_of: dict) -> dict:
     """The bounded local index against the exact LocalIndex over the real works, on the local queries."""
-    folder = localindex.local_folder(ledger)
-    m = json.loads((folder / "manifest.json").read_text())
+    folder, m = _local_files(ledger)
     size = sum(p.stat().st_size for p in folder.iterdir())
     rss0 = _rss_mib()
     t = time.perf_counter()
@@ -507,8 +512,8 @@ def _resident(ledger_path: Path, queries: list[bytes], local_queries: list[bytes
     ledger = Ledger.open(ledger_path)
     base = _rss_mib()
     index = open_index(ledger)
-    folder = localindex.local_folder(ledger)
-    index.bounded = localindex.load(folder, json.loads((folder / "manifest.json").read_text()), ledger.target)
+    folder, m = _local_files(ledger)
+    index.bounded = localindex.load(folder, m, ledger.target)
     for data in queries:
         _global(_fingerprint(data), index)
     for data in local_queries:
