@@ -321,8 +321,9 @@ def _bulk_local(ledger: Ledger, real: dict[int, bytes], first_id: int, count: in
 
 
 def _local_files(ledger: Ledger) -> tuple[Path, dict]:
-    """The bounded local index's folder and manifest, as `_bulk_local` left them. Load them with `localindex.load`:
-    `localindex.open_local` would find the derived works' words without blobs and rebuild from the blobs alone."""
+    """The bounded local index's folder and its manifest as on disk. Once `_bulk_local` has appended the derived
+    works, load them with `localindex.load`: `localindex.open_local` would find words without blobs and rebuild the
+    index from the blobs alone."""
     folder = localindex.local_folder(ledger)
     return folder, json.loads((folder / "manifest.json").read_text())
 
@@ -559,10 +560,11 @@ def main() -> None:
     sources = rnd.sample([i for i in range(min(min(args.n), len(real))) if i % 5 != 4], args.planted)
     images = [(real[i].name, Image.open(real[i]).convert("RGB")) for i in sources]
     queries = [(name, _jpeg(attack(img, kind))) for name, img in images for kind in ATTACKS]
-    queries += [(None, _jpeg(art(10_000_000 + s))) for s in range(args.planted)]  # unrelated images
+    unrelated = [_jpeg(art(10_000_000 + s)) for s in range(args.planted)]  # in seed order (LOCAL_MISSES names them)
+    queries += [(None, data) for data in unrelated]
     rnd.shuffle(queries)
     local_queries = [(name, kind, _jpeg(local_attack(img, kind))) for name, img in images for kind in LOCAL_ATTACKS]
-    local_queries += [(None, None, data) for s, data in queries if s is None]
+    local_queries += [(None, None, data) for data in unrelated]
     print(f"{len(queries)} queries ({len(queries) - args.planted} planted copies of {args.planted} works under"
           f" {len(ATTACKS)} attacks, {args.planted} unrelated), {os.cpu_count()} cores, out {out}; local stage:"
           f" {len(local_queries) - args.planted} copies under {len(LOCAL_ATTACKS)} attacks, the same"
