@@ -153,6 +153,8 @@ def describe_geometry(g: local.Geometry) -> str:
     px0, py0, px1, py1 = g.placed
     if (px1 - px0) * (py1 - py0) < 0.85:
         parts.append(f"framed inside a larger image (the work fills {(px1 - px0) * (py1 - py0):.0%} of it)")
+    for edge, fraction in g.bands:
+        parts.append(f"a flat band over the {edge} {fraction:.0%} of the copy (a caption bar?) not compared")
     return ", ".join(parts) or "same image, resized or recompressed"
 
 

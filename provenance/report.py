@@ -76,6 +76,8 @@ def geometry_words(geometry: dict | None) -> str:
         parts.append(f"scaled {scale:.2f}×")
     if geometry.get("coverage") is not None and "crop" not in geometry:
         parts.append(f"{_pct(geometry['coverage'])} of the work present")
+    for edge, fraction in geometry.get("bands") or ():
+        parts.append(f"a flat band over the {edge} {_pct(fraction)} of the copy (a caption bar?) was not compared")
     return "; ".join(parts) or "the whole work, upright, same proportions"
 
 

@@ -188,3 +188,78 @@ def _garble(blob: bytes, at: int, value: int) -> bytes:
 def test_decode_rejects_a_garbled_blob(blob, damage):
     with pytest.raises(ValueError, match="not an orb/5, orb/4, orb/3 or orb/2 feature blob"):
         local.decode(damage(blob))
+
+
+# -- flat bands over a copy's edges (caption bars), left out of the pixel check -----------------------------------
+def _barred(works_dir, name: str, edge: str = "bottom", fraction: float = 0.16, text: str = "look what I found"):
+    """A 10 % crop of the work with a white caption bar pasted over one edge of the picture (hiding that strip of
+    the work, as meme reposts do), as a JPEG at quality 85 would decode."""
+    import io
+
+    from PIL import Image, ImageDraw, ImageFont
+
+    with Image.open(works_dir / name) as im:
+        im = im.convert("RGB")
+    w, h = im.size
+    im = im.crop((w // 10, h // 10, w - w // 10, h - h // 10))
+    w, h = im.size
+    b = round(fraction * (h if edge in ("top", "bottom") else w))
+    box = {"top": (0, 0, w, b), "bottom": (0, h - b, w, h), "left": (0, 0, b, h), "right": (w - b, 0, w, h)}[edge]
+    d = ImageDraw.Draw(im)
+    d.rectangle((box[0], box[1], box[2] - 1, box[3] - 1), fill=(255, 255, 255))
+    if text:
+        d.text((box[0] + 6, box[1] + 4), text, fill=(0, 0, 0), font=ImageFont.load_default(size=max(8, b * 3 // 5)))
+    buf = io.BytesIO()
+    im.save(buf, "JPEG", quality=85)
+    return np.asarray(Image.open(buf).convert("RGB"))
+
+
+@pytest.mark.parametrize("edge", ["top", "bottom", "left", "right"])
+def test_bands_finds_a_caption_bar_over_any_edge_and_how_deep_it_reaches(works_dir, edge):
+    g = local._prepare(_barred(works_dir, "brush-abstract.jpg", edge, 0.16, "look" if edge in ("left", "right")
+                                                                               else "look what I found"))
+    [(found, fraction)] = local.bands(g)
+    assert found == edge and abs(fraction - 0.16) <= 0.01, (found, fraction)
+
+
+def test_bands_finds_nothing_on_a_textured_picture_nor_a_bar_too_thin_or_too_deep_to_be_a_caption(works_dir):
+    plain = local._prepare(_barred(works_dir, "brush-abstract.jpg", "bottom", 0.16, ""))
+    assert local.bands(plain) != ()  # the bar without text is found too
+    with_texture = plain.copy()
+    with_texture[-round(0.16 * len(plain)):] = plain[:round(0.16 * len(plain))]  # the work's own pixels there
+    assert local.bands(with_texture) == ()
+    assert local.bands(local._prepare(_barred(works_dir, "brush-abstract.jpg", "bottom", 0.02))) == ()
+    assert local.bands(local._prepare(_barred(works_dir, "brush-abstract.jpg", "bottom", 0.5))) == ()
+
+
+@pytest.fixture(scope="module")
+def example_index(works_dir):
+    from PIL import Image
+
+    names = sorted(p.name for p in works_dir.iterdir())
+    return names, local.LocalIndex([local.extract(np.asarray(Image.open(works_dir / n).convert("RGB")))
+                                    for n in names])
+
+
+@pytest.mark.parametrize("name, edge", [("brush-abstract.jpg", "bottom"), ("flow-field.png", "top"),
+                                        ("tiled-mandala.png", "bottom")])
+def test_a_copy_under_a_caption_bar_is_fitted_only_when_the_bar_is_left_out(example_index, works_dir, monkeypatch,
+                                                                           name, edge):
+    """The bar hides 16 % of the work and its flat white decorrelates the overlap: the keypoints fit, the pixel
+    check fails on the whole overlap and passes without the band, which the geometry names."""
+    names, index = example_index
+    copy = _barred(works_dir, name, edge)
+    [m] = index.match(local.Query(copy))
+    assert (names[m.position], m.method) == (name, local.ALGORITHM)
+    assert m.geometry.ncc >= local.MIN_NCC and [e for e, _ in m.geometry.bands] == [edge], m.geometry
+    assert np.allclose(m.geometry.crop, (0.1, 0.1, 0.9, 0.9), atol=0.05), m.geometry.crop
+    monkeypatch.setattr(local, "bands", lambda g: ())
+    assert all(f.method != local.ALGORITHM for f in index.match(local.Query(copy)))
+
+
+def test_a_band_on_a_mirrored_copy_is_named_on_the_copys_own_side(example_index, works_dir):
+    names, index = example_index
+    copy = np.ascontiguousarray(_barred(works_dir, "flow-field.png", "left", 0.16, "look")[:, ::-1])  # bar: right
+    [m] = index.match(local.Query(copy))
+    assert names[m.position] == "flow-field.png" and m.geometry.flip
+    assert [e for e, _ in m.geometry.bands] == ["right"], m.geometry.bands

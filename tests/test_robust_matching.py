@@ -276,6 +276,25 @@ def test_cropped_captioned_and_recompressed_copy_is_found_with_its_crop_box(regi
             m.transform
 
 
+@pytest.mark.parametrize("name", [BRUSH, FLOW, MANDALA])
+def test_crop_under_a_caption_bar_pasted_over_the_picture_is_found_and_the_bar_named(registered, work_ids, works_dir,
+                                                                                    tmp_path, name):
+    """The meme bar covers the bottom of the picture instead of being added below it: the pixel check leaves the
+    flat band out (local.bands), and the explanation says so."""
+    box = (0.1, 0.1, 0.9, 0.9)
+    copy = crop(work(works_dir, name), box)
+    w, h = copy.size
+    d = ImageDraw.Draw(copy)
+    d.rectangle((0, h - h // 7, w, h), fill=WHITE)
+    d.text((8, h - h // 7 + 4), "look what I found", fill=BLACK, font=font(h // 12))
+    m = only_match(scan_copy(registered, tmp_path / "feed", copy, quality=85), work_ids[name])
+    assert m.signal == ORB, m
+    assert_close(m.geometry["crop"], box)
+    [(edge, fraction)] = m.geometry["bands"]
+    assert edge == "bottom" and abs(fraction - 1 / 7) <= 0.02, m.geometry["bands"]
+    assert f"a flat band over the bottom {fraction:.0%} of the copy" in m.transform, m.transform
+
+
 def test_a_smooth_crop_is_found_when_an_edit_of_the_work_is_registered_too(works_dir, account, tmp_path):
     """template/1's margin is measured against another picture, not against a registered edit of the same work:
     with sunset-hills and a copy of it with a small mark added both registered, the captioned crop (found only by
