@@ -208,7 +208,8 @@ def test_scan_json_gives_the_geometry_of_local_feature_matches(home, runner, lib
     assert SCAN_KEYS <= set(m)
     assert (m["work_title"], m["signal"], m["distance"]) == ("Figure Portrait", "orb/5", None)
     g = m["geometry"]
-    assert set(g) == {"angle", "scale", "crop", "placed", "flip", "ncc", "coverage", "inliers"}
+    assert set(g) == {"angle", "scale", "crop", "placed", "flip", "ncc", "coverage", "inliers", "bands"}
+    assert g["bands"] == []  # the whole overlap was compared
     assert type(g["flip"]) is bool and g["flip"] is False
     assert type(g["inliers"]) is int and g["inliers"] > 0
     for key in ("angle", "scale", "ncc", "coverage"):

@@ -17,7 +17,7 @@ from provenance.matching import AGREEMENT, THRESHOLDS, explain
 # must be found (tests/test_robust_matching.py covers each family on more works).
 ROBUST = {"exact_copy", "hflip", "rotate_90", "rescale_40pct_jpeg_q35", "grayscale", "brightness_contrast",
           "webp_reencode", "center_crop_10pct", "caption_bar", "watermark_text", "letterbox"}
-GEOMETRY = {"angle", "scale", "crop", "placed", "flip", "ncc", "coverage", "inliers"}
+GEOMETRY = {"angle", "scale", "crop", "placed", "flip", "ncc", "coverage", "inliers", "bands"}
 
 
 @pytest.fixture
