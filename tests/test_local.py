@@ -263,3 +263,49 @@ def test_a_band_on_a_mirrored_copy_is_named_on_the_copys_own_side(example_index,
     [m] = index.match(local.Query(copy))
     assert names[m.position] == "flow-field.png" and m.geometry.flip
     assert [e for e, _ in m.geometry.bands] == ["right"], m.geometry.bands
+
+
+def _shaded(texture: str, w: int = 480, h: int = 360) -> np.ndarray:
+    """A smooth RGB picture: one linear gradient over the whole image, and a faint texture on it (soft blobs, or
+    diagonal waves)."""
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    g = 30 + 190 * (0.7 * xx / w + 0.3 * yy / h)
+    if texture == "blobs":
+        rng = np.random.default_rng(1)
+        for _ in range(6):
+            cx, cy, r = rng.uniform(0, w), rng.uniform(0, h), rng.uniform(20, 60)
+            g += rng.choice([-1, 1]) * 12 * np.exp(-((xx - cx) ** 2 + (yy - cy) ** 2) / (2 * r * r))
+    else:
+        g += 8 * np.sin(2 * np.pi * (xx + yy) / 40)
+    return np.dstack([np.clip(g, 0, 255).astype(np.uint8)] * 3)
+
+
+def _jpeg_centre(image: np.ndarray) -> np.ndarray:
+    import cv2
+
+    h, w = image.shape[:2]
+    ok, data = cv2.imencode(".jpg", image[h // 5:h - h // 5, w // 5:w - w // 5], [cv2.IMWRITE_JPEG_QUALITY, 60])
+    return cv2.imdecode(data, cv2.IMREAD_COLOR)
+
+
+@pytest.mark.parametrize("detail_rule", [True, False])
+def test_the_template_search_needs_more_than_a_shared_gradient(monkeypatch, detail_rule):
+    """An unrelated smooth picture shading the same way as a window of a smooth work correlates with it almost as
+    well as a crop of the work does (0.98 here; benchmarks/scale.py: unrelated images at 0.968-0.991): the
+    template fit must also agree once each side's gradient is removed. Without that rule the impostor matches."""
+    bar = local.TEMPLATE_DETAIL
+    if not detail_rule:
+        monkeypatch.setattr(local, "TEMPLATE_DETAIL", -1.0)
+    work = _shaded("blobs")
+    index = local.LocalIndex([local.extract(work)])
+    voted = [(9, 0, 0)]  # as if the copy's keypoints had voted for the work
+
+    crop = local.Query(_jpeg_centre(work))
+    [m] = index._templates(crop.views, voted)
+    assert m.method == local.TEMPLATE and m.geometry.ncc >= 0.99
+    assert all(abs(a - b) <= 0.02 for a, b in zip(m.geometry.crop, (0.2, 0.2, 0.8, 0.8))), m.geometry
+
+    impostor = local.Query(_jpeg_centre(_shaded("waves")))
+    ncc, _, detail = local._template_fit(index.features[0], [(f, local._shrink(v), v.shape) for f, v in impostor.views])
+    assert ncc >= local.TEMPLATE_NCC and detail < bar
+    assert (index._templates(impostor.views, voted) == []) == detail_rule
