@@ -309,3 +309,38 @@ def test_the_template_search_needs_more_than_a_shared_gradient(monkeypatch, deta
     ncc, _, detail = local._template_fit(index.features[0], [(f, local._shrink(v), v.shape) for f, v in impostor.views])
     assert ncc >= local.TEMPLATE_NCC and detail < bar
     assert (index._templates(impostor.views, voted) == []) == detail_rule
+
+
+def _fit(position: int, inliers: int, placed) -> local.LocalMatch:
+    return local.LocalMatch(position, inliers, local.Geometry(0.0, 1.0, (0, 0, 1, 1), placed, False, 0.9, 1.0))
+
+
+def test_a_weak_fit_over_the_pixels_of_a_strong_one_is_dropped_unless_the_works_are_one_picture(example_index):
+    names, index = example_index
+    strong = _fit(0, 108, (0.0, 0.0, 1.0, 1.0))
+    assert index._unshadowed([strong, _fit(1, 9, (0.0, 0.12, 1.0, 1.0))]) == [strong]  # a chance fit, same pixels
+    beside = _fit(1, 9, (0.5, 0.0, 1.0, 1.0))
+    left = _fit(0, 108, (0.0, 0.0, 0.5, 1.0))
+    assert index._unshadowed([left, beside]) == [left, beside]  # a collage: each work where it is
+    fair = _fit(1, 40, (0.0, 0.0, 1.0, 1.0))
+    assert index._unshadowed([strong, fair]) == [strong, fair]  # not much weaker: both named
+    edit = local.LocalIndex([index.features[0], index.features[0]])  # the same picture registered twice
+    assert edit._unshadowed([strong, _fit(1, 9, (0.0, 0.12, 1.0, 1.0))]) == [strong, _fit(1, 9, (0.0, 0.12, 1.0, 1.0))]
+
+
+def test_two_works_side_by_side_in_one_post_are_both_found(example_index, works_dir):
+    """A collage (two works pasted side by side, as a 'then and now' post): each is fitted where it is."""
+    from PIL import Image
+
+    names, index = example_index
+    a, b = "brush-abstract.jpg", "figure-portrait.jpg"
+    ia, ib = (Image.open(works_dir / n).convert("RGB") for n in (a, b))
+    h = 400
+    ia, ib = (im.resize((round(im.width * h / im.height), h)) for im in (ia, ib))
+    post = Image.new("RGB", (ia.width + ib.width, h), (255, 255, 255))
+    post.paste(ia, (0, 0))
+    post.paste(ib, (ia.width, 0))
+    found = {names[m.position]: m for m in index.query(np.asarray(post))}
+    assert set(found) == {a, b}, found
+    assert found[a].geometry.placed[2] <= ia.width / post.width + 0.02
+    assert found[b].geometry.placed[0] >= ia.width / post.width - 0.02
