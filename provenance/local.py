@@ -342,7 +342,7 @@ class LocalIndex:
                 flip, M, q_shape = hyp
                 work = self.features[c]
                 found.append(LocalMatch(c, 0, _geometry(M, flip, work.size, q_shape, ncc,
-                                                        _coverage(M, work.size, q_shape)), TEMPLATE))
+                                                        float(_coverage(M, work.size, q_shape))), TEMPLATE))
         return found
 
     def _pass(self, views, detected, index, owner, eq: bool) -> tuple[list[LocalMatch], list]:

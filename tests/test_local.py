@@ -303,6 +303,7 @@ def test_the_template_search_needs_more_than_a_shared_gradient(monkeypatch, deta
     crop = local.Query(_jpeg_centre(work))
     [m] = index._templates(crop.views, voted)
     assert m.method == local.TEMPLATE and m.geometry.ncc >= 0.99
+    assert type(m.geometry.coverage) is float and abs(m.geometry.coverage - 0.36) <= 0.03, m.geometry
     assert all(abs(a - b) <= 0.02 for a, b in zip(m.geometry.crop, (0.2, 0.2, 0.8, 0.8))), m.geometry
 
     impostor = local.Query(_jpeg_centre(_shaded("waves")))
