@@ -409,7 +409,11 @@ class LocalIndex:
 
 def _thumb_ncc(a: Features, b: Features) -> float:
     """Zero-mean correlation of two works' whole 64x64 thumbnails."""
-    x, y = a.thumb.astype(np.float32).ravel(), b.thumb.astype(np.float32).ravel()
+    return _zncc(a.thumb.astype(np.float32).ravel(), b.thumb.astype(np.float32).ravel())
+
+
+def _zncc(x: np.ndarray, y: np.ndarray) -> float:
+    """Zero-mean normalised correlation of two same-shape arrays (0 when either is flat)."""
     x, y = x - x.mean(), y - y.mean()
     d = float(np.sqrt((x * x).sum() * (y * y).sum()))
     return float((x * y).sum()) / d if d > 1e-6 else 0.0
@@ -464,8 +468,7 @@ def _detail(a: np.ndarray, b: np.ndarray) -> float:
     X = np.stack([np.ones(a.size), xs.ravel(), ys.ravel()], 1).astype(np.float64)
     ra, rb = (v - X @ np.linalg.lstsq(X, v, rcond=None)[0] for v in (a.ravel().astype(np.float64),
                                                                      b.ravel().astype(np.float64)))
-    d = float(np.sqrt((ra * ra).sum() * (rb * rb).sum()))
-    return float((ra * rb).sum()) / d if d > 1e-6 else 0.0
+    return _zncc(ra, rb)
 
 
 def _coverage(M: np.ndarray, size: tuple[int, int], qshape: tuple[int, int]) -> float:
@@ -485,7 +488,7 @@ def _fits_better(a: LocalMatch, b: LocalMatch) -> bool:
     return (a is flipped) == mirror_wins
 
 
-def _pixel_check(q: np.ndarray, M: np.ndarray, work: Features, bar: float = MIN_NCC_FEW
+def _pixel_check(q: np.ndarray, M: np.ndarray, work: Features, bar: float
                  ) -> tuple[float, float, tuple[tuple[str, float], ...]]:
     """Zero-mean correlation between the work's thumbnail and the copy warped onto it, the overlap, and the bands
     left out: the better of the 64x64 and (orb/3) the 128x128 thumbnail; the overlap is measured on the 64x64 one.
@@ -558,11 +561,7 @@ def _correlate(q: np.ndarray, M: np.ndarray, size: tuple[int, int], thumb: np.nd
         mask &= cv2.warpAffine(keep, A2, (T, T), flags=cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP) > 0
     if coverage < MIN_COVERAGE or mask.mean() < MIN_COVERAGE:
         return 0.0, coverage
-    a = warped[mask] - warped[mask].mean()
-    b = thumb[mask].astype(np.float32)
-    b -= b.mean()
-    d = float(np.sqrt((a * a).sum() * (b * b).sum()))
-    return (float((a * b).sum()) / d if d > 1e-6 else 0.0), coverage
+    return _zncc(warped[mask], thumb[mask].astype(np.float32)), coverage
 
 
 def _geometry(M, flip: bool, wshape, qshape, ncc: float, coverage: float, bands=()) -> Geometry:
