@@ -1,8 +1,10 @@
-"""Run a per-file function over both cores, results in input order, with an in-process path for small jobs."""
+"""Run a per-file function over both cores, results in input order, with an in-process path for small jobs; and the
+threads one query may use beside it."""
 from __future__ import annotations
 
 import multiprocessing
 import os
+from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Iterable, Iterator, TypeVar
 
 T = TypeVar("T")
@@ -11,6 +13,30 @@ R = TypeVar("R")
 
 def default_workers() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+_in_pool = False  # set in imap's worker processes: the batch already keeps every core busy
+_executors: dict[tuple[int, int], ThreadPoolExecutor] = {}  # (pid, threads): a forked child has no parent threads
+
+
+def threads() -> int:
+    """Threads one task may use: every usable core, except in imap's worker processes (one each)."""
+    return 1 if _in_pool else default_workers()
+
+
+def executor(count: int) -> ThreadPoolExecutor:
+    """A pool of `count` threads of this process, kept for its lifetime."""
+    key = (os.getpid(), count)
+    if key not in _executors:
+        _executors[key] = ThreadPoolExecutor(count, thread_name_prefix="provenance")
+    return _executors[key]
+
+
+def _worker(initializer: Callable | None, initargs: tuple) -> None:
+    global _in_pool
+    _in_pool = True
+    if initializer:
+        initializer(*initargs)
 
 
 def imap(func: Callable[[T], R], items: Iterable[T], workers: int | None = None,
@@ -30,5 +56,5 @@ def imap(func: Callable[[T], R], items: Iterable[T], workers: int | None = None,
             initializer(*initargs)
         yield from map(func, items)
         return
-    with multiprocessing.get_context("fork").Pool(workers, initializer, initargs) as pool:
+    with multiprocessing.get_context("fork").Pool(workers, _worker, (initializer, initargs)) as pool:
         yield from pool.imap(func, items, chunksize=2)

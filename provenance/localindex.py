@@ -51,6 +51,7 @@ import cv2
 import numpy as np
 
 from . import local
+from ._parallel import executor, threads
 from .errors import UsageError
 from .index import intact, sha256_of
 
@@ -338,47 +339,56 @@ class WordIndex:
         """The SHORTLIST work ids that best match any of `views` (per view: its descriptors, their positions and the
         view's (h, w): the copy, its mirror), best first. Per view the RERANK works with the best word scores are
         ranked again by the geometric check (`_words_kernel.geometry`): how many of the words they share with the
-        copy one similarity transform explains (fewer than GEOMETRY_MIN: none); ties by word score."""
-        from ._words_kernel import best_rows, gather, geometry, vote
-
+        copy one similarity transform explains (fewer than GEOMETRY_MIN: none); ties by word score. The views are
+        independent passes over the lists in compiled code that releases the GIL: one thread each where this
+        process has a core to spare (`_parallel.threads`: not in a scan's worker processes)."""
+        count = min(len(views), threads())
+        if count > 1:
+            per_view = list(executor(count).map(lambda v: self._view(*v), views))
+        else:
+            per_view = [self._view(*v) for v in views]
         best: dict[int, tuple[int, float]] = {}
-        (offsets, low, pxy), (delta_offsets, delta_rows, delta_xy) = self._sealed, self._delta
-        b = self.blocks
-        slot = np.full(len(self), -1, np.int32) if RERANK else None  # a candidate's place among the re-ranked
-        for des, xy, shape in views:
-            qw = query_words(des)
-            w = np.unique(qw).astype(np.int64)
-            if not len(w) or not len(self):
-                continue
-            weights = self.weight[w]
-            scores = np.zeros(len(self), np.float32)
-            vote(offsets, low, b, w, weights, scores)
-            vote(delta_offsets, delta_rows, 1, w, weights, scores)
-            keep = max(RERANK, SHORTLIST)
-            cand, s = best_rows(scores, self.inv_norm, keep)
-            s /= np.sqrt(weights.sum())
-            if len(cand) > keep:
-                top = np.argpartition(-s, keep - 1)[:keep]
-                cand, s = cand[top], s[top]
-            g = np.zeros(len(cand), np.int32)
-            if RERANK:
-                first, count, at = by_word(qw, np.repeat(units(xy, shape), QUERY_WORDS, axis=0))
-                count[self.unplaced] = 0  # stop words: too common to say where anything is
-                slot[cand] = np.arange(len(cand), dtype=np.int32)
-                cw, cq = (np.empty((len(cand), GEOMETRY_MOST, 2), np.float32) for _ in range(2))
-                n_of = np.zeros(len(cand), np.int32)
-                gather(offsets, low, pxy, b, w, slot, first, count, at, GEOMETRY_CAP, cw, cq, n_of)
-                gather(delta_offsets, delta_rows, delta_xy, 1, w, slot, first, count, at, GEOMETRY_CAP, cw, cq, n_of)
-                slot[cand] = -1
-                geometry(cw, cq, n_of, GEOMETRY_HYPOTHESES, GEOMETRY_MIN_PAIR, GEOMETRY_TOLERANCE,
-                         GEOMETRY_SCALE_BINS, GEOMETRY_ANGLE_BINS, GEOMETRY_MAX_LOG_SCALE, g)
-            g[g < GEOMETRY_MIN] = 0  # a few consistent words happen by chance: the word score ranks those works
-            for i in np.lexsort((-s, -g))[:SHORTLIST]:
-                c, v = int(self.ids[cand[i]]), (int(g[i]), float(s[i]))
+        for found in per_view:
+            for c, v in found:
                 if v > best.get(c, (-1, 0.0)):
                     best[c] = v
         ranked = sorted(best.items(), key=lambda t: (-t[1][0], -t[1][1], t[0]))[:SHORTLIST]
         return [c for c, _ in ranked]
+
+    def _view(self, des: np.ndarray, xy: np.ndarray, shape: tuple[int, int]) -> list[tuple[int, tuple[int, float]]]:
+        """One view's SHORTLIST best as (work id, (geometric score, word score))."""
+        from ._words_kernel import best_rows, gather, geometry, vote
+
+        (offsets, low, pxy), (delta_offsets, delta_rows, delta_xy) = self._sealed, self._delta
+        b = self.blocks
+        qw = query_words(des)
+        w = np.unique(qw).astype(np.int64)
+        if not len(w) or not len(self):
+            return []
+        weights = self.weight[w]
+        scores = np.zeros(len(self), np.float32)
+        vote(offsets, low, b, w, weights, scores)
+        vote(delta_offsets, delta_rows, 1, w, weights, scores)
+        keep = max(RERANK, SHORTLIST)
+        cand, s = best_rows(scores, self.inv_norm, keep)
+        s /= np.sqrt(weights.sum())
+        if len(cand) > keep:
+            top = np.argpartition(-s, keep - 1)[:keep]
+            cand, s = cand[top], s[top]
+        g = np.zeros(len(cand), np.int32)
+        if RERANK:
+            first, count, at = by_word(qw, np.repeat(units(xy, shape), QUERY_WORDS, axis=0))
+            count[self.unplaced] = 0  # stop words: too common to say where anything is
+            slot = np.full(len(self), -1, np.int32)  # a candidate's place among the re-ranked
+            slot[cand] = np.arange(len(cand), dtype=np.int32)
+            cw, cq = (np.empty((len(cand), GEOMETRY_MOST, 2), np.float32) for _ in range(2))
+            n_of = np.zeros(len(cand), np.int32)
+            gather(offsets, low, pxy, b, w, slot, first, count, at, GEOMETRY_CAP, cw, cq, n_of)
+            gather(delta_offsets, delta_rows, delta_xy, 1, w, slot, first, count, at, GEOMETRY_CAP, cw, cq, n_of)
+            geometry(cw, cq, n_of, GEOMETRY_HYPOTHESES, GEOMETRY_MIN_PAIR, GEOMETRY_TOLERANCE,
+                     GEOMETRY_SCALE_BINS, GEOMETRY_ANGLE_BINS, GEOMETRY_MAX_LOG_SCALE, g)
+        g[g < GEOMETRY_MIN] = 0  # a few consistent words happen by chance: the word score ranks those works
+        return [(int(self.ids[cand[i]]), (int(g[i]), float(s[i]))) for i in np.lexsort((-s, -g))[:SHORTLIST]]
 
     def query(self, image) -> list[tuple[int, local.LocalMatch]]:
         """Accepted local matches for an RGB image as (work id, match), most inliers first: the shortlisted works

@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import json
 import shutil
+import threading
 
 import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
 import provenance
-from provenance import local, localindex
+from provenance import _parallel, local, localindex
 from provenance.errors import UsageError
 from provenance.imaging import decode
 from provenance.index import Index
@@ -146,6 +147,34 @@ def test_a_scan_through_worker_processes_gives_the_same_answers(many, works_dir,
     two = [(r.item, [(m.work_id, m.signal) for m in r.matches])
            for r in provenance.scan(many, [tmp_path / "feed"], workers=2, record=False).results]
     assert one == two and all(m for _, m in one)
+
+
+def test_the_two_views_of_a_copy_are_ranked_on_two_threads_with_the_answer_of_one(many, works_dir, monkeypatch):
+    bounded = open_local(many)
+    ran_on, one_by_one = set(), bounded._view
+
+    def view(*args):
+        ran_on.add(threading.current_thread().name)
+        return one_by_one(*args)
+
+    monkeypatch.setattr(bounded, "_view", view)
+    for im, _ in copies(works_dir).values():
+        v = localindex.views(local.Query(np.asarray(im)))
+        assert len(v) == 2  # the copy and its mirror
+        monkeypatch.setattr(localindex, "threads", lambda: 1)
+        alone = bounded.shortlist(v)
+        monkeypatch.setattr(localindex, "threads", lambda: 2)
+        assert bounded.shortlist(v) == alone and alone
+    assert threading.current_thread().name in ran_on and any(n.startswith("provenance") for n in ran_on)
+
+
+def test_a_scan_worker_process_keeps_to_one_thread():
+    assert _parallel.threads() == _parallel.default_workers()
+    assert set(_parallel.imap(_threads_here, range(16), workers=2)) == {1}
+
+
+def _threads_here(_):
+    return _parallel.threads()
 
 
 def test_new_works_are_appended_not_rebuilt(many, account, tmp_path, monkeypatch):
