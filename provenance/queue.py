@@ -16,7 +16,9 @@ a dead worker (SIGKILL, power cut, lost network) loses a job: its lease runs out
 job again. A job that failed, or whose worker died, `max_attempts` times is parked with its error for a person to
 look at. complete() and fail() only change a row that still names this worker, so a worker that lost its lease
 cannot overwrite another's result. A job taken over after a crash does not fetch again the remote images the dead
-worker already recorded: the scan record's `seen` table skips them (a local folder is checked again).
+worker already recorded, nor checks again the files of a folder it recorded: each run of a job is linked to it
+(`scan_job_runs`), and a later attempt skips every item an earlier one recorded, other than failures (so an item is
+checked twice only if its worker died between checking it and recording it).
 """
 from __future__ import annotations
 
@@ -38,6 +40,8 @@ _TABLES = [
        attempts INTEGER NOT NULL DEFAULT 0, worker TEXT, lease_until REAL, enqueued_at TEXT, started_at TEXT,
        finished_at TEXT, error TEXT, counts TEXT)""",
     "CREATE INDEX IF NOT EXISTS scan_jobs_state ON scan_jobs (state, id)",
+    "CREATE TABLE IF NOT EXISTS scan_job_runs (job_id INTEGER NOT NULL, run_id INTEGER NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS scan_job_runs_job ON scan_job_runs (job_id)",
 ]
 _COLUMNS = "id, source, state, attempts, worker, error, counts"
 
@@ -68,9 +72,9 @@ class Queue:
     def __init__(self, target: Path | str):
         self.target = target
         self.db = storage.connect(target)
-        if not self.db.has_table("scan_jobs"):
-            with self.db.transaction() as c:  # serial: workers starting together create the table once
-                if not c.has_table("scan_jobs"):
+        if not self.db.has_table("scan_job_runs"):  # (queues made before it have scan_jobs alone)
+            with self.db.transaction() as c:  # serial: workers starting together create the tables once
+                if not c.has_table("scan_job_runs"):
                     c.create(_TABLES)
 
     def close(self) -> None:
@@ -129,6 +133,18 @@ class Queue:
                             (max_attempts, error, utc_now(), job_id, worker)).fetchone()
             return row[0] if row else None
 
+    def attach_run(self, job_id: int, run_id: int) -> None:
+        """Link a scan run (the scan record's) to the job it is an attempt of."""
+        with self.db.transaction(serial=False) as c:
+            c.execute("INSERT INTO scan_job_runs (job_id, run_id) VALUES (?, ?)", (job_id, run_id))
+
+    def checked_items(self, job_id: int) -> set[str]:
+        """The items (paths, URLs) earlier attempts of the job recorded as checked: everything but failures."""
+        if not self.db.has_table("scan_items"):
+            return set()
+        return {r[0] for r in self.db.execute("SELECT item FROM scan_items WHERE status <> 'failed' AND run_id IN"
+                                              " (SELECT run_id FROM scan_job_runs WHERE job_id = ?)", (job_id,))}
+
     def jobs(self, state: str | None = None) -> list[Job]:
         return [_job(r) for r in self.db.execute(f"SELECT {_COLUMNS} FROM scan_jobs WHERE state ="
                                                  " COALESCE(?, state) ORDER BY id", (state,))]
@@ -175,7 +191,10 @@ def work(target: Path | str, *, worker: str | None = None, lease: float = 300, m
             stop, beat = _renewing(target, job, worker, lease)
             counts, error = dict.fromkeys(STATUSES, 0), None
             try:
-                batch = scan(ledger, [job.source], **(scan_options or {}))
+                skip = q.checked_items(job.id) if job.attempts > 1 else set()
+                batch = scan(ledger, [job.source], skip=skip, **(scan_options or {}))
+                if batch.run_id is not None:  # before any item is recorded: a later attempt finds them
+                    q.attach_run(job.id, batch.run_id)
                 for r in batch.results:
                     counts[r.status] += 1
             except ProvenanceError as e:

@@ -47,6 +47,7 @@ class Batch:
 
     total: int
     results: Iterator
+    run_id: int | None = None  # a scan's run in the scan record (None: not recorded, or a registration)
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
+from typing import Collection, Iterator
 
 from ._parallel import imap
 from .errors import ImageError
@@ -22,7 +22,8 @@ from .registration import Batch
 from .scanlog import ScanLog, allowed_by
 from .sources import collect_files, display
 
-#: What became of one item. `skipped`: a remote URL an earlier scan already checked (not fetched again).
+#: What became of one item. `skipped`: a remote URL an earlier scan already checked (not fetched again), or an item
+#: an earlier attempt of the same queued job checked (`skip`).
 STATUSES = ("matched", "allowed", "clean", "failed", "skipped")
 
 
@@ -118,14 +119,16 @@ def _is_listing(path: Path) -> bool:
 
 
 def scan(ledger: Ledger, sources: list[str | Path], *, workers: int | None = None, type: str | None = None,
-         full: bool = False, policy=None, record: bool = True) -> Batch:
+         full: bool = False, policy=None, record: bool = True, skip: Collection[str] = ()) -> Batch:
     """Check every image the `sources` hold against every registered work. Local items come in input order,
     then remote ones as their downloads complete.
 
     Sources: folders and image files (as before), and lists of image URLs, RSS/Atom/JSON feeds, HTML pages and
     sitemaps, local or over HTTP(S) (`type` forces one kind). Remote images an earlier scan checked are skipped
     unless `full`. `policy` (fetch.FetchPolicy) sets timeouts, byte caps, politeness and `allow_private`.
-    Every item is written to the scan record (unless `record` is false) as soon as it is checked.
+    Every item is written to the scan record (unless `record` is false) as soon as it is checked. Items named in
+    `skip` (as the scan record names them: the path or URL) are not checked: a queued job taken over after its worker
+    died passes what the dead worker recorded (`queue.work`).
     """
     folders, listed, remote = _split(sources, type)
     files: list[tuple[Path, str]] = []  # (file, the source it came from)
@@ -152,8 +155,10 @@ def scan(ledger: Ledger, sources: list[str | Path], *, workers: int | None = Non
         refs = list(unique.values())
     skipped, todo = [], []
     for ref in refs:
-        seen = log.seen(ref.url) if (log and not full and _is_remote(ref.url)) else None
+        seen = ref.url in skip or (log and not full and _is_remote(ref.url) and log.seen(ref.url))
         (skipped if seen else todo).append(ref)
+    done_files = [(p, source) for p, source in files if display(p) in skip]
+    files = [(p, source) for p, source in files if display(p) not in skip]
     run_id = log.start_run([display(s) for s in sources], full) if log else None
     check = dict(workers=workers, initializer=_init, initargs=(index,))
 
@@ -190,6 +195,8 @@ def scan(ledger: Ledger, sources: list[str | Path], *, workers: int | None = Non
             return None
 
     def local_results() -> Iterator[ScanResult]:
+        for path, source in done_files:
+            yield ScanResult(display(path), status="skipped", source=source)
         for c, (path, source) in zip(imap(_check, [_Job(display(p), path=p) for p, _ in files], **check), files):
             yield finish(ScanResult(c.item, c.sha256, c.matches, c.error, source=source), matched_bytes(c, path))
         listed_files = [r for r in todo if not _is_remote(r.url)]
@@ -248,4 +255,4 @@ def scan(ledger: Ledger, sources: list[str | Path], *, workers: int | None = Non
             if fetcher:
                 fetcher.close()
 
-    return Batch(len(files) + len(source_errors) + len(refs), run())
+    return Batch(len(files) + len(done_files) + len(source_errors) + len(refs), run(), run_id)

@@ -40,6 +40,24 @@ def test_claim_complete_and_nothing_left(target):
         assert [(j.state, j.worker, j.counts) for j in q.jobs("done")] == [("done", "w1", {"clean": 3})]
 
 
+def test_a_later_attempt_skips_what_earlier_attempts_of_its_job_recorded_but_failures(target, tmp_path):
+    folder = tmp_path / "posts"
+    folder.mkdir()
+    for name in ("a.jpg", "b.jpg"):
+        shutil.copy(EXAMPLES / "feed" / "post_01.jpg", folder / name)
+    (folder / "broken.jpg").write_bytes(b"not an image")
+    with Queue(target) as q, Ledger.open(target) as led:
+        job, other = q.enqueue([str(folder), str(folder)])
+        first = provenance.scan(led, [folder], workers=1)
+        q.attach_run(job, first.run_id)
+        assert [r.status for r in first.results] == ["matched", "matched", "failed"]
+        assert q.checked_items(job) == {str(folder / "a.jpg"), str(folder / "b.jpg")}  # a failure is tried again
+        assert q.checked_items(other) == set()  # another job's runs are not its own
+        again = provenance.scan(led, [folder], workers=1, skip=q.checked_items(job))
+        assert [(Path(r.item).name, r.status) for r in again.results] == [
+            ("a.jpg", "skipped"), ("b.jpg", "skipped"), ("broken.jpg", "failed")]
+
+
 def test_an_expired_lease_is_taken_over_and_the_old_worker_cannot_finish(target):
     with Queue(target) as q:
         [job_id] = q.enqueue(["a"])
@@ -136,6 +154,8 @@ def test_a_worker_killed_mid_job_loses_nothing(target, tmp_path):
     with Queue(target) as q:
         [job] = q.jobs()
     assert job.state == "running" and job.attempts == 1
+    before = scan_items(target)
+    assert 3 <= len(before) < 3 * len(feed)
 
     time.sleep(3.5)  # the dead worker's lease runs out
     finish(worker(target, "--once"))
@@ -145,5 +165,8 @@ def test_a_worker_killed_mid_job_loses_nothing(target, tmp_path):
     assert (job.id, job.state, job.attempts) == (job_id, "done", 2)
     assert job.worker != f"{job.worker.split(':')[0]}:{victim.pid}"
     assert sum(job.counts.values()) == 3 * len(feed)
+    # The second attempt checked only what the first had not recorded: every image once, none lost.
+    assert job.counts["skipped"] == len(before)
+    assert sorted(scan_items(target)) == sorted(str(p) for p in folder.iterdir())
     with Ledger.open(target) as led:
         led.verify()
