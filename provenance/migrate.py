@@ -17,7 +17,7 @@ from .ledger import _CHAIN_TABLES, Ledger, VerifyReport
 #: Every table provenance writes, in an order that satisfies the foreign keys (PostgreSQL enforces them).
 _ORDER = ["meta", "entries", "works", "fingerprints", "local_features", "checkpoints", "deployments", "anchors",
           "pending_txs", "tokens", "scan_runs", "scan_items", "scan_matches", "found_images", "seen", "allow_rules",
-          "evidence_packets", "previews", "scan_jobs"]
+          "evidence_packets", "previews", "scan_jobs", "scan_job_runs"]
 _BATCH = 500
 
 
@@ -35,7 +35,8 @@ def _schemas() -> dict[str, list[str]]:
     out = {t: _CHAIN_TABLES for t in ("deployments", "anchors", "pending_txs", "tokens")}
     out.update({t: scanlog._TABLES for t in ("scan_runs", "scan_items", "scan_matches", "found_images", "seen",
                                              "allow_rules")})
-    out.update(evidence_packets=[evidence._TABLE], previews=[previews._TABLE], scan_jobs=queue._TABLES)
+    out.update(evidence_packets=[evidence._TABLE], previews=[previews._TABLE], scan_jobs=queue._TABLES,
+               scan_job_runs=queue._TABLES)
     return out
 
 

@@ -8,6 +8,7 @@ from cli.main import cli
 from provenance.errors import UsageError
 from provenance.ledger import Ledger
 from provenance.migrate import migrate
+from provenance.queue import Queue
 from provenance.scanlog import ScanLog
 
 import dbhelp
@@ -29,6 +30,9 @@ def _rows(target, table):
 
 @dbhelp.sqlite_only("scanned", "SQLite to PostgreSQL and back")
 def test_migrate_there_and_back(scanned, pg_url, tmp_path):
+    with Queue(scanned.path) as q:  # a queue whose job has a run linked to it
+        [job] = q.enqueue(["https://example.com/feed.xml"])
+        q.attach_run(job, ScanLog(scanned).last_run())
     result = CliRunner().invoke(cli, ["migrate", "--from", str(scanned.path), "--to", pg_url])
     assert result.exit_code == 0, result.output
     assert "both verify" in result.output
@@ -38,7 +42,7 @@ def test_migrate_there_and_back(scanned, pg_url, tmp_path):
     original = scanned.verify()
     assert (report.target.root, report.target.entries) == (original.root, original.entries)
     for table in ("entries", "works", "fingerprints", "local_features", "checkpoints", "meta", "scan_items",
-                  "scan_matches", "allow_rules", "seen"):
+                  "scan_matches", "allow_rules", "seen", "scan_jobs", "scan_job_runs"):
         assert _rows(pg_url, table) == _rows(scanned.path, table) == _rows(back, table), table
     with Ledger.open(pg_url) as led:  # new rows are numbered after the copied ones
         log = ScanLog(led)
