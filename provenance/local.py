@@ -26,8 +26,8 @@ for one query - the decision below is the same either way.
 from __future__ import annotations
 
 import struct
+import threading
 from dataclasses import dataclass, field
-from functools import cached_property
 
 import cv2
 import numpy as np
@@ -111,11 +111,24 @@ SHADOW_RATIO, SHADOW_OVERLAP = 4, 0.5
 BAND_TOLERANCE, BAND_EDGE, BAND_FILL = 16, 0.9, 0.4
 BAND_MIN, BAND_MAX = 0.03, 0.4
 
-cv2.setNumThreads(1)  # we parallelise over images, not inside one
-_orb = cv2.ORB_create(nfeatures=N_FEATURES, fastThreshold=FAST_THRESHOLD)
-_orb_low = cv2.ORB_create(nfeatures=N_FEATURES, fastThreshold=FAST_FALLBACK)
+cv2.setNumThreads(1)  # we parallelise over images and views, not inside one
 _bf = cv2.BFMatcher(cv2.NORM_HAMMING)
-_clahe = cv2.createCLAHE(clipLimit=CLAHE_CLIP, tileGridSize=(CLAHE_TILE, CLAHE_TILE))
+_per_thread = threading.local()  # OpenCV's detector and CLAHE objects keep working buffers: one set per thread
+
+
+def _tools() -> tuple:
+    """This thread's (ORB, ORB with the low FAST threshold, CLAHE)."""
+    tools = getattr(_per_thread, "tools", None)
+    if tools is None:
+        tools = _per_thread.tools = (cv2.ORB_create(nfeatures=N_FEATURES, fastThreshold=FAST_THRESHOLD),
+                                     cv2.ORB_create(nfeatures=N_FEATURES, fastThreshold=FAST_FALLBACK),
+                                     cv2.createCLAHE(clipLimit=CLAHE_CLIP, tileGridSize=(CLAHE_TILE, CLAHE_TILE)))
+    return tools
+
+
+def equalise(g: np.ndarray) -> np.ndarray:
+    """The CLAHE-equalised grey image (low-contrast, recompressed art)."""
+    return _tools()[2].apply(g)
 
 
 @dataclass(frozen=True)
@@ -169,9 +182,10 @@ def _prepare(image) -> np.ndarray:
 
 
 def _detect(g: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    kp, des = _orb.detectAndCompute(g, None)
+    orb, orb_low, _ = _tools()
+    kp, des = orb.detectAndCompute(g, None)
     if len(kp) < MIN_KEYPOINTS:
-        kp, des = _orb_low.detectAndCompute(g, None)
+        kp, des = orb_low.detectAndCompute(g, None)
     if des is None or not kp:
         return np.zeros((0, 2), np.float32), np.zeros((0, 32), np.uint8)
     return np.array([k.pt for k in kp], np.float32), des
@@ -183,7 +197,7 @@ def extract(image) -> Features:
 
     g = _prepare(image)
     xy, des = _detect(g)
-    exy, edes = _detect(_clahe.apply(g))
+    exy, edes = _detect(equalise(g))
     fine = cv2.resize(g, (FINE, FINE), interpolation=cv2.INTER_AREA)
     return Features(g.shape, xy, des, _coarse(fine), exy, edes, fine, localindex.stability(g, xy, des))
 
@@ -254,19 +268,29 @@ def decode(blob: bytes) -> Features:
 
 class Query:
     """A copy as the local stage sees it: its grey working image and mirror (`views`), and their keypoints, each
-    detected once, on first use (the equalised ones only if a pass needs them)."""
+    detected once, on first use (the equalised ones only if a pass needs them). Views may be detected on threads of
+    their own (`detect`: OpenCV releases the GIL)."""
 
     def __init__(self, image):
         g = _prepare(image)
         self.views = [(False, g), (True, np.ascontiguousarray(g[:, ::-1]))]
+        self._found: dict[tuple[int, bool], tuple[np.ndarray, np.ndarray]] = {}
 
-    @cached_property
+    def detect(self, view: int, equalised: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """Keypoint positions and descriptors of view `view`, or of its CLAHE-equalised image."""
+        key = (view, equalised)
+        if key not in self._found:
+            g = self.views[view][1]
+            self._found[key] = _detect(equalise(g) if equalised else g)
+        return self._found[key]
+
+    @property
     def plain(self) -> list[tuple[np.ndarray, np.ndarray]]:
-        return [_detect(q) for _, q in self.views]
+        return [self.detect(v) for v in range(len(self.views))]
 
-    @cached_property
+    @property
     def equalised(self) -> list[tuple[np.ndarray, np.ndarray]]:
-        return [_detect(_clahe.apply(q)) for _, q in self.views]
+        return [self.detect(v, True) for v in range(len(self.views))]
 
 
 class LocalIndex:

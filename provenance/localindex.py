@@ -339,21 +339,23 @@ class WordIndex:
         """The SHORTLIST work ids that best match any of `views` (per view: its descriptors, their positions and the
         view's (h, w): the copy, its mirror), best first. Per view the RERANK works with the best word scores are
         ranked again by the geometric check (`_words_kernel.geometry`): how many of the words they share with the
-        copy one similarity transform explains (fewer than GEOMETRY_MIN: none); ties by word score. The views are
-        independent passes over the lists in compiled code that releases the GIL: one thread each where this
-        process has a core to spare (`_parallel.threads`: not in a scan's worker processes)."""
-        count = min(len(views), threads())
-        if count > 1:
-            per_view = list(executor(count).map(lambda v: self._view(*v), views))
-        else:
-            per_view = [self._view(*v) for v in views]
+        copy one similarity transform explains (fewer than GEOMETRY_MIN: none); ties by word score."""
+        return self._merged(lambda v: self._view(*v), views)
+
+    def _merged(self, ranked, items) -> list[int]:
+        """The SHORTLIST best of `ranked(item)` over the items (views), each work at its best. The views are
+        independent passes over the lists, in compiled code (and OpenCV) that releases the GIL: one thread each
+        where this process has a core to spare (`_parallel.threads`: not in a scan's worker processes)."""
+        items = list(items)
+        count = min(len(items), threads())
+        per_view = list(executor(count).map(ranked, items)) if count > 1 else [ranked(v) for v in items]
         best: dict[int, tuple[int, float]] = {}
         for found in per_view:
             for c, v in found:
                 if v > best.get(c, (-1, 0.0)):
                     best[c] = v
-        ranked = sorted(best.items(), key=lambda t: (-t[1][0], -t[1][1], t[0]))[:SHORTLIST]
-        return [c for c, _ in ranked]
+        order = sorted(best.items(), key=lambda t: (-t[1][0], -t[1][1], t[0]))[:SHORTLIST]
+        return [c for c, _ in order]
 
     def _view(self, des: np.ndarray, xy: np.ndarray, shape: tuple[int, int]) -> list[tuple[int, tuple[int, float]]]:
         """One view's SHORTLIST best as (work id, (geometric score, word score))."""
@@ -394,7 +396,8 @@ class WordIndex:
         """Accepted local matches for an RGB image as (work id, match), most inliers first: the shortlisted works
         verified by local.LocalIndex exactly as below EXACT_MAX_WORKS."""
         q = local.Query(image)
-        self.last_shortlist = short = self.shortlist(views(q))
+        # Each view's keypoints are detected on the thread that ranks it.
+        self.last_shortlist = short = self._merged(lambda v: self._view(*view(q, v)), range(len(q.views)))
         features = self.features_of(short)
         # In id order, as the exact index holds them: a descriptor equally near two works (a work and a small edit
         # of it) votes for the earlier one in both, so both modes name the same work.
@@ -439,11 +442,16 @@ def by_word(query_words: np.ndarray, at: np.ndarray) -> tuple[np.ndarray, np.nda
     return first, full.astype(np.int32), np.ascontiguousarray(np.asarray(at, np.float32)[order])
 
 
+def view(q: local.Query, v: int) -> tuple[np.ndarray, np.ndarray, tuple[int, int]]:
+    """What WordIndex.shortlist takes of view `v` of a copy (itself, its mirror): its plain and equalised
+    descriptors, their positions and the view's (h, w)."""
+    (xy, des), (exy, edes) = q.detect(v), q.detect(v, True)
+    return np.concatenate([des, edes]), np.concatenate([xy, exy]), q.views[v][1].shape
+
+
 def views(q: local.Query) -> list[tuple[np.ndarray, np.ndarray, tuple[int, int]]]:
-    """What WordIndex.shortlist takes of a copy: per view (itself, its mirror) the plain and equalised descriptors,
-    their positions and the view's (h, w)."""
-    return [(np.concatenate([q.plain[v][1], q.equalised[v][1]]), np.concatenate([q.plain[v][0], q.equalised[v][0]]),
-             img.shape) for v, (_, img) in enumerate(q.views)]
+    """`view` of each view of a copy."""
+    return [view(q, v) for v in range(len(q.views))]
 
 
 def attach(index, ledger, mode: str | None = None) -> None:

@@ -345,3 +345,21 @@ def test_two_works_side_by_side_in_one_post_are_both_found(example_index, works_
     assert set(found) == {a, b}, found
     assert found[a].geometry.placed[2] <= ia.width / post.width + 0.02
     assert found[b].geometry.placed[0] >= ia.width / post.width - 0.02
+
+
+def test_views_detected_on_threads_of_their_own_find_what_one_thread_finds(works_dir):
+    from concurrent.futures import ThreadPoolExecutor
+
+    images = [decode((works_dir / name).read_bytes()).image for name in ("brush-abstract.jpg", "flow-field.png")]
+    alone = [[(q.detect(v), q.detect(v, True)) for v in range(2)] for q in map(local.Query, images)]
+    with ThreadPoolExecutor(4) as pool:  # the same views, many at once: each thread with its own OpenCV objects
+        for _ in range(3):
+            queries = [local.Query(im) for im in images]
+            jobs = [(q, v, eq) for q in queries for v in range(2) for eq in (False, True)]
+            list(pool.map(lambda job: job[0].detect(job[1], job[2]), jobs))
+            for q, want in zip(queries, alone):
+                for v in range(2):
+                    for got, exp in zip((q.detect(v), q.detect(v, True)), want[v]):
+                        assert len(got[0]) > 100
+                        np.testing.assert_array_equal(got[0], exp[0])
+                        np.testing.assert_array_equal(got[1], exp[1])

@@ -149,7 +149,7 @@ def test_a_scan_through_worker_processes_gives_the_same_answers(many, works_dir,
     assert one == two and all(m for _, m in one)
 
 
-def test_the_two_views_of_a_copy_are_ranked_on_two_threads_with_the_answer_of_one(many, works_dir, monkeypatch):
+def test_the_two_views_of_a_copy_are_detected_and_ranked_on_two_threads_with_the_answer_of_one(many, works_dir, monkeypatch):
     bounded = open_local(many)
     ran_on, one_by_one = set(), bounded._view
 
@@ -162,9 +162,10 @@ def test_the_two_views_of_a_copy_are_ranked_on_two_threads_with_the_answer_of_on
         v = localindex.views(local.Query(np.asarray(im)))
         assert len(v) == 2  # the copy and its mirror
         monkeypatch.setattr(localindex, "threads", lambda: 1)
-        alone = bounded.shortlist(v)
+        alone, found = bounded.shortlist(v), [(w, m.inliers) for w, m in bounded.query(np.asarray(im))]
         monkeypatch.setattr(localindex, "threads", lambda: 2)
         assert bounded.shortlist(v) == alone and alone
+        assert [(w, m.inliers) for w, m in bounded.query(np.asarray(im))] == found and found  # detected there too
     assert threading.current_thread().name in ran_on and any(n.startswith("provenance") for n in ran_on)
 
 

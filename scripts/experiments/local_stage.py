@@ -68,7 +68,7 @@ if os.environ.get("QUERY_FEATURES"):  # the shortlist votes with this many keypo
     def views(q):
         out = []
         for _, img in q.views:
-            (a, da), (b, db) = detect(img), detect(local._clahe.apply(img))
+            (a, da), (b, db) = detect(img), detect(local.equalise(img))
             out.append((scale.np.concatenate([da, db]), scale.np.concatenate([a, b]), img.shape))
         return out
     localindex.views = views

@@ -29,7 +29,7 @@ def scores(g, xy, des, vs, eq):
     wd = localindex.words(des)
     s = np.zeros(len(des), np.int8)
     for v, A in vs:
-        vxy, vdes = local._detect(local._clahe.apply(v) if eq else v)
+        vxy, vdes = local._detect(local.equalise(v) if eq else v)
         if not len(vdes):
             continue
         qw = localindex.query_words(vdes).reshape(-1, 2)
