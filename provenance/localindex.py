@@ -359,6 +359,14 @@ class WordIndex:
 
     def _view(self, des: np.ndarray, xy: np.ndarray, shape: tuple[int, int]) -> list[tuple[int, tuple[int, float]]]:
         """One view's SHORTLIST best as (work id, (geometric score, word score))."""
+        cand, s, _, g = self.candidates(des, xy, shape)
+        g[g < GEOMETRY_MIN] = 0  # a few consistent words happen by chance: the word score ranks those works
+        return [(int(self.ids[cand[i]]), (int(g[i]), float(s[i]))) for i in np.lexsort((-s, -g))[:SHORTLIST]]
+
+    def candidates(self, des: np.ndarray, xy: np.ndarray,
+                   shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """One view's re-ranked candidates: their rows, word scores, correspondences gathered and geometric scores
+        (before GEOMETRY_MIN; zeros without RERANK). scripts/experiments/shortlist_scores.py reads them all."""
         from ._words_kernel import best_rows, gather, geometry, vote
 
         (offsets, low, pxy), (delta_offsets, delta_rows, delta_xy) = self._sealed, self._delta
@@ -366,7 +374,7 @@ class WordIndex:
         qw = query_words(des)
         w = np.unique(qw).astype(np.int64)
         if not len(w) or not len(self):
-            return []
+            return (np.zeros(0, np.int32), np.zeros(0, np.float32), np.zeros(0, np.int32), np.zeros(0, np.int32))
         weights = self.weight[w]
         scores = np.zeros(len(self), np.float32)
         vote(offsets, low, b, w, weights, scores)
@@ -377,20 +385,18 @@ class WordIndex:
         if len(cand) > keep:
             top = np.argpartition(-s, keep - 1)[:keep]
             cand, s = cand[top], s[top]
-        g = np.zeros(len(cand), np.int32)
+        g, n_of = np.zeros(len(cand), np.int32), np.zeros(len(cand), np.int32)
         if RERANK:
             first, count, at = by_word(qw, np.repeat(units(xy, shape), QUERY_WORDS, axis=0))
             count[self.unplaced] = 0  # stop words: too common to say where anything is
             slot = np.full(len(self), -1, np.int32)  # a candidate's place among the re-ranked
             slot[cand] = np.arange(len(cand), dtype=np.int32)
             cw, cq = (np.empty((len(cand), GEOMETRY_MOST, 2), np.float32) for _ in range(2))
-            n_of = np.zeros(len(cand), np.int32)
             gather(offsets, low, pxy, b, w, slot, first, count, at, GEOMETRY_CAP, cw, cq, n_of)
             gather(delta_offsets, delta_rows, delta_xy, 1, w, slot, first, count, at, GEOMETRY_CAP, cw, cq, n_of)
             geometry(cw, cq, n_of, GEOMETRY_HYPOTHESES, GEOMETRY_MIN_PAIR, GEOMETRY_TOLERANCE,
                      GEOMETRY_SCALE_BINS, GEOMETRY_ANGLE_BINS, GEOMETRY_MAX_LOG_SCALE, g)
-        g[g < GEOMETRY_MIN] = 0  # a few consistent words happen by chance: the word score ranks those works
-        return [(int(self.ids[cand[i]]), (int(g[i]), float(s[i]))) for i in np.lexsort((-s, -g))[:SHORTLIST]]
+        return cand, s, n_of, g
 
     def query(self, image) -> list[tuple[int, local.LocalMatch]]:
         """Accepted local matches for an RGB image as (work id, match), most inliers first: the shortlisted works

@@ -3,7 +3,7 @@
     shortlist_scores.py OUT/ledger-N OUT/real-works OUT.npz
 
 Per query and view (the copy, its mirror): the RERANK candidates' work ids, word scores, correspondences gathered
-(n) and geometric scores before GEOMETRY_MIN (g), as WordIndex._view computes them; with the query's source work
+(n) and geometric scores before GEOMETRY_MIN (g): WordIndex.candidates; with the query's source work
 (0: an unrelated image). SOURCES=N works copied (default 250), UNRELATED=N unrelated images (default 250), as
 local_stage.py. Needs the bounded index scale.py built (it is loaded, not rebuilt)."""
 import os
@@ -20,41 +20,8 @@ from PIL import Image  # noqa: E402
 
 import scale  # noqa: E402
 from provenance import local, localindex  # noqa: E402
-from provenance._words_kernel import best_rows, gather, geometry, vote  # noqa: E402
 from provenance.imaging import decode  # noqa: E402
 from provenance.ledger import Ledger  # noqa: E402
-from provenance.localindex import (GEOMETRY_ANGLE_BINS, GEOMETRY_CAP, GEOMETRY_HYPOTHESES,  # noqa: E402
-                                   GEOMETRY_MAX_LOG_SCALE, GEOMETRY_MIN_PAIR, GEOMETRY_MOST, GEOMETRY_SCALE_BINS,
-                                   GEOMETRY_TOLERANCE, QUERY_WORDS, by_word, query_words, units)
-
-
-def candidates(index, des, xy, shape):
-    (offsets, low, pxy), (delta_offsets, delta_rows, delta_xy) = index._sealed, index._delta
-    b = index.blocks
-    qw = query_words(des)
-    w = np.unique(qw).astype(np.int64)
-    weights = index.weight[w]
-    scores = np.zeros(len(index), np.float32)
-    vote(offsets, low, b, w, weights, scores)
-    vote(delta_offsets, delta_rows, 1, w, weights, scores)
-    keep = localindex.RERANK
-    cand, s = best_rows(scores, index.inv_norm, keep)
-    s /= np.sqrt(weights.sum())
-    if len(cand) > keep:
-        top = np.argpartition(-s, keep - 1)[:keep]
-        cand, s = cand[top], s[top]
-    first, count, at = by_word(qw, np.repeat(units(xy, shape), QUERY_WORDS, axis=0))
-    count[index.unplaced] = 0
-    slot = np.full(len(index), -1, np.int32)
-    slot[cand] = np.arange(len(cand), dtype=np.int32)
-    cw, cq = (np.empty((len(cand), GEOMETRY_MOST, 2), np.float32) for _ in range(2))
-    n_of = np.zeros(len(cand), np.int32)
-    gather(offsets, low, pxy, b, w, slot, first, count, at, GEOMETRY_CAP, cw, cq, n_of)
-    gather(delta_offsets, delta_rows, delta_xy, 1, w, slot, first, count, at, GEOMETRY_CAP, cw, cq, n_of)
-    g = np.zeros(len(cand), np.int32)
-    geometry(cw, cq, n_of, GEOMETRY_HYPOTHESES, GEOMETRY_MIN_PAIR, GEOMETRY_TOLERANCE,
-             GEOMETRY_SCALE_BINS, GEOMETRY_ANGLE_BINS, GEOMETRY_MAX_LOG_SCALE, g)
-    return index.ids[cand], s, n_of, g
 
 
 def main():
@@ -75,7 +42,8 @@ def main():
     for qi, (name, kind, data) in enumerate(lq):
         q = local.Query(decode(data).image)
         for v, (des, xy, shape) in enumerate(localindex.views(q)):
-            ids, s, n, g = candidates(index, des, xy, shape)
+            rows, s, n, g = index.candidates(des, xy, shape)
+            ids = index.ids[rows]
             k = len(ids)
             out["query"].append(np.full(k, qi, np.int32))
             out["view"].append(np.full(k, v, np.int8))
