@@ -132,31 +132,48 @@ def _atan2(y, x):
 
 
 @numba.njit(cache=True, nogil=True)
-def gather(offsets, rows, pxy, blocks, words, slot, first, count, qxy, cap, cw, cq, n):
+def gather(offsets, rows, pxy, blocks, words, slot, first, count, qxy, cap, cw, cq, n, buffer=1 << 17):
     """The correspondences of the candidates of a geometric check, read from the posting lists `vote` reads (with
     each posting's position beside it: pxy[2 j], pxy[2 j + 1]): for each query word w of `words` (ascending) and
     each of its postings whose row i is a candidate (slot[i] >= 0, its place in cw, cq, n), up to `cap` pairs of
     (the work's position, one of the copy's qxy[first[w]:first[w] + count[w]]) appended to cw[s], cq[s] while
     n[s] < cw.shape[1]. A row's postings are in one set of lists (written or delta), so each candidate's
-    correspondences come in word order."""
-    most = cw.shape[1]
+    correspondences come in word order.
+
+    The scan only notes its hits (posting, candidate, word) in a buffer of `buffer` entries, and `_place` copies
+    them out whenever it is full and at the end: written straight into cw and cq (megabytes, scattered), the
+    correspondences kept the scan's loads waiting. 1 M works, ~7.3 M postings and ~94,000 hits per view: ~21 ->
+    ~15.5 ms (best of 5), the same correspondences."""
+    hit_j, hit_s, hit_w = np.empty(buffer, np.int64), np.empty(buffer, np.int32), np.empty(buffer, np.int32)
+    hits = 0
     for h in range(blocks):  # block by block, as `vote`
         base = h << 16
         for k in range(words.shape[0]):
             w = words[k]
-            c = min(count[w], cap)
-            if c == 0:
+            if min(count[w], cap) == 0:
                 continue
             for j in range(offsets[w * blocks + h], offsets[w * blocks + h + 1]):
                 s = slot[base + rows[j]]
-                if s < 0:
-                    continue
-                for t in range(c):
-                    m = n[s]
-                    if m < most:
-                        cw[s, m, 0], cw[s, m, 1] = pxy[2 * j], pxy[2 * j + 1]
-                        cq[s, m, 0], cq[s, m, 1] = qxy[first[w] + t, 0], qxy[first[w] + t, 1]
-                        n[s] = m + 1
+                if s >= 0:
+                    hit_j[hits], hit_s[hits], hit_w[hits] = j, s, w
+                    hits += 1
+                    if hits == buffer:
+                        _place(hit_j, hit_s, hit_w, hits, pxy, first, count, qxy, cap, cw, cq, n)
+                        hits = 0
+    _place(hit_j, hit_s, hit_w, hits, pxy, first, count, qxy, cap, cw, cq, n)
+
+
+@numba.njit(cache=True, nogil=True)
+def _place(hit_j, hit_s, hit_w, hits, pxy, first, count, qxy, cap, cw, cq, n):
+    most = cw.shape[1]
+    for i in range(hits):
+        s, j, w = hit_s[i], hit_j[i], hit_w[i]
+        for t in range(min(count[w], cap)):
+            m = n[s]
+            if m < most:
+                cw[s, m, 0], cw[s, m, 1] = pxy[2 * j], pxy[2 * j + 1]
+                cq[s, m, 0], cq[s, m, 1] = qxy[first[w] + t, 0], qxy[first[w] + t, 1]
+                n[s] = m + 1
 
 
 @numba.njit(cache=True, nogil=True, fastmath=True)

@@ -302,6 +302,9 @@ def test_written_lists_past_65536_works_give_every_row_its_votes(tmp_path):
     cw, cq = (np.zeros((len(rows), 8, 2), np.float32) for _ in range(2))
     k = np.zeros(len(rows), np.int32)
     gather(offsets, low, pxy, index.blocks, query, slot, first, count, at, 1, cw, cq, k)
+    small = [np.zeros_like(x) for x in (cw, cq, k)]  # a hit buffer of 2: copied out many times, the same result
+    gather(offsets, low, pxy, index.blocks, query, slot, first, count, at, 1, *small, buffer=2)
+    assert all(np.array_equal(a, b) for a, b in zip((cw, cq, k), small))
     for s, r in enumerate(rows):
         shared = [w for w in query.tolist() if w in set(lists[r].tolist())]
         assert k[s] == len(shared)
