@@ -53,7 +53,14 @@ def certificate_hash(cert: dict) -> str:
 def issue_certificate(ledger: Ledger, work_id: int) -> dict:
     """The certificate of `work_id`: its entry and transfers, proven to the earliest signed anchor covering them
     (else to the earliest signed checkpoint covering them), with that checkpoint's signature and the anchor's
-    receipt. The ledger is verified first: a tampered ledger issues nothing."""
+    receipt. The ledger is verified first: a tampered ledger issues nothing. Every read sees the state that was
+    verified (one snapshot): entries other processes append meanwhile are left for the next certificate."""
+    ledger.ensure_chain_tables()  # may create tables: not inside a read-only snapshot
+    with ledger.conn.snapshot():
+        return _issue(ledger, work_id)
+
+
+def _issue(ledger: Ledger, work_id: int) -> dict:
     ledger.verify()
     work = ledger.work(work_id)
     entry = _entry_at(ledger, work.entry_seq)

@@ -242,3 +242,30 @@ def test_cli_transfer_shows_in_works_show_and_the_certificate(cli_home, tmp_path
     assert f"owner (after the certificate's transfers): {other_account.address}" in verified.stdout
     with Ledger.open(config.ledger_target()) as led:
         assert led.verify().entries == 5
+
+
+def test_a_certificate_shows_the_state_it_verified_while_another_process_transfers_the_work(two_works, account,
+                                                                                            other_account):
+    """Another connection transfers the work (and signs a checkpoint covering it) just after issue_certificate's
+    verify: the certificate is issued from the verified state, without the transfer verify never checked; the next
+    one carries it."""
+    led = two_works
+    led.checkpoint(account)
+    verify = led.verify
+
+    def verify_then_transfer():
+        report = verify()
+        with Ledger.open(led.target) as other:
+            other.append_transfer(1, other_account.address, account)
+            other.checkpoint(account)
+        return report
+
+    led.verify = verify_then_transfer
+    cert = issue_certificate(led, 1)
+    del led.verify
+    assert cert["transfers"] == [] and cert["inclusion"]["tree_size"] == 2
+    r = verify_certificate(json.loads(json.dumps(cert)))
+    assert r.ok and r.owner == account.address
+    later = issue_certificate(led, 1)
+    assert [t["entry"]["seq"] for t in later["transfers"]] == [3] and later["inclusion"]["tree_size"] == 3
+    assert verify_certificate(later).owner == other_account.address
