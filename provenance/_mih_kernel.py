@@ -10,7 +10,8 @@ processor has only ~2 of them in flight. 1 M works, 720 global searches of 240 p
 day for this machine's memory: the same kernel measured 3.6-4.4 ms per query, 8 PDQ + 8 pHash + 8 equalised-PDQ
 codes): 1.85-2.2 ms with the hint 16 runs ahead (4 ahead: 2.8, 8: 2.5, 32: 2.7, 64: 2.6; a plain load instead of
 the hint: no faster, it holds up the loop).
-`cache=True` keeps the machine code beside this file (or in Numba's user cache): it is compiled once per machine.
+`cache=True` keeps the machine code beside this file (or in Numba's user cache, or the temporary directory:
+`_jit`): it is compiled once per machine.
 """
 import numba
 import numpy as np
@@ -18,6 +19,10 @@ from llvmlite import ir
 from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
+
+from ._jit import ensure_cache
+
+ensure_cache()
 
 _M1, _M2, _M4, _H = (np.uint64(v) for v in (0x5555555555555555, 0x3333333333333333, 0x0F0F0F0F0F0F0F0F,
                                             0x0101010101010101))

@@ -11,7 +11,10 @@ from the same posting lists (each posting keeps its keypoint's position), and it
 import numba
 import numpy as np
 
+from ._jit import ensure_cache
 from ._mih_kernel import _popcount
+
+ensure_cache()
 
 
 @numba.njit(cache=True, nogil=True, inline="always")

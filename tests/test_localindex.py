@@ -5,8 +5,12 @@ ledger. Real images, real ledger files; the bounded index is forced (PROVENANCE_
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
+import sys
 import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -546,3 +550,27 @@ def test_a_work_with_few_keypoints_found_again_is_indexed_by_more_of_them(works_
     h, w = g.shape
     again = _found_in_copy(f, g, cv2.getRotationMatrix2D((w / 2, h / 2), 0, 4 / 3), cv2.INTER_LINEAR)
     assert again[plain].sum() >= 1.25 * again[plain[:localindex.PER_WORK[0]]].sum(), again[plain].sum()
+
+
+def test_the_kernels_compile_where_neither_the_install_nor_the_home_can_hold_numbas_cache(tmp_path):
+    """A read-only install run by a user with no writable home (a container worker): Numba has nowhere to keep
+    `cache=True` code and refused to import the kernels; `_jit.ensure_cache` sends the cache to the temporary
+    directory. The package is copied with a file where its __pycache__ folder would go, and HOME's .cache is a
+    file too."""
+    shutil.copytree(Path(provenance.__file__).parent, tmp_path / "provenance",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    (tmp_path / "provenance" / "__pycache__").write_text("")
+    (tmp_path / "home").mkdir()
+    (tmp_path / "home" / ".cache").write_text("")
+    (tmp_path / "tmp").mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("NUMBA_", "XDG_"))}
+    env.update(HOME=str(tmp_path / "home"), TMPDIR=str(tmp_path / "tmp"), PYTHONPATH=str(tmp_path))
+    code = ("import numpy as np; from provenance import localindex; from numba.core import config;"
+            " print(localindex.words(np.zeros((2, 32), np.uint8)).tolist(), config.CACHE_DIR)")
+    done = subprocess.run([sys.executable, "-c", code], env=env, cwd=tmp_path, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    words, cache = done.stdout.split()[:-1], done.stdout.split()[-1]
+    assert " ".join(words) == str(localindex.words(np.zeros((2, 32), np.uint8)).tolist())
+    assert Path(cache).parent == tmp_path / "tmp"
+    assert list(Path(cache).rglob("_words_kernel.assign-*.nbi"))  # the compiled code was kept there
