@@ -196,10 +196,11 @@ def geometry(cw, cq, counts, hypotheses, min_pair, tolerance, scale_bins, angle_
     `hypotheses`), scored by how many correspondences land within `tolerance` of where it puts them. out[k] = the
     best such count (with fewer than 3 correspondences: 0 for none, else 1)."""
     most = cw.shape[1]
-    pa = np.empty(most * (most - 1) // 2, np.int32)
-    pb = np.empty(most * (most - 1) // 2, np.int32)
-    ps = np.empty(most * (most - 1) // 2, np.int32)
-    pt = np.empty(most * (most - 1) // 2, np.int32)
+    # Each pair as one key (a, b, scale bin, angle bin: a byte each); each candidate's positions copied into four
+    # short arrays first, which the loops read in order (1 M works, 6,000 candidates: ~22 -> ~19.7 ms per view).
+    pairs = np.empty(most * (most - 1) // 2, np.int32)
+    pos = np.empty((4, most), np.float32)
+    xs, ys, us, vs = pos[0], pos[1], pos[2], pos[3]
     hist = np.zeros((scale_bins, angle_bins), np.int32)
     two_pi = 2 * np.pi
     s_bin = 2 * max_log_scale / scale_bins
@@ -210,12 +211,14 @@ def geometry(cw, cq, counts, hypotheses, min_pair, tolerance, scale_bins, angle_
         out[k] = min(n, 1)
         if n < 3:
             continue
+        for i in range(n):
+            xs[i], ys[i], us[i], vs[i] = cw[k, i, 0], cw[k, i, 1], cq[k, i, 0], cq[k, i, 1]
         hist[:, :] = 0
         npairs = 0
         for a in range(n):
             for b in range(a + 1, n):
-                wx, wy = cw[k, b, 0] - cw[k, a, 0], cw[k, b, 1] - cw[k, a, 1]
-                qx, qy = cq[k, b, 0] - cq[k, a, 0], cq[k, b, 1] - cq[k, a, 1]
+                wx, wy = xs[b] - xs[a], ys[b] - ys[a]
+                qx, qy = us[b] - us[a], vs[b] - vs[a]
                 lw, lq = wx * wx + wy * wy, qx * qx + qy * qy
                 if lw < min2 or lq < min2:
                     continue
@@ -226,7 +229,7 @@ def geometry(cw, cq, counts, hypotheses, min_pair, tolerance, scale_bins, angle_
                 th = _atan2(qy * wx - qx * wy, qx * wx + qy * wy) + two_pi
                 ti = int(th / t_bin) % angle_bins
                 hist[si, ti] += 1
-                pa[npairs], pb[npairs], ps[npairs], pt[npairs] = a, b, si, ti
+                pairs[npairs] = a | (b << 8) | (si << 16) | (ti << 24)
                 npairs += 1
         if npairs == 0:
             continue
@@ -238,27 +241,29 @@ def geometry(cw, cq, counts, hypotheses, min_pair, tolerance, scale_bins, angle_
                 v = hist[si, ti] + hist[si, t1] + (hist[s1, ti] + hist[s1, t1] if s1 != si else 0)
                 if v > bv:
                     bs, bt, bv = si, ti, v
+        bt1 = (bt + 1) % angle_bins
         best, tried = 1, 0
         for p in range(npairs):
             if tried == hypotheses:
                 break
-            if not ((ps[p] == bs or ps[p] == bs + 1) and (pt[p] == bt or pt[p] == (bt + 1) % angle_bins)):
+            key = pairs[p]
+            ps, pt = (key >> 16) & 255, key >> 24
+            if not ((ps == bs or ps == bs + 1) and (pt == bt or pt == bt1)):
                 continue
             tried += 1
-            a, b = pa[p], pb[p]
+            a, b = key & 255, (key >> 8) & 255
             # The similarity w -> q through the pair: q = [[c, -s], [s, c]] w + t, from the complex ratio dq / dw.
-            wx, wy = cw[k, b, 0] - cw[k, a, 0], cw[k, b, 1] - cw[k, a, 1]
-            qx, qy = cq[k, b, 0] - cq[k, a, 0], cq[k, b, 1] - cq[k, a, 1]
+            wx, wy = xs[b] - xs[a], ys[b] - ys[a]
+            qx, qy = us[b] - us[a], vs[b] - vs[a]
             den = wx * wx + wy * wy
             cc, ss = (qx * wx + qy * wy) / den, (qy * wx - qx * wy) / den
-            tx = cq[k, a, 0] - (cc * cw[k, a, 0] - ss * cw[k, a, 1])
-            ty = cq[k, a, 1] - (ss * cw[k, a, 0] + cc * cw[k, a, 1])
+            tx = us[a] - (cc * xs[a] - ss * ys[a])
+            ty = vs[a] - (ss * xs[a] + cc * ys[a])
             inl = 0
             for i in range(n):
-                ex = cc * cw[k, i, 0] - ss * cw[k, i, 1] + tx - cq[k, i, 0]
-                ey = ss * cw[k, i, 0] + cc * cw[k, i, 1] + ty - cq[k, i, 1]
-                if ex * ex + ey * ey <= tol2:
-                    inl += 1
+                ex = cc * xs[i] - ss * ys[i] + tx - us[i]
+                ey = ss * xs[i] + cc * ys[i] + ty - vs[i]
+                inl += ex * ex + ey * ey <= tol2
             if inl > best:
                 best = inl
         out[k] = best
