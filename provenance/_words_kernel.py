@@ -198,6 +198,8 @@ def geometry(cw, cq, counts, hypotheses, min_pair, tolerance, scale_bins, angle_
     most = cw.shape[1]
     # Each pair as one key (a, b, scale bin, angle bin: a byte each); each candidate's positions copied into four
     # short arrays first, which the loops read in order (1 M works, 6,000 candidates: ~22 -> ~19.7 ms per view).
+    if most > 256 or scale_bins > 256 or angle_bins > 127:
+        raise ValueError("geometry packs a pair's correspondences and bins into the bytes of an int32")
     pairs = np.empty(most * (most - 1) // 2, np.int32)
     pos = np.empty((4, most), np.float32)
     xs, ys, us, vs = pos[0], pos[1], pos[2], pos[3]
