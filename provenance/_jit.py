@@ -3,7 +3,8 @@
 Numba keeps it beside the source (`__pycache__`) or in the user's cache folder (`~/.cache/numba`). A read-only
 install run by a user with no writable home - a worker in a container with a read-only root file system, a
 service account - has neither, and Numba then refuses `cache=True` when the kernel module is imported. There the
-cache goes to this user's folder in the temporary directory instead. $NUMBA_CACHE_DIR, when set, is left alone."""
+cache goes to this user's folder in the temporary directory instead (Numba's setting: for every cached function
+this process compiles after). $NUMBA_CACHE_DIR, when set, is left alone."""
 import os
 import tempfile
 
