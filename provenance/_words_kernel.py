@@ -138,9 +138,9 @@ def _atan2(y, x):
 def gather(offsets, rows, pxy, blocks, words, slot, first, count, qxy, cap, cw, cq, n, buffer=1 << 17):
     """The correspondences of the candidates of a geometric check, read from the posting lists `vote` reads (with
     each posting's position beside it: pxy[2 j], pxy[2 j + 1]): for each query word w of `words` (ascending) and
-    each of its postings whose row i is a candidate (slot[i] >= 0, its place in cw, cq, n), up to `cap` pairs of
-    (the work's position, one of the copy's qxy[first[w]:first[w] + count[w]]) appended to cw[s], cq[s] while
-    n[s] < cw.shape[1]. A row's postings are in one set of lists (written or delta), so each candidate's
+    each of its postings whose row i is a candidate (slot[i] >= 0, its place in cw, cq, n), up to `cap` (<= 255)
+    pairs of (the work's position, one of the copy's qxy[first[w]:first[w] + count[w]]) appended to cw[s], cq[s]
+    while n[s] < cw.shape[1]. A row's postings are in one set of lists (written or delta), so each candidate's
     correspondences come in word order.
 
     The scan only notes its hits (posting, candidate, copy's positions) in a buffer of `buffer` entries, and
@@ -154,7 +154,7 @@ def gather(offsets, rows, pxy, blocks, words, slot, first, count, qxy, cap, cw, 
         base = h << 16
         for k in range(words.shape[0]):
             w = words[k]
-            c = min(count[w], cap)
+            c = min(count[w], cap, 255)  # hit_c is a byte
             if c == 0:
                 continue
             q = first[w]
