@@ -5,6 +5,7 @@ install run by a user with no writable home - a worker in a container with a rea
 service account - has neither, and Numba then refuses `cache=True` when the kernel module is imported. There the
 cache goes to this user's folder in the temporary directory instead (Numba's setting: for every cached function
 this process compiles after). $NUMBA_CACHE_DIR, when set, is left alone."""
+import functools
 import os
 import tempfile
 
@@ -12,6 +13,7 @@ import numba
 from numba.core import config
 
 
+@functools.cache  # each kernel module calls it; the probe runs once per process
 def ensure_cache() -> None:
     """Point Numba's cache at the temporary directory if neither of its usual places can be written."""
     if config.CACHE_DIR:
