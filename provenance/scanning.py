@@ -157,8 +157,10 @@ def scan(ledger: Ledger, sources: list[str | Path], *, workers: int | None = Non
     for ref in refs:
         seen = ref.url in skip or (log and not full and _is_remote(ref.url) and log.seen(ref.url))
         (skipped if seen else todo).append(ref)
-    done_files = [(p, source) for p, source in files if display(p) in skip]
-    files = [(p, source) for p, source in files if display(p) not in skip]
+    done_files, pending = [], []
+    for p, source in files:
+        (done_files if display(p) in skip else pending).append((p, source))
+    files = pending
     run_id = log.start_run([display(s) for s in sources], full) if log else None
     check = dict(workers=workers, initializer=_init, initargs=(index,))
 
