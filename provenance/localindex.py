@@ -115,10 +115,13 @@ QUERY_WORDS = 2
 #: p50 118 / 135 ms.
 RERANK = 6000
 #: Correspondences: one per shared word, at most GEOMETRY_MOST per work; at most GEOMETRY_HYPOTHESES transforms
-#: tried per work (pairs of its fullest bin). 2 per word, 96 and every pair: the same 235 shortlisted in 49 ms.
+#: tried per work (pairs of its fullest bin, evenly spaced over them). 2 per word, 96 and every pair: the same 235
+#: shortlisted in 49 ms. 1,000 copies (scripts/experiments/local_stage.py SOURCES=250), 32 -> 64 hypotheses: 995 ->
+#: 996 found at 100k works (every pair of the bin: 996), 994 at 1 M either way, no slower beyond this machine's noise
+#: (~60 ms p50); a candidate tries ~12 on average, only those with many correspondences more.
 GEOMETRY_CAP = 1
 GEOMETRY_MOST = 64
-GEOMETRY_HYPOTHESES = 32
+GEOMETRY_HYPOTHESES = 64
 GEOMETRY_MIN_PAIR = 12.0  # shorter pairs say little about scale and rotation
 GEOMETRY_TOLERANCE = 4.0  # a correspondence this close to where the transform puts it is consistent
 GEOMETRY_SCALE_BINS, GEOMETRY_ANGLE_BINS, GEOMETRY_MAX_LOG_SCALE = 12, 16, 3.0  # scale from 1/8 to 8
