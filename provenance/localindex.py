@@ -124,7 +124,7 @@ GEOMETRY_MOST = 64
 GEOMETRY_HYPOTHESES = 64
 GEOMETRY_MIN_PAIR = 12.0  # shorter pairs say little about scale and rotation
 GEOMETRY_TOLERANCE = 4.0  # a correspondence this close to where the transform puts it is consistent
-GEOMETRY_SCALE_BINS, GEOMETRY_ANGLE_BINS, GEOMETRY_MAX_LOG_SCALE = 12, 16, 3.0  # scale from 1/8 to 8
+GEOMETRY_SCALE_BINS, GEOMETRY_ANGLE_BINS, GEOMETRY_MAX_LOG_SCALE = 12, 16, 3.0  # half octaves from 1/8 to 8
 GEOMETRY_MIN = 5  # fewer consistent words than this count as none
 #: Words in more than this share of the works (and more than STOP_MIN of them) give the geometric check no
 #: correspondences: too common to say where anything is. They still vote, with their small idf^2 weight (idf ~2.3 at

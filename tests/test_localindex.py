@@ -459,6 +459,27 @@ def test_the_geometric_check_counts_the_shared_words_one_similarity_transform_ex
     assert _geometry(words, xy, qwords[:1], qxy[:1]) == 1 and _geometry(words, xy, [], np.zeros((0, 2))) == 0
 
 
+def test_the_geometric_check_bins_pairs_by_half_octaves_of_scale_and_sixteenths_of_a_turn():
+    """Its bins come from a float's exponent bits and tangents, not a logarithm and an arc tangent: they must be
+    the bins of log2(scale) in half octaves and of the rotation angle, in every quadrant, at every scale."""
+    from provenance._words_kernel import pair_bins
+
+    rng = np.random.default_rng(6)
+    w = rng.normal(0, 50, (20_000, 2)).astype(np.float32)
+    a = rng.uniform(0, 2 * np.pi, len(w))
+    scale = 2 ** rng.uniform(-4, 4, len(w))
+    q = (w * np.cos(a)[:, None] + np.stack([-w[:, 1], w[:, 0]], 1) * np.sin(a)[:, None]) * scale[:, None]
+    q = q.astype(np.float32)
+    got = pair_bins(w, q, localindex.GEOMETRY_SCALE_BINS, localindex.GEOMETRY_ANGLE_BINS)
+    half_octaves = np.log2(scale) / 0.5 + localindex.GEOMETRY_SCALE_BINS // 2
+    turns = a / (2 * np.pi) * localindex.GEOMETRY_ANGLE_BINS
+    clear = (np.abs(half_octaves - half_octaves.round()) > 1e-3) & (np.abs(turns - turns.round()) > 1e-3)
+    assert clear.mean() > 0.99
+    assert np.array_equal(got[clear, 0], np.floor(half_octaves[clear]))
+    assert np.array_equal(got[clear, 1], np.floor(turns[clear]) % localindex.GEOMETRY_ANGLE_BINS)
+    assert got[:, 0].min() < 0 and got[:, 0].max() >= localindex.GEOMETRY_SCALE_BINS  # past 1/8 and 8: dropped
+
+
 def test_the_geometric_check_tries_transforms_from_all_over_the_fullest_bin():
     """Correspondences come in word order. A few wrong ones just off their right place (a keypoint's neighbour
     sharing its word) pair with every right one inside the right (scale, rotation) bin: transforms tried in pair
