@@ -97,19 +97,16 @@ def best_rows(scores, inv_norm, k):
         hi = max(hi, v)
     bins = 4096
     f = (bins - 1) / hi if hi > 0 else 0.0
-    b = 0
+    b, m = 0, voted
     if voted > k:
         hist = np.zeros(bins, np.int64)
         for i in range(n):
             if scores[i] > 0:
                 hist[int(s[i] * f)] += 1
-        b, acc = bins - 1, hist[bins - 1]
-        while b > 0 and acc < k:
+        b, m = bins - 1, hist[bins - 1]
+        while b > 0 and m < k:
             b -= 1
-            acc += hist[b]
-    m = 0
-    for i in range(n):
-        m += scores[i] > 0 and int(s[i] * f) >= b
+            m += hist[b]
     rows, out = np.empty(m, np.int32), np.empty(m, np.float32)
     m = 0
     for i in range(n):
