@@ -404,7 +404,10 @@ class WordIndex:
     def query(self, image) -> list[tuple[int, local.LocalMatch]]:
         """Accepted local matches for an RGB image as (work id, match), most inliers first: the shortlisted works
         verified by local.LocalIndex exactly as below EXACT_MAX_WORKS."""
-        q = local.Query(image)
+        return self.match(local.Query(image))
+
+    def match(self, q: local.Query) -> list[tuple[int, local.LocalMatch]]:
+        """`query` for a prepared copy (its keypoints detected already, or on first use)."""
         # Each view's keypoints are detected on the thread that ranks it.
         self.last_shortlist = short = self._merged(lambda v: self._view(*view(q, v)), range(len(q.views)))
         features = self.features_of(short)

@@ -170,6 +170,9 @@ def test_the_two_views_of_a_copy_are_detected_and_ranked_on_two_threads_with_the
         monkeypatch.setattr(localindex, "threads", lambda: 2)
         assert bounded.shortlist(v) == alone and alone
         assert [(w, m.inliers) for w, m in bounded.query(np.asarray(im))] == found and found  # detected there too
+        q = local.Query(np.asarray(im))
+        q.plain, q.equalised  # detected beforehand (benchmarks/scale.py times the stage without them)
+        assert [(w, m.inliers) for w, m in bounded.match(q)] == found
     assert threading.current_thread().name in ran_on and any(n.startswith("provenance") for n in ran_on)
 
 
