@@ -33,8 +33,9 @@ flipped and their positions moved ~1 unit (near duplicates; at most CLUSTER_MAX 
 artist registers a few variants of a work). A derived work has PER_WORK's 160 keypoints' words, or as many as
 a work with few stable keypoints is indexed by (localindex.FEW_PLAIN plain ones and PER_WORK's equalised ones) in
 the share of the real works that are (5.4 %); a near duplicate has as many as its work. A shortlisted derived work
-has no blob and is skipped (unverifiable): "bulk in shortlist" counts the queries where one took a place. Queries: crops of 10 % and 25 %, a 5-degree rotation (cropped to hide the corners), a 20 %
-crop with a caption bar, of the planted real works, and the unrelated images; only the local stage runs ("p50/p99
+has no blob and is skipped (unverifiable): "bulk in shortlist" counts the queries where one took a place.
+Queries: crops of 10 % and 25 %, a 5-degree rotation (cropped to hide the corners), a 20 % crop with a caption bar,
+of the planted real works, and the unrelated images; only the local stage runs ("p50/p99
 ms": the whole stage, as a scan runs it; "excl.": the copy's keypoints, its local fingerprint, detected beforehand;
 "recall local" vs "recall exact"; "true in shortlist": the source work was among the SHORTLIST; "p50 ms, all blobs":
 40 queries with every shortlisted derived work replaced by a random real one, no blob cached, as a registry whose
