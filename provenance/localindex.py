@@ -132,6 +132,13 @@ GEOMETRY_MIN = 5  # fewer consistent words than this count as none
 #: SOURCES=250 in scripts/experiments/local_stage.py) at 1 M works: found 891 of the 902 the exact index finds when
 #: these words did not vote either, 893 when they vote; with RERANK 6,000 instead of 2,000: 894 / 896.
 STOP_FRACTION, STOP_MIN = 0.05, 1_000
+#: A work's word score is normalised by its word count (to the power -0.5), counted up to NORM_MOST: a work indexed
+#: by FEW_PLAIN keypoints because few of its keypoints are stable is not a more common picture, and scaled down by
+#: all its ~250 words its copies rank below thousands of chance works. benchmarks/scale.py's 1 M ledger with 5.4 % of
+#: the derived works indexed by as many words as such works (scripts/experiments/local_stage.py SOURCES=250
+#: UNRELATED=250): 994 -> 995 found of the exact index's 998 (work 1613 rotated), 1 unrelated image matched either
+#: way. The exponents -0.35 and -0.7 for every work instead: 994 / 993.
+NORM_MOST = sum(PER_WORK)
 #: Works kept past the written posting lists (their postings are built in memory on open) before a rewrite.
 DELTA_MAX = 16_384
 #: Up to this many works with blobs the exact in-memory LocalIndex is used (~72 KB per work resident: ~350 MiB).
@@ -323,7 +330,8 @@ class WordIndex:
         idf = np.log((n + 1) / np.maximum(df, 1)).astype(np.float32)
         self.weight = (idf * idf).astype(np.float32)
         self.unplaced = df > max(STOP_FRACTION * n, STOP_MIN)  # stop words: no correspondences
-        self.inv_norm = 1 / np.sqrt(np.maximum(np.asarray(counts, np.float32), 1))  # per row
+        # Per row: the word score's normalisation, by at most NORM_MOST words.
+        self.inv_norm = 1 / np.sqrt(np.clip(np.asarray(counts, np.float32), 1, NORM_MOST))
         self.target = target  # the ledger's path or URL: each process opens its own connection
         self._keep = keep  # a temporary folder that must live as long as the maps (unwritable index folder)
         self._ledger, self._pid = None, None

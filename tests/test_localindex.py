@@ -553,6 +553,28 @@ def test_words_in_many_works_still_vote_but_place_nothing(tmp_path, monkeypatch)
     assert short[0] == 1 and set(short) <= set(range(1, 101)) and len(short) == localindex.SHORTLIST
 
 
+def test_a_work_indexed_by_more_words_than_most_is_not_scored_down_for_them(tmp_path):
+    """Works with few stable keypoints are indexed by FEW_PLAIN of them: their word score is normalised as if they
+    had NORM_MOST words, not all of theirs; a work with fewer words than that still scores higher."""
+    rng = np.random.default_rng(8)
+    des = rng.integers(0, 256, (20, 32), dtype=np.uint8)
+    asked = np.unique(localindex.query_words(des))
+    others = np.setdiff1d(np.arange(localindex.WORDS), asked)
+    most = localindex.NORM_MOST
+    lists = [np.union1d(asked, rng.choice(others, n - len(asked), replace=False)).astype(np.uint16)
+             for n in (most, most + 90, most - 60)]
+    lists += [rng.choice(others, 30, replace=False).astype(np.uint16) for _ in range(20)]
+    lists = [np.sort(x) for x in lists]
+    positions = [rng.integers(0, 256, (len(x), 2)).astype(np.uint8) for x in lists]
+    m = {"rows": 0, "words": 0, "sealed": 0, "sealed_words": 0, "last_id": 0}
+    localindex.append(tmp_path, m, np.arange(1, len(lists) + 1, dtype=np.int32), lists, positions)
+    localindex.seal(tmp_path, m)
+    index = localindex.load(tmp_path, m, None)
+    cand, scores, _, _ = index.candidates(des, rng.uniform(0, 300, (len(des), 2)).astype(np.float32), (300, 300))
+    score = dict(zip(cand.tolist(), scores.tolist()))
+    assert score[0] == pytest.approx(score[1]) and score[2] > score[0] * 1.2
+
+
 def test_the_best_rows_are_the_k_best_normalised_scores_and_only_ties_of_their_bin_beyond():
     from provenance._words_kernel import best_rows
 
