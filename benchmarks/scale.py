@@ -366,8 +366,7 @@ def _local_stage(ledger: Ledger, real: dict[int, bytes], real_count: int, querie
     bounded._features.clear()
     for _, _, data in queries:
         q = local.Query(decode(data).image)
-        for v in range(len(q.views)):
-            q.detect(v), q.detect(v, True)
+        q.plain, q.equalised  # every view's keypoints, detected now
         t = time.perf_counter()
         bounded.match(q)
         excl.append(time.perf_counter() - t)
@@ -640,10 +639,10 @@ def targets(row: dict, local_row: dict, memory: dict) -> list[str]:
     same, queries = row["same as scan"].split("/")
     found, exact = local_row["recall local"].split("/")[0], local_row["recall exact"].split("/")[0]
     mib = float(memory["index resident MiB"])
+    global_ms, local_ms = p50(row["p50/p99 ms excl."]), p50(local_row["p50/p99 ms excl."])
     return [
-        f"query <= 5 ms p50, fingerprint excluded: global stage {p50(row['p50/p99 ms excl.'])} ms"
-        f" ({met(p50(row['p50/p99 ms excl.']) <= 5)}); local stage {p50(local_row['p50/p99 ms excl.'])} ms"
-        f" ({met(p50(local_row['p50/p99 ms excl.']) <= 5)})",
+        f"query <= 5 ms p50, fingerprint excluded: global stage {global_ms} ms ({met(global_ms <= 5)}); local stage"
+        f" {local_ms} ms ({met(local_ms <= 5)})",
         f"index memory <= 1 GiB: {mib:.0f} MiB resident, global and local ({met(mib <= 1024)})",
         f"recall equal to brute force: global stage the NumPy scan's answers on {same} of {queries} queries"
         f" ({met(same == queries)}); local stage {found} found, the exact index {exact} ({met(found == exact)})",

@@ -179,14 +179,16 @@ def _bin_tables(scale_bins, angle_bins):
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
-def _bins(r, c, s, ratio, ratio_bits, offset, tangents):
-    """A pair's (scale bin, angle bin) for `geometry`, from the ratio r of its squared lengths (copy / work) and
-    (c, s), the rotation's cosine and sine times both lengths, without a logarithm or an arc tangent (~22 -> ~14 ms
-    per view at 1 M works). A scale bin is half an octave, so it is r's float32 exponent (its bits, read through
-    an int32 view) plus `offset`: exponent 0 (r in [1, 2)) is the bin above the middle. The angle bin is the
-    quadrant of (c, s) counter-clockwise from (1, 0), times the bins per quadrant, plus how many of the quadrant's
-    bin edges the angle is past (its tangent, turned into the first quadrant, against theirs)."""
-    ratio[0] = r
+def _bins(wx, wy, qx, qy, lw, lq, ratio, ratio_bits, offset, tangents):
+    """A pair's (scale bin, angle bin) for `geometry`, from its vector on the work (wx, wy) and on the copy (qx, qy)
+    and their squared lengths lw, lq, without a logarithm or an arc tangent (~22 -> ~14 ms per view at 1 M works).
+    A scale bin is half an octave, so it is the float32 exponent of lq / lw (its bits, read through an int32 view)
+    plus `offset`: exponent 0 (a ratio in [1, 2)) is the bin above the middle. The rotation is the angle of
+    dq * conj(dw) = (c, s); its bin is the quadrant of (c, s) counter-clockwise from (1, 0), times the bins per
+    quadrant, plus how many of the quadrant's bin edges the angle is past (its tangent, turned into the first
+    quadrant, against theirs)."""
+    ratio[0] = lq / lw
+    c, s = qx * wx + qy * wy, qy * wx - qx * wy
     si = ((ratio_bits[0] >> 23) & 255) + offset
     below = s < 0
     quadrant = 2 * below + ((c <= 0) != below)
@@ -207,8 +209,8 @@ def pair_bins(w, q, scale_bins, angle_bins):
     out = np.empty((w.shape[0], 2), np.int32)
     for i in range(w.shape[0]):
         wx, wy, qx, qy = w[i, 0], w[i, 1], q[i, 0], q[i, 1]
-        out[i, 0], out[i, 1] = _bins((qx * qx + qy * qy) / (wx * wx + wy * wy), qx * wx + qy * wy, qy * wx - qx * wy,
-                                     ratio, ratio_bits, offset, tangents)
+        out[i, 0], out[i, 1] = _bins(wx, wy, qx, qy, wx * wx + wy * wy, qx * qx + qy * qy, ratio, ratio_bits, offset,
+                                     tangents)
     return out
 
 
@@ -258,7 +260,7 @@ def geometry(cw, cq, counts, hypotheses, min_pair, tolerance, scale_bins, angle_
                 lw, lq = wx * wx + wy * wy, qx * qx + qy * qy
                 if lw < min2 or lq < min2:
                     continue
-                si, ti = _bins(lq / lw, qx * wx + qy * wy, qy * wx - qx * wy, ratio, ratio_bits, offset, tangents)
+                si, ti = _bins(wx, wy, qx, qy, lw, lq, ratio, ratio_bits, offset, tangents)
                 if si < 0 or si >= scale_bins:
                     continue
                 hist[si, ti] += 1
