@@ -15,10 +15,11 @@ PROVENANCE_LOCAL_INDEX=bounded) the local stage runs in two steps instead:
    descriptors (plain and equalised, itself and its mirror) vote with two words each (QUERY_WORDS) and idf^2
    weights (Sivic & Zisserman 2003), normalised by the work's word count. At a million works every work shares
    some words with any copy by chance, so a copy's own work, cropped or rotated, can score below thousands of
-   others. The RERANK best are ranked again by a weak geometric check: each word is stored with where its keypoint
-   sits in the work, and the score is how many of the words a work shares with the copy one similarity transform
-   (scale, rotation, shift) carries onto the copy's keypoints (pairs of correspondences vote for a scale and a
-   rotation, the fullest bin's pairs propose transforms, inliers are counted; `_words_kernel.geometry`). Chance
+   others. The best (RERANK per million works, at least RERANK_MIN) are ranked again by a weak geometric check:
+   each word is stored with where its keypoint sits in the work, and the score is how many of the words a work
+   shares with the copy one similarity transform (scale, rotation, shift) carries onto the copy's keypoints (pairs
+   of correspondences vote for a scale and a rotation, the fullest bin's pairs propose transforms, inliers are
+   counted; `_words_kernel.geometry`). Chance
    collisions sit anywhere; the true work's fall into place. The check's correspondences are read in a second pass
    over the same posting lists, which keep each posting's position (`_words_kernel.gather`): a query touches no
    per-work file, so at a million works only the lists are resident. The SHORTLIST best go on.
@@ -98,7 +99,11 @@ SHORTLIST = 40
 #: 213 -> 228, found 192 -> 204 (the exact index over the real works alone: 219), shortlist 90 -> 110 ms. A
 #: shortlist of 80 instead of 40 adds 1.
 QUERY_WORDS = 2
-#: RERANK: per view, the works with the best word scores that the geometric check ranks again (0: word scores only).
+#: RERANK: per view and million works, the works with the best word scores that the geometric check ranks again (0:
+#: word scores only); at least RERANK_MIN (`rerank`). A copy's own work is outscored by chance works in proportion to
+#: the registry, so the re-rank grows with it. 1,000 copies of 250 works and 250 unrelated images
+#: (scripts/experiments/local_stage.py SOURCES=250 UNRELATED=250) at 100k works: re-ranking 6,000 / 1,000 / 500
+#: found 996 / 996 / 994 of the exact index's 998 in 31.5 / 21.1 / 19.2 ms p50 (fingerprint excluded).
 #: GEOMETRY_*: its parameters, in units of 1/255 of an image's long side (see _words_kernel.geometry).
 #: benchmarks/scale.py at 1 M works (240 planted copies; exact index over the real works: 221 found): word scores
 #: only, the right work shortlisted / found 226 / 205, ~100 ms per query; re-ranking the best 500 / 1,000 / 2,000 /
@@ -113,7 +118,7 @@ QUERY_WORDS = 2
 #: words not voting) 237 have their work among the best 500 by word score, the other 3 at 2,342 - 5,231, where
 #: the check would have put two of them first. With orb/5 (same 1,000 copies): 4,000 / 6,000 found 898 / 900,
 #: p50 118 / 135 ms.
-RERANK = 6000
+RERANK, RERANK_MIN = 6000, 1000
 #: Correspondences: one per shared word, at most GEOMETRY_MOST per work; at most GEOMETRY_HYPOTHESES transforms
 #: tried per work (pairs of its fullest bin, evenly spaced over them). 2 per word, 96 and every pair: the same 235
 #: shortlisted in 49 ms. 1,000 copies (scripts/experiments/local_stage.py SOURCES=250), 32 -> 64 hypotheses: 995 ->
@@ -348,7 +353,7 @@ class WordIndex:
 
     def shortlist(self, views: list[tuple[np.ndarray, np.ndarray, tuple[int, int]]]) -> list[int]:
         """The SHORTLIST work ids that best match any of `views` (per view: its descriptors, their positions and the
-        view's (h, w): the copy, its mirror), best first. Per view the RERANK works with the best word scores are
+        view's (h, w): the copy, its mirror), best first. Per view the `rerank` works with the best word scores are
         ranked again by the geometric check (`_words_kernel.geometry`): how many of the words they share with the
         copy one similarity transform explains (fewer than GEOMETRY_MIN: none); ties by word score."""
         return self._merged(lambda v: self._view(*v), views)
@@ -377,7 +382,7 @@ class WordIndex:
     def candidates(self, des: np.ndarray, xy: np.ndarray,
                    shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """One view's re-ranked candidates: their rows, word scores, correspondences gathered and geometric scores
-        (before GEOMETRY_MIN; zeros without RERANK). scripts/experiments/shortlist_scores.py reads them all."""
+        (before GEOMETRY_MIN; zeros without a re-rank). scripts/experiments/shortlist_scores.py reads them all."""
         from ._words_kernel import best_rows, gather, geometry, vote
 
         (offsets, low, pxy), (delta_offsets, delta_rows, delta_xy) = self._sealed, self._delta
@@ -390,14 +395,14 @@ class WordIndex:
         scores = np.zeros(len(self), np.float32)
         vote(offsets, low, b, w, weights, scores)
         vote(delta_offsets, delta_rows, 1, w, weights, scores)
-        keep = max(RERANK, SHORTLIST)
+        keep = max(rerank(len(self)), SHORTLIST)
         cand, s = best_rows(scores, self.inv_norm, keep)
         s /= np.sqrt(weights.sum())
         if len(cand) > keep:
             top = np.argpartition(-s, keep - 1)[:keep]
             cand, s = cand[top], s[top]
         g, n_of = np.zeros(len(cand), np.int32), np.zeros(len(cand), np.int32)
-        if RERANK:
+        if rerank(len(self)):
             first, count, at = by_word(qw, np.repeat(units(xy, shape), QUERY_WORDS, axis=0))
             count[self.unplaced] = 0  # stop words: too common to say where anything is
             slot = np.full(len(self), -1, np.int32)  # a candidate's place among the re-ranked
@@ -451,6 +456,11 @@ class WordIndex:
 
             self._ledger, self._pid = Ledger.open(self.target), os.getpid()
         return self._ledger
+
+
+def rerank(works: int) -> int:
+    """How many of the best word scores among `works` works one view ranks again by the geometric check."""
+    return max(RERANK_MIN, -(-RERANK * works // 1_000_000)) if RERANK else 0
 
 
 def by_word(query_words: np.ndarray, at: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

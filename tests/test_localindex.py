@@ -529,6 +529,34 @@ def test_a_work_whose_shared_words_fall_into_place_outranks_works_sharing_more_w
     assert index.shortlist(view) != [1]
 
 
+def test_the_geometric_check_re_ranks_more_candidates_in_a_larger_registry(tmp_path, monkeypatch):
+    """Chance works outscore a copy's own work in proportion to the registry: a view re-ranks RERANK of the best word
+    scores per million works, and at least RERANK_MIN."""
+    monkeypatch.setattr(localindex, "RERANK", 100_000)  # a tenth of the works
+    monkeypatch.setattr(localindex, "RERANK_MIN", 50)
+    rng = np.random.default_rng(5)
+    des = rng.integers(0, 256, (40, 32), dtype=np.uint8)
+    asked = np.unique(localindex.query_words(des))
+    others = np.setdiff1d(np.arange(localindex.WORDS), asked)
+    view = (des, rng.uniform(0, 300, (len(des), 2)).astype(np.float32), (300, 300))
+    re_ranked = {}
+    for n in (100, 1000):
+        lists = [np.union1d(rng.choice(asked, 8, replace=False), rng.choice(others, 30, replace=False))
+                 .astype(np.uint16) for _ in range(n)]  # every work shares some of the copy's words
+        positions = [rng.integers(0, 256, (len(x), 2)).astype(np.uint8) for x in lists]
+        m = {"rows": 0, "words": 0, "sealed": 0, "sealed_words": 0, "last_id": 0}
+        (tmp_path / str(n)).mkdir()
+        localindex.append(tmp_path / str(n), m, np.arange(1, n + 1, dtype=np.int32), lists, positions)
+        localindex.seal(tmp_path / str(n), m)
+        cand, _, n_of, _ = localindex.load(tmp_path / str(n), m, None).candidates(*view)
+        assert n_of.min() > 0  # each one's correspondences gathered for the check
+        re_ranked[n] = len(cand)
+    assert re_ranked == {100: 50, 1000: 100}
+    monkeypatch.setattr(localindex, "RERANK", 0)
+    cand, _, n_of, g = localindex.load(tmp_path / "1000", m, None).candidates(*view)
+    assert len(cand) == localindex.SHORTLIST and not n_of.any() and not g.any()
+
+
 def test_words_in_many_works_still_vote_but_place_nothing(tmp_path, monkeypatch):
     """A copy whose words are all common (each in more than STOP_FRACTION of the works) still finds the work that
     shares the most of them; those words give the geometric check no correspondences."""

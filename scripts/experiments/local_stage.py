@@ -2,7 +2,8 @@
 
     local_stage.py OUT/ledger-N OUT/real-works [planted] [keep]
 
-`keep`: reuse the local index already built; RERANK="0 2000" runs the queries once per value; STABLE=PICKLE picks
+`keep`: reuse the local index already built; RERANK="0 2000" runs the queries once per value (re-ranking that many
+per view at this N, up to 1 M works); STABLE=PICKLE picks
 the real works' indexed keypoints by their stability (scripts/experiments/stable_keypoints.py wrote PICKLE; it
 patches localindex.spread, so on a ledger of orb/4 blobs it reaches only the equalised keypoints: use PICK=table);
 PICK=rare|nostop with WEIGHTS=NPY: scripts/experiments/patch_rare.py; QUERY_FEATURES=N: the shortlist votes with N keypoints per view of the copy (verification keeps its 500); SOURCES=N:
@@ -72,6 +73,6 @@ if os.environ.get("QUERY_FEATURES"):  # the shortlist votes with this many keypo
             out.append((scale.np.concatenate([da, db]), scale.np.concatenate([a, b]), img.shape))
         return out
     localindex.views = views
-for rerank in os.environ.get("RERANK", str(localindex.RERANK)).split():
-    localindex.RERANK = int(rerank)
+for rerank in os.environ.get("RERANK", str(localindex.rerank(n))).split():
+    localindex.RERANK = localindex.RERANK_MIN = int(rerank)
     print(f"RERANK={rerank}", scale._local_stage(led, blobs, len(real), lq, id_of), flush=True)
