@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Iterable, Iterator, TypeVar
 
@@ -28,8 +29,22 @@ def executor(count: int) -> ThreadPoolExecutor:
     """A pool of `count` threads of this process, kept for its lifetime."""
     key = (os.getpid(), count)
     if key not in _executors:
-        _executors[key] = ThreadPoolExecutor(count, thread_name_prefix="provenance")
+        _executors[key] = ThreadPoolExecutor(count, thread_name_prefix=_POOL_THREAD)
     return _executors[key]
+
+
+_POOL_THREAD = "provenance-pool"
+
+
+def thread_map(func: Callable[[T], R], items: Iterable[T]) -> list[R]:
+    """`list(map(func, items))`, on one thread per item up to `threads()`: for calls into compiled code that
+    releases the GIL (OpenCV, faiss, the Numba kernels). Called from one of those threads, it runs here: a pool
+    thread waiting for the pool's other threads could wait for ever."""
+    items = list(items)
+    count = min(len(items), threads())
+    if count <= 1 or threading.current_thread().name.startswith(_POOL_THREAD):
+        return [func(x) for x in items]
+    return list(executor(count).map(func, items))
 
 
 def _worker(initializer: Callable | None, initargs: tuple) -> None:

@@ -32,6 +32,8 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
+from ._parallel import thread_map
+
 ALGORITHM = "orb/5"  # /2: CLAHE second-pass keypoints; /3: 128x128 thumbnail; /4: keypoint stability; /5: more views
 #                      for works with few stable keypoints (the same layout as /4)
 READABLE = ("orb/5", "orb/4", "orb/3", "orb/2")  # blob versions decode() accepts, newest first
@@ -112,17 +114,17 @@ BAND_TOLERANCE, BAND_EDGE, BAND_FILL = 16, 0.9, 0.4
 BAND_MIN, BAND_MAX = 0.03, 0.4
 
 cv2.setNumThreads(1)  # we parallelise over images and views, not inside one
-_bf = cv2.BFMatcher(cv2.NORM_HAMMING)
-_per_thread = threading.local()  # OpenCV's detector and CLAHE objects keep working buffers: one set per thread
+_per_thread = threading.local()  # OpenCV's detector, CLAHE and matcher objects keep working buffers: a set per thread
 
 
 def _tools() -> tuple:
-    """This thread's (ORB, ORB with the low FAST threshold, CLAHE)."""
+    """This thread's (ORB, ORB with the low FAST threshold, CLAHE, Hamming brute-force matcher)."""
     tools = getattr(_per_thread, "tools", None)
     if tools is None:
         tools = _per_thread.tools = (cv2.ORB_create(nfeatures=N_FEATURES, fastThreshold=FAST_THRESHOLD),
                                      cv2.ORB_create(nfeatures=N_FEATURES, fastThreshold=FAST_FALLBACK),
-                                     cv2.createCLAHE(clipLimit=CLAHE_CLIP, tileGridSize=(CLAHE_TILE, CLAHE_TILE)))
+                                     cv2.createCLAHE(clipLimit=CLAHE_CLIP, tileGridSize=(CLAHE_TILE, CLAHE_TILE)),
+                                     cv2.BFMatcher(cv2.NORM_HAMMING))
     return tools
 
 
@@ -182,7 +184,7 @@ def _prepare(image) -> np.ndarray:
 
 
 def _detect(g: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    orb, orb_low, _ = _tools()
+    orb, orb_low, *_ = _tools()
     kp, des = orb.detectAndCompute(g, None)
     if len(kp) < MIN_KEYPOINTS:
         kp, des = orb_low.detectAndCompute(g, None)
@@ -286,11 +288,11 @@ class Query:
 
     @property
     def plain(self) -> list[tuple[np.ndarray, np.ndarray]]:
-        return [self.detect(v) for v in range(len(self.views))]
+        return thread_map(self.detect, range(len(self.views)))
 
     @property
     def equalised(self) -> list[tuple[np.ndarray, np.ndarray]]:
-        return [self.detect(v, True) for v in range(len(self.views))]
+        return thread_map(lambda v: self.detect(v, True), range(len(self.views)))
 
 
 class LocalIndex:
@@ -348,8 +350,8 @@ class LocalIndex:
         if not works:
             return []
         small = [(flip, _shrink(q), q.shape) for flip, q in views]
-        fits = sorted(((_template_fit(self.features[c], small), c) for c in works[:TEMPLATE_K]),
-                      key=lambda t: -t[0][0])
+        fits = sorted(zip(thread_map(lambda c: _template_fit(self.features[c], small), works[:TEMPLATE_K]),
+                          works[:TEMPLATE_K]), key=lambda t: -t[0][0])
         (ncc, hyp, detail), c = fits[0]
         # The runner-up the best must stand out from is another picture: a registered edit of the same work (its
         # whole thumbnail correlates >= FAMILY_NCC with the best's) fits a copy as well and says nothing against it.
@@ -370,21 +372,33 @@ class LocalIndex:
         return found
 
     def _pass(self, views, detected, index, owner, eq: bool) -> tuple[list[LocalMatch], list]:
+        """One pass (plain or equalised keypoints): each view's descriptors vote for their nearest work's, and the
+        TOP_K (work, view) pairs with most votes are verified. The views' searches and the verifications run on a
+        thread each where this process has a core to spare (`_parallel.thread_map`: faiss and OpenCV release the
+        GIL); the answer is the one they give in turn."""
+        def search(des):
+            return index.search(des, 1) if len(des) else None
+
         candidates = []
-        for v, (_, des) in enumerate(detected):
-            if len(des) == 0:
+        for v, found in enumerate(thread_map(search, [des for _, des in detected])):
+            if found is None:
                 continue
-            dist, nn = index.search(des, 1)
+            dist, nn = found
             ok = (dist[:, 0] < VOTE_MAX_DISTANCE) & (nn[:, 0] >= 0)
             votes = np.bincount(owner[nn[ok, 0]], minlength=len(self.features))
             candidates += [(int(votes[c]), v, int(c)) for c in np.argsort(-votes)[:TOP_K] if votes[c] >= 2]
-        verified: dict[int, LocalMatch] = {}
-        for _, v, c in sorted(candidates, reverse=True)[:TOP_K]:
+        chosen = sorted(candidates, reverse=True)[:TOP_K]
+
+        def verify(candidate):
+            _, v, c = candidate
             (flip, q), (qxy, qdes) = views[v], detected[v]
             work = self.features[c]
             # The equalised pass matches equalised keypoints; the pixel check always compares plain grey pixels.
             wxy, wdes = (work.eq_xy, work.eq_descriptors) if eq else (work.xy, work.descriptors)
-            m = self._verify(q, qxy, qdes, work, flip, wxy, wdes)
+            return self._verify(q, qxy, qdes, work, flip, wxy, wdes)
+
+        verified: dict[int, LocalMatch] = {}
+        for (_, _, c), m in zip(chosen, thread_map(verify, chosen)):
             if m is None:
                 continue
             m, other = LocalMatch(c, *m), verified.get(c)
@@ -414,7 +428,7 @@ class LocalIndex:
     def _verify(q, qxy, qdes, work: Features, flip: bool, wxy, wdes) -> tuple[int, Geometry] | None:
         if len(wdes) < 2 or len(qdes) < 2:
             return None
-        good = [m[0] for m in _bf.knnMatch(qdes, wdes, k=2)
+        good = [m[0] for m in _tools()[3].knnMatch(qdes, wdes, k=2)
                 if len(m) == 2 and m[0].distance < RATIO * m[1].distance]
         if len(good) < 5:
             return None

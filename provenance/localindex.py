@@ -52,7 +52,7 @@ import cv2
 import numpy as np
 
 from . import local
-from ._parallel import executor, threads
+from ._parallel import thread_map
 from .errors import UsageError
 from .index import intact, sha256_of
 
@@ -362,9 +362,7 @@ class WordIndex:
         """The SHORTLIST best of `ranked(item)` over the items (views), each work at its best. The views are
         independent passes over the lists, in compiled code (and OpenCV) that releases the GIL: one thread each
         where this process has a core to spare (`_parallel.threads`: not in a scan's worker processes)."""
-        items = list(items)
-        count = min(len(items), threads())
-        per_view = list(executor(count).map(ranked, items)) if count > 1 else [ranked(v) for v in items]
+        per_view = thread_map(ranked, items)
         best: dict[int, tuple[int, float]] = {}
         for found in per_view:
             for c, v in found:

@@ -363,3 +363,40 @@ def test_views_detected_on_threads_of_their_own_find_what_one_thread_finds(works
                         assert len(got[0]) > 100
                         np.testing.assert_array_equal(got[0], exp[0])
                         np.testing.assert_array_equal(got[1], exp[1])
+
+
+def test_a_querys_searches_verifications_and_template_fits_run_on_threads_with_one_threads_answer(
+        example_index, works_dir, monkeypatch):
+    """Where the process has a core to spare, the views' descriptor searches, the candidates' verifications and the
+    candidate works' template fits run on a thread each; the answer is the one a single thread gives. Copies: a
+    captioned crop, a mirrored one, and two unrelated smooth pictures (which reach the template search)."""
+    import threading
+
+    from provenance import _parallel
+
+    names, index = example_index
+    ran_on: dict[str, set] = {"_verify": set(), "_template_fit": set()}
+    for name in ran_on:
+        def recorded(*args, _name=name, _f=getattr(local, name) if name == "_template_fit" else
+                     local.LocalIndex._verify):
+            ran_on[_name].add(threading.current_thread().name)
+            return _f(*args)
+        if name == "_template_fit":
+            monkeypatch.setattr(local, name, recorded)
+        else:
+            monkeypatch.setattr(local.LocalIndex, name, staticmethod(recorded))
+    copies = [_barred(works_dir, "brush-abstract.jpg"),
+              np.ascontiguousarray(_barred(works_dir, "flow-field.png")[:, ::-1]), _shaded("waves"),
+              _jpeg_centre(_shaded("blobs"))]
+
+    def answers():
+        return [[(m.position, m.inliers, m.method, m.geometry.flip, round(m.geometry.ncc, 6))
+                 for m in index.match(local.Query(c))] for c in copies]
+
+    monkeypatch.setattr(_parallel, "threads", lambda: 1)
+    alone = answers()
+    assert all(names == {threading.current_thread().name} for names in ran_on.values())
+    assert alone[0] and alone[1] and alone[1][0][3] and not alone[2] and not alone[3]
+    monkeypatch.setattr(_parallel, "threads", lambda: 2)
+    assert answers() == alone
+    assert all(any(n.startswith("provenance-pool") for n in names) for names in ran_on.values())

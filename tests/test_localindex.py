@@ -165,9 +165,9 @@ def test_the_two_views_of_a_copy_are_detected_and_ranked_on_two_threads_with_the
     for im, _ in copies(works_dir).values():
         v = localindex.views(local.Query(np.asarray(im)))
         assert len(v) == 2  # the copy and its mirror
-        monkeypatch.setattr(localindex, "threads", lambda: 1)
+        monkeypatch.setattr(_parallel, "threads", lambda: 1)
         alone, found = bounded.shortlist(v), [(w, m.inliers) for w, m in bounded.query(np.asarray(im))]
-        monkeypatch.setattr(localindex, "threads", lambda: 2)
+        monkeypatch.setattr(_parallel, "threads", lambda: 2)
         assert bounded.shortlist(v) == alone and alone
         assert [(w, m.inliers) for w, m in bounded.query(np.asarray(im))] == found and found  # detected there too
         q = local.Query(np.asarray(im))
