@@ -103,7 +103,8 @@ QUERY_WORDS = 2
 #: word scores only); at least RERANK_MIN (`rerank`). A copy's own work is outscored by chance works in proportion to
 #: the registry, so the re-rank grows with it. 1,000 copies of 250 works and 250 unrelated images
 #: (scripts/experiments/local_stage.py SOURCES=250 UNRELATED=250) at 100k works: re-ranking 6,000 / 1,000 / 500
-#: found 996 / 996 / 994 of the exact index's 998 in 31.5 / 21.1 / 19.2 ms p50 (fingerprint excluded).
+#: found 996 / 996 / 994 of the exact index's 998 in 31.5 / 21.1 / 19.2 ms p50 (fingerprint excluded); at 10k
+#: 6,000 / 1,000: 996 / 996 in 27.0 / 20.5 ms.
 #: GEOMETRY_*: its parameters, in units of 1/255 of an image's long side (see _words_kernel.geometry).
 #: benchmarks/scale.py at 1 M works (240 planted copies; exact index over the real works: 221 found): word scores
 #: only, the right work shortlisted / found 226 / 205, ~100 ms per query; re-ranking the best 500 / 1,000 / 2,000 /
