@@ -377,6 +377,9 @@ class LocalIndex:
         thread each where this process has a core to spare (`_parallel.thread_map`: faiss and OpenCV release the
         GIL); the answer is the one they give in turn."""
         def search(des):
+            import faiss
+
+            faiss.omp_set_num_threads(1)  # OpenMP's setting is the calling thread's: one each, as on this one
             return index.search(des, 1) if len(des) else None
 
         candidates = []

@@ -385,6 +385,20 @@ def test_a_querys_searches_verifications_and_template_fits_run_on_threads_with_o
             monkeypatch.setattr(local, name, recorded)
         else:
             monkeypatch.setattr(local.LocalIndex, name, staticmethod(recorded))
+    searched_with = set()  # (thread, OpenMP threads) of each descriptor search
+
+    class Recorded:
+        def __init__(self, faiss_index):
+            self.faiss_index = faiss_index
+
+        def search(self, des, k):
+            import faiss
+
+            searched_with.add((threading.current_thread().name, faiss.omp_get_max_threads()))
+            return self.faiss_index.search(des, k)
+
+    monkeypatch.setattr(index, "index", Recorded(index.index))
+    monkeypatch.setattr(index, "eq_index", Recorded(index.eq_index))
     copies = [_barred(works_dir, "brush-abstract.jpg"),
               np.ascontiguousarray(_barred(works_dir, "flow-field.png")[:, ::-1]), _shaded("waves"),
               _jpeg_centre(_shaded("blobs"))]
@@ -400,3 +414,5 @@ def test_a_querys_searches_verifications_and_template_fits_run_on_threads_with_o
     monkeypatch.setattr(_parallel, "threads", lambda: 2)
     assert answers() == alone
     assert all(any(n.startswith("provenance-pool") for n in names) for names in ran_on.values())
+    # OpenMP's thread count is each thread's own: a pool thread's search must not start a team of its own
+    assert any(n.startswith("provenance-pool") for n, _ in searched_with) and {k for _, k in searched_with} == {1}
