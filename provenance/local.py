@@ -288,11 +288,17 @@ class Query:
 
     @property
     def plain(self) -> list[tuple[np.ndarray, np.ndarray]]:
-        return thread_map(self.detect, range(len(self.views)))
+        return self._every_view(False)
 
     @property
     def equalised(self) -> list[tuple[np.ndarray, np.ndarray]]:
-        return thread_map(lambda v: self.detect(v, True), range(len(self.views)))
+        return self._every_view(True)
+
+    def _every_view(self, equalised: bool) -> list[tuple[np.ndarray, np.ndarray]]:
+        """`detect` of every view: those not detected yet on a thread each (`_parallel.thread_map`)."""
+        views = range(len(self.views))
+        thread_map(lambda v: self.detect(v, equalised), [v for v in views if (v, equalised) not in self._found])
+        return [self._found[v, equalised] for v in views]
 
 
 class LocalIndex:
@@ -350,8 +356,9 @@ class LocalIndex:
         if not works:
             return []
         small = [(flip, _shrink(q), q.shape) for flip, q in views]
-        fits = sorted(zip(thread_map(lambda c: _template_fit(self.features[c], small), works[:TEMPLATE_K]),
-                          works[:TEMPLATE_K]), key=lambda t: -t[0][0])
+        top = works[:TEMPLATE_K]
+        fits = sorted(zip(thread_map(lambda c: _template_fit(self.features[c], small), top), top),
+                      key=lambda t: -t[0][0])
         (ncc, hyp, detail), c = fits[0]
         # The runner-up the best must stand out from is another picture: a registered edit of the same work (its
         # whole thumbnail correlates >= FAMILY_NCC with the best's) fits a copy as well and says nothing against it.

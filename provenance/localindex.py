@@ -394,14 +394,15 @@ class WordIndex:
         scores = np.zeros(len(self), np.float32)
         vote(offsets, low, b, w, weights, scores)
         vote(delta_offsets, delta_rows, 1, w, weights, scores)
-        keep = max(rerank(len(self)), SHORTLIST)
+        depth = rerank(len(self))
+        keep = max(depth, SHORTLIST)
         cand, s = best_rows(scores, self.inv_norm, keep)
         s /= np.sqrt(weights.sum())
         if len(cand) > keep:
             top = np.argpartition(-s, keep - 1)[:keep]
             cand, s = cand[top], s[top]
         g, n_of = np.zeros(len(cand), np.int32), np.zeros(len(cand), np.int32)
-        if rerank(len(self)):
+        if depth:
             first, count, at = by_word(qw, np.repeat(units(xy, shape), QUERY_WORDS, axis=0))
             count[self.unplaced] = 0  # stop words: too common to say where anything is
             slot = np.full(len(self), -1, np.int32)  # a candidate's place among the re-ranked
