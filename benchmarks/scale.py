@@ -315,8 +315,10 @@ def _bulk_local(ledger: Ledger, real: dict[int, bytes], first_id: int, count: in
                     des[j, q * part:(q + 1) * part] = every[i][pick]
                     xy[j, q * part:(q + 1) * part] = every_xy[i][pick] / 2 + quadrant[q]
                 size[j] = 4 * part
-        des ^= masks[rng.integers(0, len(masks), (n, k_few))]
-        w = localindex.words(des.reshape(-1, 32)).reshape(n, k_few)
+        flips = rng.integers(0, len(masks), (n, k_few))  # drawn for every slot: the same works at any size
+        used = np.arange(k_few) < size[:, None]  # most works fill k of the k_few slots: only those are worded
+        w = np.zeros((n, k_few), np.int32)
+        w[used] = localindex.words(des[used] ^ masks[flips[used]])
         xy = xy.round().clip(0, 255).astype(np.uint8)
         lists, xys = [], []
         for row, row_xy, m_j in zip(w, xy, size):
