@@ -28,6 +28,7 @@ from __future__ import annotations
 import struct
 import threading
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import cv2
 import numpy as np
@@ -117,20 +118,28 @@ cv2.setNumThreads(1)  # we parallelise over images and views, not inside one
 _per_thread = threading.local()  # OpenCV's detector, CLAHE and matcher objects keep working buffers: a set per thread
 
 
-def _tools() -> tuple:
-    """This thread's (ORB, ORB with the low FAST threshold, CLAHE, Hamming brute-force matcher)."""
+class _Tools(NamedTuple):
+    orb: cv2.ORB
+    orb_low: cv2.ORB  # the low FAST threshold, for images with few corners
+    clahe: cv2.CLAHE
+    matcher: cv2.BFMatcher  # Hamming, brute force
+
+
+def _tools() -> _Tools:
+    """This thread's detectors, CLAHE and matcher."""
     tools = getattr(_per_thread, "tools", None)
     if tools is None:
-        tools = _per_thread.tools = (cv2.ORB_create(nfeatures=N_FEATURES, fastThreshold=FAST_THRESHOLD),
-                                     cv2.ORB_create(nfeatures=N_FEATURES, fastThreshold=FAST_FALLBACK),
-                                     cv2.createCLAHE(clipLimit=CLAHE_CLIP, tileGridSize=(CLAHE_TILE, CLAHE_TILE)),
-                                     cv2.BFMatcher(cv2.NORM_HAMMING))
+        tools = _per_thread.tools = _Tools(cv2.ORB_create(nfeatures=N_FEATURES, fastThreshold=FAST_THRESHOLD),
+                                           cv2.ORB_create(nfeatures=N_FEATURES, fastThreshold=FAST_FALLBACK),
+                                           cv2.createCLAHE(clipLimit=CLAHE_CLIP,
+                                                           tileGridSize=(CLAHE_TILE, CLAHE_TILE)),
+                                           cv2.BFMatcher(cv2.NORM_HAMMING))
     return tools
 
 
 def equalise(g: np.ndarray) -> np.ndarray:
     """The CLAHE-equalised grey image (low-contrast, recompressed art)."""
-    return _tools()[2].apply(g)
+    return _tools().clahe.apply(g)
 
 
 @dataclass(frozen=True)
@@ -184,10 +193,10 @@ def _prepare(image) -> np.ndarray:
 
 
 def _detect(g: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    orb, orb_low, *_ = _tools()
-    kp, des = orb.detectAndCompute(g, None)
+    tools = _tools()
+    kp, des = tools.orb.detectAndCompute(g, None)
     if len(kp) < MIN_KEYPOINTS:
-        kp, des = orb_low.detectAndCompute(g, None)
+        kp, des = tools.orb_low.detectAndCompute(g, None)
     if des is None or not kp:
         return np.zeros((0, 2), np.float32), np.zeros((0, 32), np.uint8)
     return np.array([k.pt for k in kp], np.float32), des
@@ -438,7 +447,7 @@ class LocalIndex:
     def _verify(q, qxy, qdes, work: Features, flip: bool, wxy, wdes) -> tuple[int, Geometry] | None:
         if len(wdes) < 2 or len(qdes) < 2:
             return None
-        good = [m[0] for m in _tools()[3].knnMatch(qdes, wdes, k=2)
+        good = [m[0] for m in _tools().matcher.knnMatch(qdes, wdes, k=2)
                 if len(m) == 2 and m[0].distance < RATIO * m[1].distance]
         if len(good) < 5:
             return None
