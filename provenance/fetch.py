@@ -7,6 +7,7 @@ is honoured by default. Every failure is a FetchError whose message is one line,
 """
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections import deque
@@ -21,15 +22,16 @@ from urllib.parse import urljoin, urldefrag
 from protego import Protego
 
 from . import _http
-from .errors import FetchError
+from .errors import FetchError, UsageError
 
 try:
     __version__ = version("provenance")
 except PackageNotFoundError:  # running from a source tree that was never installed
     __version__ = "0"
 
-#: Where the User-Agent points site owners who want to know who is fetching. Set to the project's real home.
-PROJECT_URL = "https://github.com/provenance/provenance"
+#: A contact for the owners of the sites a scan fetches from (a URL or an e-mail address), added to the User-Agent:
+#: a registry or platform scanning at volume should set it, so that a site owner can reach it instead of blocking it.
+CONTACT_ENV = "PROVENANCE_CONTACT"
 ROBOTS_MAX_BYTES = 512 * 1024  # RFC 9309: crawlers must parse at least 500 KiB
 MAX_CRAWL_DELAY = 10.0  # a robots.txt Crawl-delay is honoured up to this many seconds
 KINDS = ("image", "page", "any")
@@ -64,6 +66,15 @@ def _is_page_type(ct: str) -> bool:
             or ct.endswith(("+xml", "+json")))
 
 
+def user_agent(contact: str | None = None) -> str:
+    """provenance/VERSION (copy detection for artists), with `contact` (default: $PROVENANCE_CONTACT) after a +."""
+    contact = " ".join((os.environ.get(CONTACT_ENV, "") if contact is None else contact).split())
+    if not contact.isascii() or not contact.isprintable():
+        raise UsageError(f"{CONTACT_ENV}={contact!r} cannot go in an HTTP header",
+                         hint="use printable ASCII: a URL or an e-mail address")
+    return f"provenance/{__version__} ({f'+{contact}; ' if contact else ''}copy detection for artists)"
+
+
 @dataclass(frozen=True)
 class FetchPolicy:
     """How politely and defensively to fetch. Times in seconds; deadline is the total per request."""
@@ -77,7 +88,7 @@ class FetchPolicy:
     per_host_interval: float = 0.5  # seconds between the starts of two requests to one host
     concurrency: int = 8
     per_host_concurrency: int = 2
-    user_agent: str = f"provenance/{__version__} (+{PROJECT_URL}; copy detection for artists)"
+    user_agent: str = field(default_factory=user_agent)
     respect_robots: bool = True
     allow_private: bool = False
 
@@ -158,8 +169,8 @@ class _Hosts:
 class Fetcher:
     """Fetches URLs under one FetchPolicy. Thread-safe; share one per scan (robots.txt and host turns are shared)."""
 
-    def __init__(self, policy: FetchPolicy = FetchPolicy()):
-        self.policy = policy
+    def __init__(self, policy: FetchPolicy | None = None):
+        self.policy = policy = policy or FetchPolicy()
         self._hosts = _Hosts(policy.per_host_concurrency, policy.per_host_interval)
         self._slots = threading.BoundedSemaphore(max(1, policy.concurrency))
         self._robots: dict[str, Protego | str | None] = {}

@@ -8,8 +8,8 @@ import pytest
 from httpserver import JPEG, loopback_is_public, no_outside_network, server  # noqa: F401
 
 from provenance import _http
-from provenance.errors import FetchError, ProvenanceError
-from provenance.fetch import Fetcher, FetchPolicy, Response, check_url
+from provenance.errors import FetchError, ProvenanceError, UsageError
+from provenance.fetch import CONTACT_ENV, Fetcher, FetchPolicy, Response, check_url
 
 LOCAL = FetchPolicy(allow_private=True, per_host_interval=0.0)  # as a user testing with --allow-private
 
@@ -38,6 +38,23 @@ def test_fetches_an_image(server, fetcher):
     sent = server.hits("/feed/post_02.jpg")[-1].headers
     assert sent["User-Agent"].startswith("provenance/") and "copy detection for artists" in sent["User-Agent"]
     assert sent["Host"] == f"127.0.0.1:{server.port}"
+
+
+def test_the_user_agent_names_the_operators_contact_when_one_is_set(server, monkeypatch):
+    monkeypatch.delenv(CONTACT_ENV, raising=False)
+    assert re.fullmatch(r"provenance/\S+ \(copy detection for artists\)", FetchPolicy().user_agent)
+    monkeypatch.setenv(CONTACT_ENV, "  mailto:scans@registry.example\r\n ")
+    with Fetcher(FetchPolicy(allow_private=True, per_host_interval=0.0)) as f:
+        f.get(server.url("/feed/post_01.jpg"))
+    sent = server.hits("/feed/post_01.jpg")[-1].headers["User-Agent"]
+    assert re.fullmatch(r"provenance/\S+ \(\+mailto:scans@registry\.example; copy detection for artists\)", sent)
+
+
+@pytest.mark.parametrize("contact", ["scans@régistre.example", "ops\x7f@example.org"])
+def test_a_contact_that_cannot_go_in_a_header_is_refused_by_name(monkeypatch, contact):
+    monkeypatch.setenv(CONTACT_ENV, contact)
+    with pytest.raises(UsageError, match=f"^{CONTACT_ENV}=.* cannot go in an HTTP header$"):
+        FetchPolicy()
 
 
 def test_fetch_error_is_a_provenance_error_with_url_and_reason(server, fetcher):
