@@ -6,7 +6,7 @@
 per view at this N, up to 1 M works); STABLE=PICKLE picks
 the real works' indexed keypoints by their stability (scripts/experiments/stable_keypoints.py wrote PICKLE; it
 patches localindex.spread, so on a ledger of orb/4 blobs it reaches only the equalised keypoints: use PICK=table);
-PICK=rare|nostop with WEIGHTS=NPY: scripts/experiments/patch_rare.py; QUERY_FEATURES=N: the shortlist votes with N keypoints per view of the copy (verification keeps its 500); SOURCES=N:
+PICK=rare|nostop with WEIGHTS=NPY: scripts/experiments/patch_rare.py; QUERY_FEATURES=N: the shortlist votes with N keypoints per view of the copy, detected again inside the timed query (verification keeps its 500); SOURCES=N:
 N works copied instead of 60; FEW_WORDS=T:K: sets localindex.FEW_FOUND, FEW_PLAIN (a real work with fewer than T
 keypoints found again is indexed by K plain ones; the derived works keep PER_WORK's; 0:0 turns it off);
 UNRELATED=N: unrelated images instead of 60 (scale.py --planted N: N)."""
@@ -55,10 +55,10 @@ blobs = led.local_features(*local.READABLE)
 if os.environ.get("QUERY_FEATURES"):  # the shortlist votes with this many keypoints per view (verification: 500)
     import cv2  # noqa: E402
     more = int(os.environ["QUERY_FEATURES"])
-    orbs = (cv2.ORB_create(nfeatures=more, fastThreshold=local.FAST_THRESHOLD),
-            cv2.ORB_create(nfeatures=more, fastThreshold=local.FAST_FALLBACK))
 
-    def detect(g):
+    def detect(g):  # detectors per call: the views run on threads
+        orbs = (cv2.ORB_create(nfeatures=more, fastThreshold=local.FAST_THRESHOLD),
+                cv2.ORB_create(nfeatures=more, fastThreshold=local.FAST_FALLBACK))
         kp, des = orbs[0].detectAndCompute(g, None)
         if len(kp) < local.MIN_KEYPOINTS:
             kp, des = orbs[1].detectAndCompute(g, None)
@@ -66,13 +66,11 @@ if os.environ.get("QUERY_FEATURES"):  # the shortlist votes with this many keypo
             return scale.np.zeros((0, 2), scale.np.float32), scale.np.zeros((0, 32), scale.np.uint8)
         return scale.np.array([k.pt for k in kp], scale.np.float32), des
 
-    def views(q):
-        out = []
-        for _, img in q.views:
-            (a, da), (b, db) = detect(img), detect(local.equalise(img))
-            out.append((scale.np.concatenate([da, db]), scale.np.concatenate([a, b]), img.shape))
-        return out
-    localindex.views = views
+    def view(q, v):  # WordIndex.match ranks each view through localindex.view (localindex.views calls it too)
+        img = q.views[v][1]
+        (a, da), (b, db) = detect(img), detect(local.equalise(img))
+        return scale.np.concatenate([da, db]), scale.np.concatenate([a, b]), img.shape
+    localindex.view = view
 for rerank in os.environ.get("RERANK", str(localindex.rerank(n))).split():
     localindex.RERANK = localindex.RERANK_MIN = int(rerank)
     print(f"RERANK={rerank}", scale._local_stage(led, blobs, len(real), lq, id_of), flush=True)
