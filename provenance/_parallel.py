@@ -18,6 +18,7 @@ def default_workers() -> int:
 
 _in_pool = False  # set in imap's worker processes: the batch already keeps every core busy
 _executors: dict[tuple[int, int], ThreadPoolExecutor] = {}  # (pid, threads): a forked child has no parent threads
+_POOL_THREAD = "provenance-pool"  # the executors' thread names start with it: thread_map runs in place there
 
 
 def threads() -> int:
@@ -31,9 +32,6 @@ def executor(count: int) -> ThreadPoolExecutor:
     if key not in _executors:
         _executors[key] = ThreadPoolExecutor(count, thread_name_prefix=_POOL_THREAD)
     return _executors[key]
-
-
-_POOL_THREAD = "provenance-pool"
 
 
 def thread_map(func: Callable[[T], R], items: Iterable[T]) -> list[R]:
