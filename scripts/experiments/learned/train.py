@@ -1,6 +1,7 @@
 """Train the small copy-detection descriptor on 2 CPU cores.
 
-    train.py WORK MINUTES [OUT=WORK/model.pt]     (STORY=P: that share of the copies on a tall story canvas)
+    train.py WORK MINUTES [OUT=WORK/model.pt]     (STORY=P: that share of the copies on a tall story canvas;
+                                                  INIT=MODEL.pt: go on from it; LR: peak rate, 2e-3)
 
 Asymmetric InfoNCE (temperature 0.05) between a work's plain view and a strongly attacked view of it, 128 works a
 batch, plus SSCD's KoLeo term on the works' vectors (weight 0.05); AdamW 2e-3, cosine over the time budget. The
@@ -145,8 +146,11 @@ def mild(idx):
 
 
 net = Net()
+if os.environ.get("INIT"):
+    net.load_state_dict(torch.load(os.environ["INIT"]))
+LR = float(os.environ.get("LR", "2e-3"))
 print(sum(p.numel() for p in net.parameters()), "parameters", file=sys.stderr)
-opt = torch.optim.AdamW(net.parameters(), lr=2e-3, weight_decay=1e-4)
+opt = torch.optim.AdamW(net.parameters(), lr=LR, weight_decay=1e-4)
 T = 0.05
 t0 = time.time(); step = 0; budget = MINUTES * 60
 est_steps = None
@@ -156,7 +160,7 @@ while True:
         break
     frac = el / budget
     for g in opt.param_groups:
-        g["lr"] = 2e-3 * (min(1.0, step / 100) * 0.5 * (1 + math.cos(math.pi * frac)))
+        g["lr"] = LR * (min(1.0, step / 100) * 0.5 * (1 + math.cos(math.pi * frac)))
     idx = torch.from_numpy(rng.choice(N, B, replace=False))
     a, b = mild(idx), attack(idx)
     net.train()
