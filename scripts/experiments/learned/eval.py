@@ -5,10 +5,9 @@
 
 Per attack: recall at the threshold where at most 0.1 % of the distractors match any work (as benchmarks/detection.py
 scores a matcher) / top-1; then the true work's rank among the dev works plus every extra registered work
-(scale.py's real works, WORK/gallery.npy, the training images); then an extrapolation to 1 M works: a copy's share
-of the extra works scoring above its true work, times 1 M (an estimate, not a measurement)."""
-import glob, json, os, sys, time
-from collections import defaultdict
+(scale.py's real works, WORK/gallery.npy, the training images); then how many of those extra works score above each
+copy's true work, the figure to extrapolate to 1 M works from (an estimate, not a measurement)."""
+import glob, json, os, pickle, sys, time
 import numpy as np
 import torch
 from common import Net, plain_view, to_source, load_image
@@ -58,42 +57,39 @@ qwork, qatt = d["qwork"], d["qattack"]
 S = (Q @ W.T).max(1)  # (q, works): best over the query's views
 SX = (Q @ X.T).max(1)
 dis = np.array([w == "" for w in qwork])
-for label, gallery in (("dev works", S), ("dev works + 2,000 procedural", np.concatenate([S, SX], 1))):
+copies = np.where(~dis)[0]
+true = np.array([widx[w] for w in qwork[copies]])  # each copy's work, a column of S
+for label, gallery in (("dev works", S), (f"dev works + {len(X)} procedural", np.concatenate([S, SX], 1))):
     best_d = gallery[dis].max(1)
     k = int(0.001 * dis.sum())
     thr = np.sort(best_d)[::-1][k]  # match: sim > thr
-    per = defaultdict(lambda: [0, 0, 0])
-    for i in np.where(~dis)[0]:
-        j = widx[qwork[i]]
-        row = gallery[i]
-        per[qatt[i]][0] += 1
-        per[qatt[i]][1] += row[j] > thr
-        per[qatt[i]][2] += row[j] >= row.max()
-    tot = [sum(v[i] for v in per.values()) for i in range(3)]
-    print(f"{label}: threshold {thr:.3f} (distractor max sims p50 {np.median(best_d):.3f}); all {tot[1]}/{tot[0]} "
-          f"= {tot[1] / tot[0]:.3f}, top-1 {tot[2] / tot[0]:.3f}")
-    print("   " + "  ".join(f"{a} {v[1] / v[0]:.2f}/{v[2] / v[0]:.2f}" for a, v in sorted(per.items())))
+    own = gallery[copies, true]
+    found, top = own > thr, own >= gallery[copies].max(1)
+    print(f"{label}: threshold {thr:.3f} (distractor max sims p50 {np.median(best_d):.3f}); all {found.sum()}/"
+          f"{len(copies)} = {found.mean():.3f}, top-1 {top.mean():.3f}")
+    print("   " + "  ".join(f"{a} {found[qatt[copies] == a].mean():.2f}/{top[qatt[copies] == a].mean():.2f}"
+                             for a in sorted(set(qatt[copies]))))
 G = embed(np.load(f"{WORK}/gallery.npy"))[:, 0] if os.path.exists(f"{WORK}/gallery.npy") else X[:0]
-import pickle
-T = embed(np.stack([to_source(a)[0] for a in pickle.load(open(f"{WORK}/train.pkl", "rb"))]))[:, 0] if os.environ.get("TRAIN_GALLERY") else X[:0]
+T = embed(np.stack([to_source(a)[0] for a in pickle.load(open(f"{WORK}/train.pkl", "rb"))]))[:, 0] \
+    if os.environ.get("TRAIN_GALLERY") else X[:0]
 big = np.concatenate([S, SX, (Q @ G.T).max(1), (Q @ T.T).max(1)], 1)
+own = big[copies, true][:, None]
+dev_above = (big[copies, :S.shape[1]] > own).sum(1)
+extra_above = (big[copies, S.shape[1]:] > own).sum(1)  # the extra (non-dev) works scoring above the copy's own
+rank = dev_above + extra_above + 1
+attacks = sorted(set(qatt[copies]))
+
+
+def per_attack(ok):
+    return f"all {ok.mean():.3f}  " + "  ".join(f"{a} {ok[qatt[copies] == a].mean():.2f}" for a in attacks)
+
+
 print(f"rank of the true work among {big.shape[1]} works (dev + {len(X)} + {len(G)} procedural + {len(T)} training):")
-per = defaultdict(list)
-for i in np.where(~dis)[0]:
-    j = widx[qwork[i]]
-    per[qatt[i]].append(int((big[i] > big[i, j]).sum()) + 1)
 for K in (1, 10, 40):
-    print(f"   within {K:>2}: all {np.mean([r <= K for v in per.values() for r in v]):.3f}  " + "  ".join(f"{a} {np.mean(np.array(v) <= K):.2f}" for a, v in sorted(per.items())))
+    print(f"   within {K:>2}: " + per_attack(rank <= K))
 print(f"embedding {dt * 1000:.2f} ms per image (batched, {torch.get_num_threads()} threads)")
-# Towards a registry of 1 M: how many of the extra (non-dev) works score above each copy's true work. With N extra
-# works, c above means ~c x 1 M / N above at 1 M if the extra works were like a 1 M registry's (they are easier:
-# procedural pictures; the training images as works, TRAIN_GALLERY=1, are harder).
+# Towards a registry of 1 M: with N extra works, c above means ~c x 1 M / N above at 1 M if the extra works were like
+# a 1 M registry's (they are easier: procedural pictures; the training images as works, TRAIN_GALLERY=1, are harder).
 ng = big.shape[1] - S.shape[1]
-above = defaultdict(list)
-for i in np.where(~dis)[0]:
-    j = widx[qwork[i]]
-    above[qatt[i]].append(int((big[i, S.shape[1]:] > big[i, j]).sum()))
 for c in (0, 1, 4):
-    print(f"   at most {c} of {ng} extra works above (~{c * 1_000_000 // max(ng, 1)} at 1 M): "
-          f"all {np.mean([r <= c for v in above.values() for r in v]):.3f}  "
-          + "  ".join(f"{a} {np.mean(np.array(v) <= c):.2f}" for a, v in sorted(above.items())))
+    print(f"   at most {c} of {ng} extra works above (~{c * 1_000_000 // max(ng, 1)} at 1 M): " + per_attack(extra_above <= c))

@@ -38,7 +38,7 @@ def overlay_bank(n=400):
     """RGBA overlays at SIDE x SIDE: captions, watermarks, bars, stickers."""
     bank = []
     r = random.Random(3)
-    for i in range(n):
+    for _ in range(n):
         im = Image.new("RGBA", (SIDE, SIDE), (0, 0, 0, 0))
         d = ImageDraw.Draw(im)
         kind = r.random()
@@ -141,19 +141,15 @@ def attack(idx: torch.Tensor) -> torch.Tensor:
     return x.clamp(0, 1)
 
 
-def mild(idx):
-    return plain_view(SRC[idx])
-
-
 net = Net()
 if os.environ.get("INIT"):
     net.load_state_dict(torch.load(os.environ["INIT"]))
 LR = float(os.environ.get("LR", "2e-3"))
 print(sum(p.numel() for p in net.parameters()), "parameters", file=sys.stderr)
+net.train()
 opt = torch.optim.AdamW(net.parameters(), lr=LR, weight_decay=1e-4)
 T = 0.05
 t0 = time.time(); step = 0; budget = MINUTES * 60
-est_steps = None
 while True:
     el = time.time() - t0
     if el > budget:
@@ -162,8 +158,7 @@ while True:
     for g in opt.param_groups:
         g["lr"] = LR * (min(1.0, step / 100) * 0.5 * (1 + math.cos(math.pi * frac)))
     idx = torch.from_numpy(rng.choice(N, B, replace=False))
-    a, b = mild(idx), attack(idx)
-    net.train()
+    a, b = plain_view(SRC[idx]), attack(idx)
     z = net(torch.cat([a, b]))
     za, zb = z[:B], z[B:]
     logits = za @ zb.T / T
