@@ -14,7 +14,7 @@ import numpy as np
 import pdqhash
 from PIL import Image, ImageOps
 
-from . import local
+from . import learned, local
 from .imaging import Decoded, decode, trim_borders
 
 #: The eight dihedral transforms, in the order pdqhash.compute_dihedral returns them. Each name says what was
@@ -47,7 +47,10 @@ PHASH = "phash/1"  # imagehash.phash (8x8 DCT of a 32x32 grey Lanczos thumbnail 
 DHASH = "dhash/1"  # imagehash.dhash (horizontal gradient, 9x8 grey thumbnail of the working image)
 PDQEQ = "pdqeq/1"  # PDQ of the histogram-equalised grey image (long side 256); quality 0 for blank images
 ORB = local.ALGORITHM  # ORB keypoints + thumbnail of the working image; stored as a blob, its SHA-256 as value
-ALGORITHMS = (SHA256, PDQ, PHASH, DHASH, PDQEQ, ORB)
+#: The learned descriptor of the working image (`learned`): 128 signed bytes as hex. Stored at registration only: a
+#: copy's vectors (in several views) are computed by the local stage when it searches by them.
+LEARNED = learned.ALGORITHM
+ALGORITHMS = (SHA256, PDQ, PHASH, DHASH, PDQEQ, ORB, LEARNED)
 BITS = {PDQ: 256, PHASH: 64, DHASH: 64, SHA256: 256, PDQEQ: 256}
 #: Below this grey-level standard deviation an image is blank: equalising it would only amplify noise.
 BLANK_STD = 3.0
@@ -184,8 +187,8 @@ def fingerprint_decoded(data: bytes, decoded: Decoded, *, variants: bool = False
     """Fingerprints of already-decoded bytes, local features included.
 
     With `variants` (the query side), also the dihedral variants, and those of the picture inside a uniform
-    frame when there is one. `local_features=False` skips the ORB blob (the matcher extracts its own when
-    it needs it, from the image and its mirror).
+    frame when there is one. `local_features=False` skips the ORB blob and the learned vector, which only
+    registration stores (the matcher computes its own when it needs them, from the image and its mirror).
     """
     im = decoded.image
     inner = None
@@ -204,6 +207,7 @@ def fingerprint_decoded(data: bytes, decoded: Decoded, *, variants: bool = False
         pdq_vars, ph_vars, eq_vars = (), (), ()
     digest = sha256_bytes(data)
     blob = local.encode(local.extract(im)) if local_features else None
+    vector = learned.to_hex(learned.embed(im)[0]) if local_features else None
     return FingerprintSet(
         sha256=digest,
         width=decoded.width,
@@ -216,6 +220,7 @@ def fingerprint_decoded(data: bytes, decoded: Decoded, *, variants: bool = False
             Fingerprint(DHASH, dhash_v1(im)),
             Fingerprint(PDQEQ, eq_value, eq_quality),
             *((Fingerprint(ORB, sha256_bytes(blob)),) if blob is not None else ()),
+            *((Fingerprint(LEARNED, vector),) if vector is not None else ()),
         ),
         pdq_variants=pdq_vars,
         phash_variants=ph_vars,

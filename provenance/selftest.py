@@ -11,11 +11,15 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import learned
 from .errors import ProvenanceError, SelftestError
 from .fingerprints import ALGORITHMS, fingerprint
 
 GOLDEN = Path(__file__).parent / "golden"
 VECTORS = GOLDEN / "vectors.json"
+#: learned/1 is checked by the cosine of the stored and computed vectors, not byte for byte: the same network on
+#: another machine differs by ~1e-7 before rounding to bytes (cosine > 0.9999), a changed one by far more.
+LEARNED_MIN_COSINE = 0.999
 
 
 @dataclass(frozen=True)
@@ -27,6 +31,9 @@ class Check:
 
     @property
     def ok(self) -> bool:
+        if self.algorithm == learned.ALGORITHM and self.expected and self.actual:
+            # A network's output is floating point: another CPU's vector units may round a byte the other way.
+            return float(learned.from_hex(self.expected) @ learned.from_hex(self.actual)) >= LEARNED_MIN_COSINE
         return self.expected == self.actual
 
 

@@ -1,0 +1,98 @@
+"""A learned descriptor: 128 numbers per picture that crops, captions, frames, small rotations, colour changes and
+recompression move little (`learned/1`), so that the few works a copy can be of are found among a million by a
+vector search instead of by visual words.
+
+It ranks; it does not decide. Two unrelated pictures of the same kind (two dark wallpapers) can lie as close as a
+work and its cropped copy, so a shortlist found this way is verified by the local stage's keypoints and pixel check,
+exactly as the visual words' shortlist is.
+
+The network is small (eight 3x3 convolutions, GeM pooling, a linear head: 0.69 M parameters, 96x96 input) and was
+trained on this project's machine (scripts/experiments/learned/: InfoNCE with SSCD's KoLeo term, on 5,927 pictures
+from Debian art packages the dev corpus does not use, under the family of changes a repost makes). It ships as ONNX
+(`data/descriptor-1.onnx`, pinned by its SHA-256) and runs in OpenCV's DNN module, which the library already has:
+~1.7 ms a picture on one core. A new network is a new version (`learned/2`), never a changed file.
+"""
+from __future__ import annotations
+
+import hashlib
+import threading
+from pathlib import Path
+
+import cv2
+import numpy as np
+from PIL import Image
+
+from .errors import ProvenanceError
+
+ALGORITHM = "learned/1"
+MODEL_FILE = Path(__file__).resolve().parent / "data" / "descriptor-1.onnx"
+MODEL_SHA256 = "468d27563e1aceda396ef2ae7aed3ef454dc552cb39fa30516a8012d838ca0da"
+DIM = 128
+#: The picture as the network was trained on it: at most 256 a side (Lanczos), squashed to 128x128, then 96x96
+#: (bilinear, antialiased: Pillow's, as torch's `antialias=True` is).
+THUMB_SIDE, SOURCE_SIDE, SIDE = 256, 128, 96
+#: Stored as signed bytes: each coordinate of the unit vector times 127, rounded. Cosines of stored vectors differ
+#: from the float ones by < 0.002.
+SCALE = 127
+
+_per_thread = threading.local()  # cv2.dnn.Net keeps buffers per forward pass: one per thread
+
+
+def _net() -> cv2.dnn.Net:
+    net = getattr(_per_thread, "net", None)
+    if net is None:
+        data = MODEL_FILE.read_bytes()
+        if hashlib.sha256(data).hexdigest() != MODEL_SHA256:
+            raise ProvenanceError(f"{MODEL_FILE} is not the {ALGORITHM} network (its SHA-256 differs)",
+                                  hint="reinstall provenance")
+        net = _per_thread.net = cv2.dnn.readNetFromONNX(str(MODEL_FILE))
+    return net
+
+
+def _source(image: Image.Image) -> Image.Image:
+    im = image.convert("RGB")
+    if max(im.size) > THUMB_SIDE:
+        im = im.copy()
+        im.thumbnail((THUMB_SIDE, THUMB_SIDE), Image.Resampling.LANCZOS)
+    return im.resize((SOURCE_SIDE, SOURCE_SIDE), Image.Resampling.BILINEAR)
+
+
+def _input(source: Image.Image) -> np.ndarray:
+    a = np.asarray(source.resize((SIDE, SIDE), Image.Resampling.BILINEAR), np.float32) / 255
+    return a.transpose(2, 0, 1)
+
+
+#: The eight dihedral views of a copy's square source, as numpy index operations on (channel, y, x): a copy that was
+#: rotated by a multiple of 90 degrees or mirrored has one view that looks like its work.
+_DIHEDRAL = (
+    lambda a: a, lambda a: a[:, :, ::-1], lambda a: a[:, ::-1, :], lambda a: a[:, ::-1, ::-1],
+    lambda a: a.transpose(0, 2, 1), lambda a: a[:, :, ::-1].transpose(0, 2, 1),
+    lambda a: a[:, ::-1, :].transpose(0, 2, 1), lambda a: a[:, ::-1, ::-1].transpose(0, 2, 1),
+)
+
+
+def embed(image: Image.Image, views: int = 1) -> np.ndarray:
+    """Unit vectors (views, DIM) of an RGB picture: the first `views` of its dihedral views (1: as it is; 2: and
+    mirrored left-right; 8: every rotation by 90 degrees and mirror)."""
+    x = _input(_source(image))
+    batch = np.ascontiguousarray(np.stack([f(x) for f in _DIHEDRAL[:views]]))
+    net = _net()
+    net.setInput(batch)
+    out = net.forward().astype(np.float32)
+    return out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
+
+
+def quantise(v: np.ndarray) -> np.ndarray:
+    """Unit vectors as signed bytes (SCALE)."""
+    return np.clip(np.rint(v * SCALE), -127, 127).astype(np.int8)
+
+
+def to_hex(v: np.ndarray) -> str:
+    """The stored value of one unit vector: its signed bytes, as hex."""
+    return quantise(v).tobytes().hex()
+
+
+def from_hex(value: str) -> np.ndarray:
+    """A stored value back as a unit vector (float32)."""
+    v = np.frombuffer(bytes.fromhex(value), np.int8).astype(np.float32)
+    return v / max(float(np.linalg.norm(v)), 1e-12)
