@@ -49,8 +49,8 @@ def _net() -> cv2.dnn.Net:
     return net
 
 
-def _source(image: Image.Image) -> Image.Image:
-    im = image.convert("RGB")
+def _source(image) -> Image.Image:
+    im = image.convert("RGB") if isinstance(image, Image.Image) else Image.fromarray(np.asarray(image)[..., :3])
     if max(im.size) > THUMB_SIDE:
         im = im.copy()
         im.thumbnail((THUMB_SIDE, THUMB_SIDE), Image.Resampling.LANCZOS)
@@ -71,8 +71,8 @@ _DIHEDRAL = (
 )
 
 
-def embed(image: Image.Image, views: int = 1) -> np.ndarray:
-    """Unit vectors (views, DIM) of an RGB picture: the first `views` of its dihedral views (1: as it is; 2: and
+def embed(image, views: int = 1) -> np.ndarray:
+    """Unit vectors (views, DIM) of an RGB picture (Pillow image or array): the first `views` of its dihedral views (1: as it is; 2: and
     mirrored left-right; 8: every rotation by 90 degrees and mirror)."""
     x = _input(_source(image))
     batch = np.ascontiguousarray(np.stack([f(x) for f in _DIHEDRAL[:views]]))

@@ -283,6 +283,8 @@ class Query:
     their own (`detect`: OpenCV releases the GIL)."""
 
     def __init__(self, image):
+        self.image = image  # as given (RGB): a learned shortlist embeds it (vectorindex.copy_vectors)
+        self.vectors = None  # its learned vectors, once computed
         g = _prepare(image)
         self.views = [(False, g), (True, np.ascontiguousarray(g[:, ::-1]))]
         self._found: dict[tuple[int, bool], tuple[np.ndarray, np.ndarray]] = {}

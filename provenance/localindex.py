@@ -150,7 +150,7 @@ DELTA_MAX = 16_384
 #: Up to this many works with blobs the exact in-memory LocalIndex is used (~72 KB per work resident: ~350 MiB).
 EXACT_MAX_WORKS = 5_000
 ENV = "PROVENANCE_LOCAL_INDEX"
-MODES = ("auto", "exact", "bounded")
+MODES = ("auto", "exact", "bounded", "words")
 FORMAT = "provenance-localindex/4"  # /2: 16-bit rows per block of 65,536; /3: word positions; /4: in the postings
 _CACHED_FEATURES = 256  # decoded blobs kept per process: popular works are shortlisted again and again
 
@@ -321,10 +321,73 @@ def positions(xy: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 
 # -- the index in use ------------------------------------------------------------------------------------------
-class WordIndex:
+class Shortlisted:
+    """A bounded local stage: some index shortlists the few works a copy may be of (`shortlist_of`), and their
+    blobs, read from the ledger, are verified by local.LocalIndex exactly as below EXACT_MAX_WORKS."""
+
+    def __init__(self, target, keep=None):
+        self.target = target  # the ledger's path or URL: each process opens its own connection
+        self._keep = keep  # a temporary folder that must live as long as the maps (unwritable index folder)
+        self._ledger, self._pid = None, None
+        self._features: OrderedDict[int, local.Features | None] = OrderedDict()
+        self.last_shortlist: list[int] = []  # of the latest query, best first (for benchmarks and tests)
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        state["_ledger"], state["_pid"] = None, None  # a connection never crosses processes
+        return state
+
+    def shortlist_of(self, q: local.Query) -> list[int]:
+        raise NotImplementedError
+
+    def query(self, image) -> list[tuple[int, local.LocalMatch]]:
+        """Accepted local matches for an RGB image as (work id, match), most inliers first: the shortlisted works
+        verified by local.LocalIndex exactly as below EXACT_MAX_WORKS."""
+        return self.match(local.Query(image))
+
+    def match(self, q: local.Query) -> list[tuple[int, local.LocalMatch]]:
+        """`query` for a prepared copy (its keypoints detected already, or on first use)."""
+        self.last_shortlist = short = self.shortlist_of(q)
+        features = self.features_of(short)
+        # In id order, as the exact index holds them: a descriptor equally near two works (a work and a small edit
+        # of it) votes for the earlier one in both, so both modes name the same work.
+        ids = sorted(i for i in short if features.get(i) is not None)
+        if not ids:
+            return []
+        found = local.LocalIndex([features[i] for i in ids]).match(q)
+        return [(ids[m.position], m) for m in found]
+
+    def features_of(self, work_ids: list[int]) -> dict[int, local.Features | None]:
+        """Decoded features of these works (None: no blob, or one that does not decode), read from the ledger."""
+        missing = [i for i in work_ids if i not in self._features]
+        if missing:
+            blobs = self._connection().local_features_of(missing, *local.READABLE)
+            for i in missing:
+                try:
+                    self._features[i] = local.decode(blobs[i]) if i in blobs else None
+                except ValueError:
+                    self._features[i] = None
+        out = {}
+        for i in work_ids:
+            self._features.move_to_end(i)
+            out[i] = self._features[i]
+        while len(self._features) > _CACHED_FEATURES:
+            self._features.popitem(last=False)
+        return out
+
+    def _connection(self):
+        if self._ledger is None or self._pid != os.getpid():
+            from .ledger import Ledger
+
+            self._ledger, self._pid = Ledger.open(self.target), os.getpid()
+        return self._ledger
+
+
+class WordIndex(Shortlisted):
     """Posting lists over works' visual words, and the ledger their blobs are read from when shortlisted."""
 
     def __init__(self, ids, counts, sealed, delta, target, keep=None):
+        super().__init__(target, keep)
         self.ids, self.counts = ids, counts
         # Written lists: per (word, block of 65,536 rows) a run of the rows' low 16 bits; the delta: rows (int32).
         # Both as (offsets, rows, positions): each posting's keypoint position (x, y uint8) beside it.
@@ -338,19 +401,13 @@ class WordIndex:
         self.unplaced = df > max(STOP_FRACTION * n, STOP_MIN)  # stop words: no correspondences
         # Per row: the word score's normalisation, by at most NORM_MOST words.
         self.inv_norm = 1 / np.sqrt(np.clip(np.asarray(counts, np.float32), 1, NORM_MOST))
-        self.target = target  # the ledger's path or URL: each process opens its own connection
-        self._keep = keep  # a temporary folder that must live as long as the maps (unwritable index folder)
-        self._ledger, self._pid = None, None
-        self._features: OrderedDict[int, local.Features | None] = OrderedDict()
-        self.last_shortlist: list[int] = []  # of the latest query, best first (for benchmarks and tests)
 
     def __len__(self) -> int:
         return len(self.ids)
 
-    def __getstate__(self):
-        state = dict(self.__dict__)
-        state["_ledger"], state["_pid"] = None, None  # a connection never crosses processes
-        return state
+    def shortlist_of(self, q: local.Query) -> list[int]:
+        # Each view's keypoints are detected on the thread that ranks it.
+        return self._merged(lambda v: self._view(*view(q, v)), range(len(q.views)))
 
     def shortlist(self, views: list[tuple[np.ndarray, np.ndarray, tuple[int, int]]]) -> list[int]:
         """The SHORTLIST work ids that best match any of `views` (per view: its descriptors, their positions and the
@@ -414,49 +471,6 @@ class WordIndex:
                      GEOMETRY_SCALE_BINS, GEOMETRY_ANGLE_BINS, GEOMETRY_MAX_LOG_SCALE, g)
         return cand, s, n_of, g
 
-    def query(self, image) -> list[tuple[int, local.LocalMatch]]:
-        """Accepted local matches for an RGB image as (work id, match), most inliers first: the shortlisted works
-        verified by local.LocalIndex exactly as below EXACT_MAX_WORKS."""
-        return self.match(local.Query(image))
-
-    def match(self, q: local.Query) -> list[tuple[int, local.LocalMatch]]:
-        """`query` for a prepared copy (its keypoints detected already, or on first use)."""
-        # Each view's keypoints are detected on the thread that ranks it.
-        self.last_shortlist = short = self._merged(lambda v: self._view(*view(q, v)), range(len(q.views)))
-        features = self.features_of(short)
-        # In id order, as the exact index holds them: a descriptor equally near two works (a work and a small edit
-        # of it) votes for the earlier one in both, so both modes name the same work.
-        ids = sorted(i for i in short if features.get(i) is not None)
-        if not ids:
-            return []
-        found = local.LocalIndex([features[i] for i in ids]).match(q)
-        return [(ids[m.position], m) for m in found]
-
-    def features_of(self, work_ids: list[int]) -> dict[int, local.Features | None]:
-        """Decoded features of these works (None: no blob, or one that does not decode), read from the ledger."""
-        missing = [i for i in work_ids if i not in self._features]
-        if missing:
-            blobs = self._connection().local_features_of(missing, *local.READABLE)
-            for i in missing:
-                try:
-                    self._features[i] = local.decode(blobs[i]) if i in blobs else None
-                except ValueError:
-                    self._features[i] = None
-        out = {}
-        for i in work_ids:
-            self._features.move_to_end(i)
-            out[i] = self._features[i]
-        while len(self._features) > _CACHED_FEATURES:
-            self._features.popitem(last=False)
-        return out
-
-    def _connection(self):
-        if self._ledger is None or self._pid != os.getpid():
-            from .ledger import Ledger
-
-            self._ledger, self._pid = Ledger.open(self.target), os.getpid()
-        return self._ledger
-
 
 def rerank(works: int) -> int:
     """How many of the best word scores among `works` works one view ranks again by the geometric check."""
@@ -486,8 +500,9 @@ def views(q: local.Query) -> list[tuple[np.ndarray, np.ndarray, tuple[int, int]]
 
 def attach(index, ledger, mode: str | None = None) -> None:
     """Give a global Index its local stage for `ledger`: the exact in-memory LocalIndex's blobs up to
-    EXACT_MAX_WORKS works with blobs, the bounded WordIndex above. `mode` (default: $PROVENANCE_LOCAL_INDEX, else
-    "auto") forces "exact" or "bounded"."""
+    EXACT_MAX_WORKS works with blobs; above, a bounded one: the learned vectors' shortlist (vectorindex) when every
+    work has a vector, else the visual words' (WordIndex). `mode` (default: $PROVENANCE_LOCAL_INDEX, else "auto")
+    forces "exact", "bounded" or "words" (the visual words even where every work has a vector)."""
     mode = (mode or os.environ.get(ENV) or "auto").strip().lower()
     if mode not in MODES:
         raise UsageError(f"{ENV}={mode!r} is not a local index mode", hint=f"use one of {', '.join(MODES)}")
@@ -495,8 +510,15 @@ def attach(index, ledger, mode: str | None = None) -> None:
         mode = "exact" if ledger.local_feature_state(local.READABLE, 2 ** 62)[3] <= EXACT_MAX_WORKS else "bounded"
     if mode == "exact":
         index.local_blobs = ledger.local_features(*local.READABLE)  # orb/2 of older ledgers too
-    else:
-        index.bounded = open_local(ledger)
+        return
+    if mode == "bounded":
+        from .vectorindex import open_vectors
+
+        vectors = open_vectors(ledger)
+        if vectors.covers_all:
+            index.bounded = vectors
+            return
+    index.bounded = open_local(ledger)
 
 
 # -- the files ---------------------------------------------------------------------------------------------------
@@ -676,8 +698,9 @@ def load(folder: Path, m: dict, target, keep=None) -> WordIndex:
     return WordIndex(ids, counts, sealed, (delta_offsets, owner[order].astype(np.int32), delta_xy), target, keep)
 
 
-def write_manifest(folder: Path, m: dict) -> None:
-    m["files"] = _digests(folder, m)
+def write_manifest(folder: Path, m: dict, digests=None) -> None:
+    """Write `m` with the SHA-256 of every file it covers (`digests(folder, m)`: this module's files by default)."""
+    m["files"] = (digests or _digests)(folder, m)
     tmp = folder / ".manifest.json.tmp"
     with open(tmp, "w") as f:
         json.dump(m, f)

@@ -1,6 +1,7 @@
 """The bounded local index (localindex): crops and rotations found among many registered works while only the
 shortlisted works' blobs are read, growth by appending, and a rebuild whenever the files could disagree with the
-ledger. Real images, real ledger files; the bounded index is forced (PROVENANCE_LOCAL_INDEX=bounded) at this size.
+ledger. Real images, real ledger files; the visual words' index is forced (PROVENANCE_LOCAL_INDEX=words: every work
+here has a learned vector, so "bounded" would take the vector index, tests/test_vectorindex.py) at this size.
 """
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from provenance.imaging import decode
 from provenance.index import Index
 from provenance.ledger import Ledger
 from provenance.localindex import local_folder, open_local
+from provenance.vectorindex import VectorIndex
 import dbhelp
 
 BRUSH, FIGURE, FLOW, POSTER = "brush-abstract.jpg", "figure-portrait.jpg", "flow-field.png", "geometric-poster.png"
@@ -66,7 +68,7 @@ def _many(tmp_path_factory, works_dir, account):
 
 @pytest.fixture
 def many(_many, tmp_path, monkeypatch):
-    monkeypatch.setenv(localindex.ENV, "bounded")
+    monkeypatch.setenv(localindex.ENV, "words")
     shutil.copyfile(_many, tmp_path / "ledger.db")
     with Ledger.open(tmp_path / "ledger.db") as led:
         yield led
@@ -272,8 +274,13 @@ def test_the_mode_is_chosen_by_size_or_forced(many, monkeypatch):
     assert index.bounded is None and len(index.local_blobs) == 36
     monkeypatch.setattr(localindex, "EXACT_MAX_WORKS", 35)
     index = Index()
-    localindex.attach(index, many)
-    assert len(index.bounded) == 36 and not index.local_blobs
+    localindex.attach(index, many)  # every work has a learned vector: the vectors shortlist
+    assert isinstance(index.bounded, VectorIndex) and len(index.bounded) == 36 and not index.local_blobs
+    for mode, kind in (("words", localindex.WordIndex), ("bounded", VectorIndex), ("exact", type(None))):
+        monkeypatch.setenv(localindex.ENV, mode)
+        index = Index()
+        localindex.attach(index, many)
+        assert isinstance(index.bounded, kind) and (len(index.local_blobs) == 36) == (mode == "exact")
     monkeypatch.setenv(localindex.ENV, "fast")
     with pytest.raises(UsageError, match="PROVENANCE_LOCAL_INDEX='fast' is not a local index mode"):
         localindex.attach(Index(), many)

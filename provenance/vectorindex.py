@@ -1,0 +1,252 @@
+"""The learned shortlist: the bounded local stage finds the few works a copy may be of by the works' `learned/1`
+vectors (see `learned`), instead of by visual words (`localindex.WordIndex`).
+
+A copy is embedded in VIEWS views (as it is, mirrored, and turned by 90, 180 and 270 degrees: the network, unlike
+ORB, is not rotation-invariant), and the SHORTLIST works nearest any view by cosine are verified by
+local.LocalIndex, exactly as the words' shortlist is: the vectors rank, the keypoints and the pixel check decide.
+Finding them costs the same at any registry size that fits: one faiss search of VIEWS vectors.
+
+Used by `localindex.attach` when every work with local features has a vector (works registered since learned/1
+shipped); a ledger holding older works keeps the visual words, which need only the ORB blobs.
+
+Files (`ledger.db.index/vectors/`): the works' ids and vectors (signed bytes, appended as works are registered),
+above IVF_MIN works a faiss IVF index (scalar-quantised: 128 bytes a work) over the first `sealed` of them, and a
+manifest with the ledger entry it covers, the network's SHA-256 and every file's SHA-256. Works past `sealed` (at
+most DELTA_MAX) are added to the IVF in memory when it is first searched; past that it is written again, and trained
+again once the works have grown RETRAIN times since it was trained. Missing, corrupt or stale files are rebuilt
+from the ledger's fingerprint rows.
+"""
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from . import learned
+from .index import intact, sha256_of
+from .localindex import Shortlisted, write_manifest
+
+FORMAT = "provenance-vectorindex/1"
+#: The copy's views searched: the first VIEWS of learned.embed's eight (8: every rotation by 90 degrees, mirrored
+#: or not; a crop turned on its side is found, as ORB would find it).
+VIEWS = 8
+#: Works verified per copy. benchmarks/scale.py's copies (crops of 10 % and 25 %, a 5-degree rotation, a captioned
+#: crop) had their work among the best 10 of 28,069 in every case (scripts/experiments/learned, model C).
+SHORTLIST = 10
+IVF_MIN = 20_000  # works; fewer are searched exactly
+NPROBE = 32  # IVF lists searched per view
+DELTA_MAX = 16_384
+RETRAIN = 4
+TRAIN_SAMPLE = 256  # training vectors per IVF list
+
+
+def nlist(works: int) -> int:
+    """IVF lists for this many works: a power of two near 4 sqrt(works), 64 .. 4,096."""
+    return int(2 ** np.clip(np.round(np.log2(4 * np.sqrt(max(works, 1)))), 6, 12))
+
+
+def unit(vectors: np.ndarray) -> np.ndarray:
+    """Stored signed-byte vectors as float32 unit vectors."""
+    v = np.asarray(vectors, np.float32)
+    return v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)
+
+
+class VectorIndex(Shortlisted):
+    """Every work's learned vector, searched by faiss; the SHORTLIST nearest a copy are verified by their blobs."""
+
+    def __init__(self, folder: Path, m: dict, target, keep=None):
+        super().__init__(target, keep)
+        self.folder, self.manifest = folder, m
+        self.ids = np.fromfile(folder / "ids", np.int32, m["rows"])
+        self.without = m["without"]  # works of the ledger with local features but no vector
+        self._index, self._index_pid = None, None
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __getstate__(self):
+        state = super().__getstate__()
+        state["_index"], state["_index_pid"] = None, None  # a faiss index is built again in each process
+        return state
+
+    @property
+    def covers_all(self) -> bool:
+        """Whether every work with local features has a vector here (else the visual words must shortlist)."""
+        return self.without == 0
+
+    def vectors(self) -> np.ndarray:
+        """The stored vectors, (works, DIM) signed bytes, memory-mapped."""
+        return np.memmap(self.folder / "vectors", np.int8, "r", shape=(self.manifest["rows"], learned.DIM)) \
+            if self.manifest["rows"] else np.zeros((0, learned.DIM), np.int8)
+
+    def search_index(self):
+        """The faiss index (built or read on first use in each process): exact below IVF_MIN works, IVF above."""
+        if self._index is None or self._index_pid != os.getpid():
+            import faiss
+
+            faiss.omp_set_num_threads(1)
+            m = self.manifest
+            if m["sealed"]:
+                index = faiss.read_index(str(self.folder / "ivf"))
+                index.nprobe = NPROBE
+                rest = self.vectors()[m["sealed"]:]
+            else:
+                index = faiss.IndexFlatIP(learned.DIM)
+                rest = self.vectors()
+            for at in range(0, len(rest), 65_536):
+                index.add(unit(rest[at:at + 65_536]))
+            self._index, self._index_pid = index, os.getpid()
+        return self._index
+
+    def nearest(self, views: np.ndarray, k: int | None = None) -> list[tuple[int, float]]:
+        """The k (SHORTLIST) works nearest any of `views` (unit vectors), as (work id, cosine), best first."""
+        import faiss
+
+        k = SHORTLIST if k is None else k
+        if not len(self):
+            return []
+        faiss.omp_set_num_threads(1)  # OpenMP's setting is the calling thread's
+        sims, rows = self.search_index().search(np.ascontiguousarray(views, np.float32), k)
+        best: dict[int, float] = {}
+        for row, sim in zip(rows.ravel(), sims.ravel()):
+            if row >= 0 and sim > best.get(int(row), -2.0):
+                best[int(row)] = float(sim)
+        order = sorted(best.items(), key=lambda t: (-t[1], t[0]))[:k]
+        return [(int(self.ids[r]), s) for r, s in order]
+
+    def shortlist_of(self, q) -> list[int]:
+        return [w for w, _ in self.nearest(copy_vectors(q))]
+
+
+def copy_vectors(q) -> np.ndarray:
+    """The learned vectors of a copy's VIEWS views (local.Query), computed once."""
+    if q.vectors is None:
+        q.vectors = learned.embed(q.image, VIEWS)
+    return q.vectors
+
+
+# -- the files ---------------------------------------------------------------------------------------------------
+def vector_folder(ledger) -> Path:
+    return ledger.index_folder() / "vectors"
+
+
+def open_vectors(ledger, folder: Path | str | None = None) -> VectorIndex:
+    """The ledger's vector index, brought up to date (read, extended with the works registered since, or rebuilt
+    from the ledger if missing, corrupt or stale). An unwritable folder: built in a temporary one."""
+    folder = vector_folder(ledger) if folder is None else Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        return VectorIndex(folder, sync(folder, ledger), ledger.target)
+    except OSError:
+        keep = tempfile.TemporaryDirectory(prefix="provenance-vectors-")
+        return VectorIndex(Path(keep.name), sync(Path(keep.name), ledger), ledger.target, keep)
+
+
+def _fresh(ledger) -> dict:
+    return {"format": FORMAT, "network": learned.MODEL_SHA256, "ledger_id": ledger.ledger_id, "rows": 0,
+            "without": 0, "last_id": 0, "sealed": 0, "trained": 0}
+
+
+def sync(folder: Path, ledger) -> dict:
+    """Bring the files in `folder` up to date with `ledger`; returns the manifest."""
+    from .local import READABLE
+
+    with open(folder / "lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # one writer at a time; readers keep the files they read
+        m = _valid_manifest(folder, ledger)
+        if m is None:
+            for path in folder.iterdir():
+                if path.name != "lock":
+                    path.unlink()  # unlink, not truncate: a reader keeps the files it mapped
+            m = _fresh(ledger)
+        rows, seq, digest, _ = ledger.fingerprint_rows((learned.ALGORITHM,), m["last_id"])
+        if rows:
+            have = [(r[0], r[2]) for r in rows if r[2] is not None]
+            _append(folder, m, have)
+            # Works the local stage can verify (they have local features) but not find here: registered before
+            # learned/1. Works with neither (a ledger's first releases) are not the local stage's to find.
+            blobs = ledger.local_feature_state(READABLE, int(rows[-1][0]))[3] - \
+                ledger.local_feature_state(READABLE, m["last_id"])[3]
+            m["without"] += max(0, blobs - len(have))
+            m["last_id"] = int(rows[-1][0])
+        if m["rows"] >= IVF_MIN and (not m["sealed"] or m["rows"] - m["sealed"] > DELTA_MAX):
+            _write_ivf(folder, m)
+        if rows or m.get("covered_seq") != seq or "files" not in m:
+            m.update(covered_seq=seq, covered_hash=digest)
+            write_manifest(folder, m, _digests)
+    return m
+
+
+def _append(folder: Path, m: dict, works: list[tuple[int, str]]) -> None:
+    """Add (work id, stored vector) rows at the end of the files, cutting off whatever an interrupted writer left
+    past the manifest. Updates `m`."""
+    if not works:
+        return
+    new = {"ids": np.array([i for i, _ in works], np.int32).tobytes(),
+           "vectors": bytes.fromhex("".join(v for _, v in works))}
+    if len(new["vectors"]) != learned.DIM * len(works):
+        raise ValueError(f"a stored {learned.ALGORITHM} value is not {learned.DIM} bytes")
+    sizes = {"ids": 4 * m["rows"], "vectors": learned.DIM * m["rows"]}
+    for name, data in new.items():
+        with open(folder / name, "ab") as f:
+            f.truncate(sizes[name])
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+    m["rows"] += len(works)
+
+
+def _write_ivf(folder: Path, m: dict) -> None:
+    """The IVF over every row, trained again if it never was or the rows have grown RETRAIN times since."""
+    import faiss
+
+    faiss.omp_set_num_threads(os.cpu_count() or 1)  # a build, not a query: every core
+    vectors = np.memmap(folder / "vectors", np.int8, "r", shape=(m["rows"], learned.DIM))
+    if m["trained"] and m["rows"] <= RETRAIN * m["trained"] and (folder / "ivf").exists():
+        index = faiss.read_index(str(folder / "ivf"))
+        start = index.ntotal
+    else:
+        lists = nlist(m["rows"])
+        index = faiss.index_factory(learned.DIM, f"IVF{lists},SQ8", faiss.METRIC_INNER_PRODUCT)
+        sample = np.sort(np.random.RandomState(0).choice(m["rows"], min(m["rows"], lists * TRAIN_SAMPLE),
+                                                         replace=False))
+        index.train(unit(vectors[sample]))
+        m["trained"], start = m["rows"], 0
+    for at in range(start, m["rows"], 65_536):
+        index.add(unit(vectors[at:min(m["rows"], at + 65_536)]))
+    faiss.omp_set_num_threads(1)
+    tmp = folder / ".ivf.tmp"
+    faiss.write_index(index, str(tmp))
+    os.replace(tmp, folder / "ivf")
+    m["sealed"], m["ivf_bytes"] = m["rows"], (folder / "ivf").stat().st_size
+
+
+def _files(m: dict) -> dict[str, int]:
+    """File name -> bytes the manifest covers."""
+    files = {"ids": 4 * m["rows"], "vectors": learned.DIM * m["rows"]}
+    if m["sealed"]:
+        files["ivf"] = m["ivf_bytes"]
+    return files
+
+
+def _digests(folder: Path, m: dict, names=None) -> dict[str, str]:
+    return {name: sha256_of(folder / name, size) for name, size in _files(m).items()
+            if names is None or name in names}
+
+
+def _valid_manifest(folder: Path, ledger) -> dict | None:
+    """The manifest if the files are intact and cover a prefix of this ledger's entries; else None (rebuild)."""
+    try:
+        m = json.loads((folder / "manifest.json").read_text())
+        if m.get("format") != FORMAT or m.get("network") != learned.MODEL_SHA256 or \
+                m.get("ledger_id") != ledger.ledger_id:
+            return None
+        if ledger.entry_hash_at(m["covered_seq"]) != m["covered_hash"]:
+            return None  # the ledger was replaced or rewritten since
+        return m if intact(folder, m, lambda names: _digests(folder, m, names)) else None
+    except (OSError, ValueError, KeyError, TypeError):
+        return None

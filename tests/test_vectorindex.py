@@ -1,0 +1,203 @@
+"""The learned shortlist (vectorindex): crops, rotations and mirrors found among many registered works while only the
+shortlisted works' blobs are read; growth by appending; the IVF index answering as the exact search does; a rebuild
+whenever the files could disagree with the ledger; the visual words kept for ledgers with older works. Real images,
+real ledger files; the bounded local stage is forced (PROVENANCE_LOCAL_INDEX=bounded) at this size.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+
+import numpy as np
+import pytest
+from PIL import Image, ImageOps
+
+import provenance
+from provenance import learned, local, localindex, vectorindex
+from provenance.index import Index
+from provenance.ledger import Ledger
+from provenance.vectorindex import VectorIndex, open_vectors, vector_folder
+from test_localindex import BRUSH, EXTRA, FIGURE, FLOW, POSTER, crop, ids_of, picture, register, work
+
+
+@pytest.fixture(scope="module")
+def _many(tmp_path_factory, works_dir, account):
+    """A ledger file with the example works and EXTRA procedural ones registered, made once for the module."""
+    root = tmp_path_factory.mktemp("vectors")
+    extra = root / "extra"
+    extra.mkdir()
+    for i in range(EXTRA):
+        picture(i).save(extra / f"extra_{i:02d}.jpg", quality=90)
+    with Ledger.create(root / "ledger.db") as led:
+        register(led, works_dir, account)
+        register(led, extra, account)
+    return root / "ledger.db"
+
+
+@pytest.fixture
+def many(_many, tmp_path, monkeypatch):
+    monkeypatch.setenv(localindex.ENV, "bounded")
+    shutil.copyfile(_many, tmp_path / "ledger.db")
+    with Ledger.open(tmp_path / "ledger.db") as led:
+        yield led
+
+
+def copies(works_dir) -> dict[str, tuple[Image.Image, str]]:
+    """Crops of four example works: plain, rotated 5 degrees, mirrored, and turned on their side."""
+    out = {}
+    for name in (BRUSH, FIGURE, FLOW, POSTER):
+        im = work(works_dir, name)
+        out[f"crop-{name}.jpg"] = (crop(im, (0.15, 0.1, 0.85, 0.8)), name)
+        out[f"rot-{name}.jpg"] = (crop(im.rotate(5, resample=Image.BICUBIC), (0.1, 0.1, 0.9, 0.9)), name)
+        out[f"mirror-{name}.jpg"] = (ImageOps.mirror(crop(im, (0.1, 0.15, 0.9, 0.85))), name)
+        out[f"side-{name}.jpg"] = (crop(im, (0.1, 0.1, 0.9, 0.9)).rotate(90, expand=True), name)
+    return out
+
+
+def test_copies_are_found_reading_only_the_shortlisted_works_blobs(many, works_dir, tmp_path, monkeypatch):
+    monkeypatch.setattr(vectorindex, "SHORTLIST", 3)  # of 36 works: the vectors must put the right one near the top
+    open_vectors(many)  # built from the ledger's fingerprint rows (once: the scan only reads the files)
+    monkeypatch.setattr(Ledger, "local_features", lambda *a: pytest.fail("the scan read every blob"))
+    asked = []
+    real = Ledger.local_features_of
+    monkeypatch.setattr(Ledger, "local_features_of", lambda self, ids, *alg: asked.append(list(ids)) or
+                        real(self, ids, *alg))
+    feed = tmp_path / "feed"
+    feed.mkdir()
+    truth = {}
+    for file, (im, name) in copies(works_dir).items():
+        im.save(feed / file, quality=88)
+        truth[file] = name
+    results = list(provenance.scan(many, [feed], workers=1).results)
+    ids = ids_of(many)
+    for r in results:
+        assert [m.work_id for m in r.matches] == [ids[truth[r.item.rsplit("/", 1)[-1]]]], (r.item, r.matches)
+    assert sum(m.signal == local.ALGORITHM for r in results for m in r.matches) >= 8  # the local stage's own
+    assert asked and all(len(a) <= 3 for a in asked)  # only shortlisted works' blobs, never all 36
+
+
+def test_a_scan_through_worker_processes_gives_the_same_answers(many, works_dir, tmp_path):
+    feed = tmp_path / "feed"
+    feed.mkdir()
+    for file, (im, _) in list(copies(works_dir).items())[:6]:
+        im.save(feed / file, quality=88)
+    one = [(r.item, [m.work_id for m in r.matches]) for r in provenance.scan(many, [feed], workers=1).results]
+    two = [(r.item, [m.work_id for m in r.matches]) for r in provenance.scan(many, [feed], workers=2).results]
+    assert sorted(one) == sorted(two) and all(found for _, found in one)
+
+
+def test_the_shortlist_is_the_works_nearest_any_view(many, works_dir):
+    index = open_vectors(many)
+    stored = vectorindex.unit(index.vectors())
+    assert sorted(index.ids.tolist()) == sorted(ids_of(many).values())
+    im = crop(work(works_dir, FLOW), (0.1, 0.1, 0.9, 0.9)).rotate(270, expand=True)
+    views = learned.embed(im, vectorindex.VIEWS)
+    best = (views @ stored.T).max(0)
+    expected = [int(index.ids[r]) for r in np.argsort(-best, kind="stable")[:5]]
+    assert [w for w, _ in index.nearest(views, 5)] == expected
+    assert expected[0] == ids_of(many)[FLOW]
+    assert [s for _, s in index.nearest(views, 5)] == pytest.approx(sorted(best, reverse=True)[:5], abs=1e-5)
+
+
+def test_new_works_are_appended_not_rebuilt(many, account, tmp_path):
+    first = open_vectors(many)
+    before = (vector_folder(many) / "vectors").read_bytes()
+    more = tmp_path / "more"
+    more.mkdir()
+    for i in range(3):
+        picture(100 + i).save(more / f"more_{i}.jpg", quality=90)
+    register(many, more, account)
+    index = open_vectors(many)
+    assert len(index) == len(first) + 3 and index.ids[:len(first)].tolist() == first.ids.tolist()
+    assert (vector_folder(many) / "vectors").read_bytes()[:len(before)] == before
+    added = index.ids[-3:].tolist()
+    # The new work is its own nearest.
+    q = learned.embed(crop(picture(101), (0.1, 0.1, 0.9, 0.9)), vectorindex.VIEWS)
+    assert index.nearest(q, 1)[0][0] == added[1]
+
+
+@pytest.fixture(params=["truncated", "flipped byte", "other network", "rewritten ledger"])
+def damage(request, many):
+    open_vectors(many)
+    folder = vector_folder(many)
+    m = json.loads((folder / "manifest.json").read_text())
+    if request.param == "truncated":
+        with open(folder / "vectors", "r+b") as f:
+            f.truncate(100)
+    elif request.param == "flipped byte":
+        data = bytearray((folder / "ids").read_bytes())
+        data[4] ^= 1
+        (folder / "ids").write_bytes(bytes(data))
+    elif request.param == "other network":
+        (folder / "manifest.json").write_text(json.dumps(dict(m, network="0" * 64)))
+    else:
+        (folder / "manifest.json").write_text(json.dumps(dict(m, covered_hash="0" * 64)))
+    return many
+
+
+def test_damaged_or_stale_files_are_rebuilt_from_the_ledger(damage):
+    index = open_vectors(damage)
+    assert index.ids.tolist() == sorted(ids_of(damage).values())
+    rows = {r[0]: r[2] for r in damage.fingerprint_rows((learned.ALGORITHM,))[0]}
+    assert [learned.to_hex(v) for v in vectorindex.unit(index.vectors())] == [rows[i] for i in index.ids.tolist()]
+
+
+def test_above_ivf_min_an_ivf_index_answers_as_the_exact_search(many, works_dir, account, tmp_path, monkeypatch):
+    exact = open_vectors(many)
+    queries = [learned.embed(im, vectorindex.VIEWS) for im, _ in copies(works_dir).values()]
+    want = [exact.nearest(q, 5) for q in queries]
+    shutil.rmtree(vector_folder(many))
+    monkeypatch.setattr(vectorindex, "IVF_MIN", 30)
+    monkeypatch.setattr(vectorindex, "nlist", lambda works: 4)  # NPROBE >= 4 lists: every list is searched
+    monkeypatch.setattr(vectorindex, "TRAIN_SAMPLE", 9)
+    ivf = open_vectors(many)
+    assert ivf.manifest["sealed"] == 36 and ivf.manifest["trained"] == 36
+    assert type(ivf.search_index()).__name__ == "IndexIVFScalarQuantizer"
+    for q, expected in zip(queries, want):
+        got = ivf.nearest(q, 5)
+        assert [w for w, _ in got] == [w for w, _ in expected]
+        assert [s for _, s in got] == pytest.approx([s for _, s in expected], abs=0.02)  # 8-bit codes
+    # Works registered since are added in memory up to DELTA_MAX, then written; trained again past RETRAIN x.
+    more = tmp_path / "more"
+    more.mkdir()
+    for i in range(4):
+        picture(200 + i).save(more / f"more_{i}.jpg", quality=90)
+    register(many, more, account)
+    grown = open_vectors(many)
+    assert len(grown) == 40 and grown.manifest["sealed"] == 36 and grown.search_index().ntotal == 40
+    monkeypatch.setattr(vectorindex, "DELTA_MAX", 0)
+    monkeypatch.setattr(vectorindex, "RETRAIN", 1.05)
+    resealed = open_vectors(many)
+    assert resealed.manifest["sealed"] == 40 and resealed.manifest["trained"] == 40
+    q = learned.embed(crop(picture(203), (0.1, 0.1, 0.9, 0.9)), vectorindex.VIEWS)
+    assert resealed.nearest(q, 1)[0][0] == resealed.ids[-1]
+
+
+def test_a_ledger_with_works_registered_before_learned_vectors_keeps_the_visual_words(tmp_path, works_dir, account,
+                                                                                       monkeypatch):
+    """tests/assets/ledgers/orb5-before-learned.db: three example works registered by the release before learned/1
+    (2a20465), with ORB blobs and no vectors. Works registered since have both; the words must find all of them."""
+    path = tmp_path / "ledger.db"
+    shutil.copy(localindex.Path(__file__).parent / "assets" / "ledgers" / "orb5-before-learned.db", path)
+    monkeypatch.setenv(localindex.ENV, "bounded")
+    new = tmp_path / "new"
+    new.mkdir()
+    for name in (FIGURE, "sunset-hills.jpg", "tiled-mandala.png"):
+        shutil.copy(works_dir / name, new / name)
+    with Ledger.open(path) as led:
+        register(led, new, account)
+        ids = ids_of(led)
+        assert len(ids) == 6
+        vectors = open_vectors(led)
+        assert vectors.without == 3 and sorted(vectors.ids.tolist()) == sorted(ids[n] for n in os.listdir(new))
+        index = Index()
+        localindex.attach(index, led)
+        assert isinstance(index.bounded, localindex.WordIndex) and len(index.bounded) == 6
+        feed = tmp_path / "feed"
+        feed.mkdir()
+        for name in (FLOW, FIGURE):  # one old work, one new
+            crop(work(works_dir, name), (0.12, 0.1, 0.88, 0.86)).save(feed / f"crop-{name}.jpg", quality=88)
+        found = {r.item.rsplit("/", 1)[-1]: [m.work_id for m in r.matches]
+                 for r in provenance.scan(led, [feed], workers=1).results}
+        assert found == {f"crop-{FLOW}.jpg": [ids[FLOW]], f"crop-{FIGURE}.jpg": [ids[FIGURE]]}
