@@ -1,6 +1,6 @@
-"""The global-hash index at scale: registration, index build, memory, query latency and recall beside a scan.
+"""The indexes at scale: registration, index build, memory, query latency and recall beside a brute-force scan.
 
-    python benchmarks/scale.py N [N ...] [--out DIR] [--real 2000] [--brute-queries 100]
+    python benchmarks/scale.py N [N ...] [--out DIR] [--real 2000] [--brute-queries 100] [--local vectors|words]
 
 For each N, builds a ledger of N works and prints one table row. Works 1..R (R = --real) are real: procedural
 images (gradients, shapes, strokes, noise, text; one in five is a small edit of another, so the ledger holds
@@ -20,8 +20,18 @@ copies whose source work is among the matches, of all queries ("recall index") a
 p50 ms excl." is that scan's global stage alone (the median over 20 queries, fingerprinting excluded, like "p50 ms
 excl.").
 
-The local stage (second table): the bounded index (localindex) over all N works, beside the exact in-memory
-local.LocalIndex over the R real works only (the baseline: today's index, which could not hold N). The real works'
+The local stage (second table): the bounded local stage over all N works, beside the exact in-memory
+local.LocalIndex over the R real works only (the baseline: the index that could not hold N). Two kinds (--local):
+
+`vectors` (default: what a registry whose works all have learned/1 gets, vectorindex). Works R+1..N get learned/1
+fingerprint rows in the ledger, each the vector of a real picture: up to CLUSTER_MAX small edits of each real work
+(uniform 0..8, `edit`: near duplicates, as an artist registers variants), the rest procedural pictures neither
+registered nor queried (art(30,000,000 + j), computed once and kept in OUT/vectors-<network>/, ~12 ms each on a
+core). The index is built from the ledger by vectorindex.open_vectors ("build s"); "shortlist as exact search":
+queries whose shortlist (a set) is the one an exact NumPy scan of every vector gives. A derived work has no blob and
+cannot be verified when shortlisted (as below).
+
+`words` (localindex.WordIndex, the visual words: ledgers with works registered before learned/1). The real works'
 entries are built from their orb/5 blobs by open_local; works R+1..N have no blob, so their entries are derived
 words: 90 % take 40 of the descriptors that each of 4 random images of a pool of POOL procedural images, neither
 registered nor queried, would be indexed by (localindex.picks: its stable plain keypoints first, spread ones;
@@ -36,7 +46,8 @@ the share of the real works that are (5.4 %); a near duplicate has as many as it
 has no blob and is skipped (unverifiable): "bulk in shortlist" counts the queries where one took a place.
 Queries: crops of 10 % and 25 %, a 5-degree rotation (cropped to hide the corners), a 20 % crop with a caption bar,
 of the planted real works, and the unrelated images; only the local stage runs ("p50/p99
-ms": the whole stage, as a scan runs it; "excl.": the copy's keypoints, its local fingerprint, detected beforehand;
+ms": the whole stage, as a scan runs it; "excl.": the copy's local fingerprints, its keypoints and (vectors) its
+learned vectors, computed beforehand;
 "recall local" vs "recall exact"; "true in shortlist": the source work was among the SHORTLIST; "p50 ms, all blobs":
 40 queries with every shortlisted derived work replaced by a random real one, no blob cached, as a registry whose
 works all have blobs would answer; "unrelated matched, all blobs": the unrelated images answered that way).
@@ -46,7 +57,8 @@ every query.
 
 Memory (third table): a fresh process opens the index as a scanner would (the global tables, the bounded local
 index as built above), answers every global and local query, and reports what is resident: the pages of the index
-files it touched ("global / local MiB", from /proc/self/smaps; RESIDENT_FILES=1 lists them per file), the whole
+files it touched ("global / local MiB", from /proc/self/smaps; RESIDENT_FILES=1 lists them per file; the vector
+index is read into memory, so its share is what the process gained by opening and first searching it), the whole
 process ("process RSS MiB": with Python, NumPy, OpenCV, Numba's compiler and the decoded blobs it caches), and the
 process before it opened the index. LOCAL_MISSES=1 prints each copy the exact index finds and the bounded one
 misses, and each unrelated image either matches. Last, issue 8's targets beside the largest N's figures, the
@@ -83,7 +95,7 @@ from provenance.imaging import decode  # noqa: E402
 from provenance.index import ALGORITHMS, Columns, Index, index_folder, open_index  # noqa: E402
 from provenance.ledger import Ledger  # noqa: E402
 from provenance.matching import find_matches  # noqa: E402
-from provenance import local, localindex  # noqa: E402
+from provenance import learned, local, localindex, vectorindex  # noqa: E402
 
 SIZE = (320, 240)
 
@@ -252,6 +264,71 @@ def _pool_descriptors(seed: int) -> tuple[np.ndarray, np.ndarray]:
     return every[pick], xy[pick]
 
 
+#: learned/1 vectors of pictures neither registered nor queried, computed in chunks and kept in OUT (named by the
+#: network): the vector index's unrelated derived works.
+VECTOR_CHUNK = 10_000
+VECTOR_SEED = 30_000_000
+
+
+def _vector_pool(cache: Path, count: int) -> np.ndarray:
+    """(count, DIM) int8: the learned/1 vectors of art(VECTOR_SEED + j), j < count, as registration stores them;
+    computed once (~12 ms a picture on a core, most of it drawing it) and kept in `cache`."""
+    folder = cache / f"vectors-{learned.MODEL_SHA256[:8]}"
+    folder.mkdir(parents=True, exist_ok=True)
+    out = []
+    for c in range(0, count, VECTOR_CHUNK):
+        path = folder / f"art-{c // VECTOR_CHUNK:04d}.npy"
+        if not path.exists():
+            seeds = range(VECTOR_SEED + c, VECTOR_SEED + c + VECTOR_CHUNK)
+            tmp = folder / f".{path.name}.tmp.npy"
+            np.save(tmp, np.stack(list(imap(_art_vector, seeds))))
+            os.replace(tmp, path)
+        out.append(np.load(path))
+    return np.concatenate(out)[:count] if out else np.zeros((0, learned.DIM), np.int8)
+
+
+def _art_vector(seed: int) -> np.ndarray:
+    return learned.quantise(learned.embed(art(seed))[0])
+
+
+def _near_vectors(files: list[Path], seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Near duplicates of the real works for the vector index: per real work 0..CLUSTER_MAX small edits of it (as
+    an artist registers variants), each edit's own learned/1 vector. Returns (real work index, vector) arrays."""
+    rng = np.random.default_rng(seed)
+    jobs = [(i, str(f), seed * 1000 + 16 * i + e) for i, f in enumerate(files)
+            for e in range(rng.integers(0, CLUSTER_MAX + 1))]
+    if not jobs:
+        return np.zeros(0, np.int64), np.zeros((0, learned.DIM), np.int8)
+    return np.array([i for i, _, _ in jobs], np.int64), np.stack(list(imap(_edit_vector, jobs)))
+
+
+def _edit_vector(job: tuple[int, str, int]) -> np.ndarray:
+    _, path, seed = job
+    with Image.open(path) as im:
+        return learned.quantise(learned.embed(edit(im.convert("RGB"), seed))[0])
+
+
+def _bulk_vectors(ledger: Ledger, files: list[Path], first_id: int, count: int, cache: Path, seed: int) -> float:
+    """learned/1 fingerprint rows for works first_id.. (see the module docstring): near duplicates of the real works
+    (`_near_vectors`) and unrelated pictures (`_vector_pool`), shuffled. Returns seconds (computing the vectors the
+    first time not counted: they are kept in `cache`)."""
+    owner, near = _near_vectors(files, seed)
+    near = near[:count]
+    pool = _vector_pool(cache, count - len(near))
+    t = time.perf_counter()
+    vectors = np.concatenate([near, pool])[np.random.default_rng(seed).permutation(count)]
+    conn = sqlite3.connect(str(ledger.path), isolation_level=None)
+    conn.execute("PRAGMA synchronous=OFF")
+    for at in range(0, count, 100_000):
+        conn.execute("BEGIN")
+        conn.executemany("INSERT INTO fingerprints VALUES (?, ?, ?, NULL)",
+                         [(first_id + at + j, learned.ALGORITHM, v.tobytes().hex())
+                          for j, v in enumerate(vectors[at:at + 100_000])])
+        conn.execute("COMMIT")
+    conn.close()
+    return time.perf_counter() - t
+
+
 def _bulk_local(ledger: Ledger, real: dict[int, bytes], first_id: int, count: int, seed: int,
                 pool: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[float, float]:
     """Local-index entries for works first_id.. (see the module docstring): the real works' entries are built from
@@ -344,17 +421,29 @@ def _local_files(ledger: Ledger) -> tuple[Path, dict]:
     return folder, json.loads((folder / "manifest.json").read_text())
 
 
-def _local_stage(ledger: Ledger, real: dict[int, bytes], real_count: int, queries: list, id_of: dict) -> dict:
-    """The bounded local index against the exact LocalIndex over the real works, on the local queries."""
-    folder, m = _local_files(ledger)
-    size = sum(p.stat().st_size for p in folder.iterdir())
+def _local_stage(ledger: Ledger, real: dict[int, bytes], real_count: int, queries: list, id_of: dict,
+                 kind_of_index: str) -> dict:
+    """The bounded local index (the visual words' or the learned vectors') against the exact LocalIndex over the
+    real works, on the local queries."""
     rss0 = _rss_mib()
-    t = time.perf_counter()
-    bounded = localindex.load(folder, m, ledger.target)
-    open_s = time.perf_counter() - t
-    t = time.perf_counter()
-    localindex._digests(folder, m)  # what open_local adds on every open: the files' checksums
-    sum_s = time.perf_counter() - t
+    if kind_of_index == "words":
+        folder, m = _local_files(ledger)
+        t = time.perf_counter()
+        bounded = localindex.load(folder, m, ledger.target)
+        open_s = time.perf_counter() - t
+        t = time.perf_counter()
+        localindex._digests(folder, m)  # what open_local adds on every open: the files' checksums
+        sum_s = time.perf_counter() - t
+    else:
+        folder = vectorindex.vector_folder(ledger)
+        t = time.perf_counter()
+        bounded = vectorindex.open_vectors(ledger)  # up to date: checks the files' checksums and the ledger
+        bounded.search_index()  # the IVF read (and the works past it added)
+        open_s = time.perf_counter() - t
+        t = time.perf_counter()
+        vectorindex._digests(folder, bounded.manifest)
+        sum_s = time.perf_counter() - t
+    size = sum(p.stat().st_size for p in folder.iterdir())
     lat, short_lat, found, found_exact, planted, in_short, bulk_short, fp, fp_exact = [], [], 0, 0, 0, 0, 0, 0, 0
     wrong, wrong_exact = 0, 0
     answers = []
@@ -364,30 +453,35 @@ def _local_stage(ledger: Ledger, real: dict[int, bytes], real_count: int, querie
         got = [w for w, _ in bounded.query(image)]
         lat.append(time.perf_counter() - t)
         answers.append((got, bounded.last_shortlist))
-    excl = []  # the same queries with the copy's keypoints (its local fingerprint) detected beforehand
+    excl = []  # the same queries with the copy's local fingerprints (keypoints, learned vectors) computed beforehand
     bounded._features.clear()
-    for _, _, data in queries:
+    same_short = 0
+    exact_short = _exact_shortlists(bounded, queries) if kind_of_index == "vectors" else None
+    for k, (_, _, data) in enumerate(queries):
         q = local.Query(decode(data).image)
         q.plain, q.equalised  # every view's keypoints, detected now
+        if kind_of_index == "vectors":
+            vectorindex.copy_vectors(q)
         t = time.perf_counter()
         bounded.match(q)
         excl.append(time.perf_counter() - t)
-    for _, _, data in queries[:20]:  # the shortlist alone
+        if exact_short is not None:
+            same_short += set(bounded.last_shortlist) == exact_short[k]
+    for _, _, data in queries[:20]:  # the shortlist alone (the copy's keypoints or vectors computed in it)
         q = local.Query(decode(data).image)
         t = time.perf_counter()
-        bounded.shortlist(localindex.views(q))
+        bounded.shortlist_of(q)
         short_lat.append(time.perf_counter() - t)
     # As a registry where every work has a blob would answer: each shortlisted derived work (no blob) replaced by a
-    # random real one, so that all SHORTLIST blobs are read (none cached) and verified. The shortlist is what
-    # WordIndex._merged returns (WordIndex.match ranks the views through it, not through `shortlist`).
-    full_lat, merged, rng, ids = [], bounded._merged, random.Random(1), sorted(real)
+    # random real one, so that all SHORTLIST blobs are read (none cached) and verified.
+    full_lat, shortlist_of, rng, ids = [], bounded.shortlist_of, random.Random(1), sorted(real)
 
-    def all_real(ranked, items):  # the shortlist, each derived work replaced by a real one not already in it
-        short = merged(ranked, items)
+    def all_real(q):  # the shortlist, each derived work replaced by a real one not already in it
+        short = shortlist_of(q)
         spare = iter(rng.sample([i for i in ids if i not in short], len(short)))
         return [i if i in real else next(spare) for i in short]
 
-    bounded._merged = all_real
+    bounded.shortlist_of = all_real
     for _, _, data in queries[:40]:
         image = decode(data).image
         bounded._features.clear()
@@ -403,7 +497,7 @@ def _local_stage(ledger: Ledger, real: dict[int, bytes], real_count: int, querie
         fp_full += bool(got)
         if os.environ.get("LOCAL_MISSES") and got:
             print(f"unrelated image {k} (art({10_000_000 + k})) matched works {got}, all blobs", flush=True)
-    del bounded._merged
+    del bounded.shortlist_of
     rss = _rss_mib() - rss0  # before the exact baseline is built
     exact = local.LocalIndex([local.decode(real[i]) for i in ids])
     per = {a: [0, 0, 0] for a in LOCAL_ATTACKS}
@@ -432,7 +526,7 @@ def _local_stage(ledger: Ledger, real: dict[int, bytes], real_count: int, querie
         per[kind][0] += source in got
         per[kind][1] += source in want
         per[kind][2] += 1
-    return {"N": len(bounded), "files MiB": f"{size / 2 ** 20:.0f}", "open s": f"{open_s:.2f}",
+    return {"index": kind_of_index, "N": len(bounded), "files MiB": f"{size / 2 ** 20:.0f}", "open s": f"{open_s:.2f}",
             "checksums s": f"{sum_s:.2f}", "RSS MiB": f"{rss:.0f}",
             "p50/p99 ms": f"{1000 * np.percentile(lat, 50):.1f}/{1000 * np.percentile(lat, 99):.1f}",
             "p50/p99 ms excl.": f"{1000 * np.percentile(excl, 50):.1f}/{1000 * np.percentile(excl, 99):.1f}",
@@ -440,9 +534,27 @@ def _local_stage(ledger: Ledger, real: dict[int, bytes], real_count: int, querie
             "p50 ms, all blobs": f"{1000 * np.percentile(full_lat, 50):.1f}",
             "recall local": f"{found}/{planted}", "recall exact": f"{found_exact}/{planted}",
             "true in shortlist": f"{in_short}/{planted}", "bulk in shortlist": f"{bulk_short}/{len(queries)}",
+            "shortlist as exact search": f"{same_short}/{len(queries)}" if exact_short is not None else "-",
             "per attack local/exact": " ".join(f"{a}={v[0]}/{v[1]}/{v[2]}" for a, v in per.items()),
             "unrelated matched local/exact": f"{fp}/{fp_exact}", "unrelated matched, all blobs": f"{fp_full}",
             "copies given another work local/exact": f"{wrong}/{wrong_exact}"}
+
+
+def _exact_shortlists(bounded, queries: list) -> list[set[int]]:
+    """Each query's vector shortlist by an exact NumPy scan of every stored vector (the brute force the IVF
+    index must agree with), as a set: the verification reads the shortlisted works in id order."""
+    k = vectorindex.SHORTLIST
+    views = [learned.embed(decode(data).image, vectorindex.VIEWS) for _, _, data in queries]
+    stored = bounded.vectors()
+    best = [(np.zeros(0, np.float32), np.zeros(0, np.int64)) for _ in queries]
+    for at in range(0, len(bounded), 100_000):
+        part = vectorindex.unit(stored[at:at + 100_000])
+        for q, v in enumerate(views):
+            sims = np.concatenate([best[q][0], (v @ part.T).max(0)])
+            rows = np.concatenate([best[q][1], np.arange(at, at + len(part))])
+            top = np.lexsort((rows, -sims))[:k]
+            best[q] = sims[top], rows[top]
+    return [{int(bounded.ids[r]) for r in rows} for _, rows in best]
 
 
 def _edit_of(name: str) -> str:
@@ -465,7 +577,7 @@ def _global(fps, index):
 
 
 def run(n: int, out: Path, real_count: int, brute_queries: int, queries: list, local_queries: list,
-        pool: tuple[np.ndarray, np.ndarray] | None) -> tuple:
+        pool: tuple[np.ndarray, np.ndarray] | None, kind_of_index: str) -> tuple:
     folder = out / f"ledger-{n}"
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
@@ -525,12 +637,20 @@ def run(n: int, out: Path, real_count: int, brute_queries: int, queries: list, l
     index_mib = index.nbytes / 2 ** 20
     del index, brute
     blobs = ledger.local_features(*local.READABLE)  # the real works' (benchmark only: the library never does this)
-    build, derive = _bulk_local(ledger, blobs, len(files) + 1, n - len(files), n + 1, pool)
+    if kind_of_index == "words":
+        build, derive = _bulk_local(ledger, blobs, len(files) + 1, n - len(files), n + 1, pool)
+    else:
+        derive = _bulk_vectors(ledger, files, len(files) + 1, n - len(files), out, n + 1) if n > len(files) else 0.0
+        shutil.rmtree(vectorindex.vector_folder(ledger), ignore_errors=True)
+        t = time.perf_counter()
+        vectorindex.open_vectors(ledger)  # no files: read the ledger's vectors, write them, train and fill the IVF
+        build = time.perf_counter() - t
     local_row = {"build s": f"{build:.1f}", "derive s": f"{derive:.0f}",
-                 **_local_stage(ledger, blobs, len(files), local_queries, id_of)}
+                 **_local_stage(ledger, blobs, len(files), local_queries, id_of, kind_of_index)}
     ledger.close()
     with multiprocessing.get_context("spawn").Pool(1) as fresh:
-        memory = fresh.apply(_resident, (folder / "ledger.db", [d for _, d in queries], [d for _, _, d in local_queries]))
+        memory = fresh.apply(_resident, (folder / "ledger.db", [d for _, d in queries], [d for _, _, d in local_queries],
+                                         kind_of_index))
     return {"N": n, **memory}, local_row, {"N": n, "register/s": f"{register_rate:.0f} ({len(files)})",
                        "bulk/s": f"{(n - len(files)) / bulk_s:.0f}"
             if bulk_s else "-", "build s": f"{build_s:.1f}", "open s": f"{open_s:.2f}",
@@ -543,15 +663,22 @@ def run(n: int, out: Path, real_count: int, brute_queries: int, queries: list, l
             "scan p50 ms excl.": f"{brute_ms:.0f}"}
 
 
-def _resident(ledger_path: Path, queries: list[bytes], local_queries: list[bytes]) -> dict:
+def _resident(ledger_path: Path, queries: list[bytes], local_queries: list[bytes], kind_of_index: str) -> dict:
     """In a fresh process: open the index as a scanner would (global tables, and the bounded local index as the
     benchmark built it), answer every query through both stages, and measure what is resident: per index file
     the pages this process touched (/proc/self/smaps), and the process as a whole."""
     ledger = Ledger.open(ledger_path)
     base = _rss_mib()
     index = open_index(ledger)
-    folder, m = _local_files(ledger)
-    index.bounded = localindex.load(folder, m, ledger.target)
+    if kind_of_index == "words":
+        folder, m = _local_files(ledger)
+        index.bounded = localindex.load(folder, m, ledger.target)
+    else:  # the vectors are read into the process (faiss): what it gained by reading them counts as the index's
+        folder = vectorindex.vector_folder(ledger)
+        before = _rss_mib()
+        index.bounded = vectorindex.open_vectors(ledger)
+        index.bounded.search_index()
+        heap = _rss_mib() - before
     for data in queries:
         _global(_fingerprint(data), index)
     for data in local_queries:
@@ -567,6 +694,8 @@ def _resident(ledger_path: Path, queries: list[bytes], local_queries: list[bytes
                 files["local" if current.startswith(str(folder)) else "global"] += int(parts[1]) / 1024
                 if os.environ.get("RESIDENT_FILES"):
                     print(f"{int(parts[1]) / 1024:8.1f} MiB {current}")
+    if kind_of_index == "vectors":
+        files["local"] += heap
     return {"index resident MiB": f"{files['global'] + files['local']:.0f}",
             "global / local MiB": f"{files['global']:.0f} / {files['local']:.0f}",
             "process RSS MiB": f"{_rss_mib():.0f}", "before opening MiB": f"{base:.0f}",
@@ -587,6 +716,9 @@ def main() -> None:
     ap.add_argument("--real", type=int, default=2000, help="works registered through register() (default 2000)")
     ap.add_argument("--brute-queries", type=int, default=100, help="queries also run by a scan (default 100)")
     ap.add_argument("--planted", type=int, default=60, help="works copied into the queries, 4 attacks each")
+    ap.add_argument("--local", choices=("vectors", "words"), default="vectors",
+                    help="the bounded local stage measured: the learned vectors' shortlist (default: what a registry"
+                         " whose works all have learned/1 gets) or the visual words' (older works)")
     ap.add_argument("--unrelated", choices=("pool", "planted"), default="pool",
                     help="where the local stage's unrelated derived works take their descriptors: images neither"
                          " registered nor queried (default), or the real registered works themselves")
@@ -606,10 +738,10 @@ def main() -> None:
           f" {len(ATTACKS)} attacks, {args.planted} unrelated), {os.cpu_count()} cores, out {out}; local stage:"
           f" {len(local_queries) - args.planted} copies under {len(LOCAL_ATTACKS)} attacks, the same"
           f" unrelated", flush=True)
-    pool = _pool_features(out) if args.unrelated == "pool" else None
+    pool = _pool_features(out) if args.unrelated == "pool" and args.local == "words" else None
     rows, local_rows, memory_rows = [], [], []
     for n in args.n:
-        memory, local_row, row = run(n, out, args.real, args.brute_queries, queries, local_queries, pool)
+        memory, local_row, row = run(n, out, args.real, args.brute_queries, queries, local_queries, pool, args.local)
         rows.append(row)
         local_rows.append(local_row)
         memory_rows.append(memory)

@@ -344,23 +344,25 @@ class LocalIndex:
         """Accepted matches for an RGB image, most inliers first."""
         return self.match(Query(image))
 
-    def match(self, q: "Query") -> list[LocalMatch]:
+    def match(self, q: "Query", prefer: tuple[int, ...] = ()) -> list[LocalMatch]:
         """Accepted matches for a prepared copy (see Query), most inliers first: plain keypoints, then equalised
-        ones, then the template search, each only when the one before found nothing."""
+        ones, then the template search, each only when the one before found nothing. `prefer`: positions of works
+        another signal ranks first (vectorindex), verified in each pass and template-searched whatever their
+        votes (in the view that voted for them most)."""
         if not len(self.owner):
             return []
-        found, voted = self._pass(q.views, q.plain, self.index, self.owner, False)
+        found, voted = self._pass(q.views, q.plain, self.index, self.owner, False, prefer)
         if not found and len(self.eq_owner):
-            found, more = self._pass(q.views, q.equalised, self.eq_index, self.eq_owner, True)
+            found, more = self._pass(q.views, q.equalised, self.eq_index, self.eq_owner, True, prefer)
             voted += more
         if not found:
-            found = self._templates(q.views, voted)
+            found = self._templates(q.views, voted, prefer)
         return found
 
-    def _templates(self, views, voted) -> list[LocalMatch]:
+    def _templates(self, views, voted, prefer: tuple[int, ...] = ()) -> list[LocalMatch]:
         """Last resort for smooth works, whose crops keep too few corners to fit: the copy's grey pixels, as a
         template at a few scales, searched in the thumbnails of the works the keypoints voted for most."""
-        works = []
+        works = list(dict.fromkeys(prefer))
         for _, _, c in sorted(voted, reverse=True):
             if c not in works:
                 works.append(c)
@@ -389,7 +391,7 @@ class LocalIndex:
                                                         float(_coverage(M, work.size, q_shape))), TEMPLATE))
         return found
 
-    def _pass(self, views, detected, index, owner, eq: bool) -> tuple[list[LocalMatch], list]:
+    def _pass(self, views, detected, index, owner, eq: bool, prefer: tuple[int, ...] = ()) -> tuple[list[LocalMatch], list]:
         """One pass (plain or equalised keypoints): each view's descriptors vote for their nearest work's, and the
         TOP_K (work, view) pairs with most votes are verified. The views' searches and the verifications run on a
         thread each where this process has a core to spare (`_parallel.thread_map`: faiss and OpenCV release the
@@ -400,7 +402,7 @@ class LocalIndex:
             faiss.omp_set_num_threads(1)  # OpenMP's setting is the calling thread's: one each, as on this one
             return index.search(des, 1) if len(des) else None
 
-        candidates = []
+        candidates, preferred = [], {}
         for v, found in enumerate(thread_map(search, [des for _, des in detected])):
             if found is None:
                 continue
@@ -408,7 +410,10 @@ class LocalIndex:
             ok = (dist[:, 0] < VOTE_MAX_DISTANCE) & (nn[:, 0] >= 0)
             votes = np.bincount(owner[nn[ok, 0]], minlength=len(self.features))
             candidates += [(int(votes[c]), v, int(c)) for c in np.argsort(-votes)[:TOP_K] if votes[c] >= 2]
+            for c in prefer:
+                preferred[c] = max(preferred.get(c, (-1, v, c)), (int(votes[c]), v, c))
         chosen = sorted(candidates, reverse=True)[:TOP_K]
+        chosen += [p for c, p in preferred.items() if p[0] >= 2 and all(x[2] != c for x in chosen)]
 
         def verify(candidate):
             _, v, c = candidate

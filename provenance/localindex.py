@@ -331,6 +331,7 @@ class Shortlisted:
         self._ledger, self._pid = None, None
         self._features: OrderedDict[int, local.Features | None] = OrderedDict()
         self.last_shortlist: list[int] = []  # of the latest query, best first (for benchmarks and tests)
+        self.prefer = 0  # how many of the best shortlisted works are verified whatever their keypoints' votes
 
     def __getstate__(self):
         state = dict(self.__dict__)
@@ -354,7 +355,8 @@ class Shortlisted:
         ids = sorted(i for i in short if features.get(i) is not None)
         if not ids:
             return []
-        found = local.LocalIndex([features[i] for i in ids]).match(q)
+        first = [ids.index(i) for i in short[:self.prefer] if features.get(i) is not None]
+        found = local.LocalIndex([features[i] for i in ids]).match(q, tuple(first))
         return [(ids[m.position], m) for m in found]
 
     def features_of(self, work_ids: list[int]) -> dict[int, local.Features | None]:

@@ -37,6 +37,9 @@ VIEWS = 8
 #: Works verified per copy. benchmarks/scale.py's copies (crops of 10 % and 25 %, a 5-degree rotation, a captioned
 #: crop) had their work among the best 10 of 28,069 in every case (scripts/experiments/learned, model C).
 SHORTLIST = 10
+#: The best PREFER of them are verified whatever their keypoints' votes: the verification otherwise picks the works
+#: whose descriptors the copy's keypoints vote for most, and a family of similar works can outvote the right one.
+PREFER = 1
 IVF_MIN = 20_000  # works; fewer are searched exactly
 NPROBE = 32  # IVF lists searched per view
 DELTA_MAX = 16_384
@@ -63,6 +66,7 @@ class VectorIndex(Shortlisted):
         self.folder, self.manifest = folder, m
         self.ids = np.fromfile(folder / "ids", np.int32, m["rows"])
         self.without = m["without"]  # works of the ledger with local features but no vector
+        self.prefer = PREFER
         self._index, self._index_pid = None, None
 
     def __len__(self) -> int:

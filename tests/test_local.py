@@ -416,3 +416,24 @@ def test_a_querys_searches_verifications_and_template_fits_run_on_threads_with_o
     assert all(any(n.startswith("provenance-pool") for n in names) for names in ran_on.values())
     # OpenMP's thread count is each thread's own: a pool thread's search must not start a team of its own
     assert any(n.startswith("provenance-pool") for n, _ in searched_with) and {k for _, k in searched_with} == {1}
+
+
+def test_a_preferred_work_is_verified_whatever_the_votes_say(example_index, works_dir, monkeypatch):
+    """`prefer` (the vector shortlist's best work) is verified even when the keypoints' votes would not choose it:
+    here no voted candidate is verified at all (TOP_K = 0, no template search), so only the preferred work can be
+    found - and a preferred work the copy is not of is still refused by the same checks."""
+    from PIL import Image
+
+    names, index = example_index
+    name = "flow-field.png"
+    with Image.open(works_dir / name) as im:
+        w, h = im.size
+        copy = np.asarray(im.convert("RGB").crop((w // 8, h // 10, w - w // 10, h - h // 8)))
+    assert [names[m.position] for m in index.match(local.Query(copy))] == [name]
+    monkeypatch.setattr(local, "TOP_K", 0)
+    monkeypatch.setattr(local.LocalIndex, "_templates", lambda *a: [])
+    assert index.match(local.Query(copy)) == []
+    [m] = index.match(local.Query(copy), prefer=(names.index(name),))
+    assert names[m.position] == name and m.method == local.ALGORITHM
+    other = names.index("sunset-hills.jpg")
+    assert index.match(local.Query(copy), prefer=(other,)) == []

@@ -201,3 +201,18 @@ def test_a_ledger_with_works_registered_before_learned_vectors_keeps_the_visual_
         found = {r.item.rsplit("/", 1)[-1]: [m.work_id for m in r.matches]
                  for r in provenance.scan(led, [feed], workers=1).results}
         assert found == {f"crop-{FLOW}.jpg": [ids[FLOW]], f"crop-{FIGURE}.jpg": [ids[FIGURE]]}
+
+
+def test_the_nearest_work_is_verified_even_where_the_keypoints_vote_for_others(many, works_dir, monkeypatch):
+    """The keypoints' votes choose which shortlisted works are verified; a family of similar works can outvote the
+    right one. The vectors' best (PREFER) is verified anyway: with no voted candidate verified at all, the copies
+    are still found."""
+    monkeypatch.setattr(local, "TOP_K", 0)
+    monkeypatch.setattr(local.LocalIndex, "_templates", lambda *a: [])
+    index = open_vectors(many)
+    ids = ids_of(many)
+    for name in (BRUSH, FLOW, POSTER):
+        copy = crop(work(works_dir, name), (0.1, 0.12, 0.88, 0.9))
+        assert [w for w, _ in index.query(copy)] == [ids[name]]
+    index.prefer = 0
+    assert index.query(crop(work(works_dir, FLOW), (0.1, 0.12, 0.88, 0.9))) == []
