@@ -10,11 +10,17 @@ Used by `localindex.attach` when every work with local features has a vector (wo
 shipped); a ledger holding older works keeps the visual words, which need only the ORB blobs.
 
 Files (`ledger.db.index/vectors/`): the works' ids and vectors (signed bytes, appended as works are registered),
-above IVF_MIN works a faiss IVF index (scalar-quantised: 128 bytes a work) over the first `sealed` of them, and a
-manifest with the ledger entry it covers, the network's SHA-256 and every file's SHA-256. Works past `sealed` (at
-most DELTA_MAX) are added to the IVF in memory when it is first searched; past that it is written again, and trained
-again once the works have grown RETRAIN times since it was trained. Missing, corrupt or stale files are rebuilt
-from the ledger's fingerprint rows.
+above GRAPH_MIN works a faiss HNSW graph (Malkov & Yashunin 2016) over the first `sealed` of them, its vectors
+scalar-quantised (128 bytes a work, ~128 more for its links at M = 16), and a manifest with the ledger entry it
+covers, the network's SHA-256 and every file's SHA-256. Works past `sealed` (at most DELTA_MAX) are added to the
+graph in memory when it is first searched; past that they are added to the file, and the graph is built anew once
+the works have grown RETRAIN times since its quantiser was trained. Missing, corrupt or stale files are rebuilt from
+the ledger's fingerprint rows.
+
+Why a graph: benchmarks/scale.py at 100k works (1,000 copies, the true work within the exact search's best 10 for
+994): an IVF of 1,024 lists found 989 / 993 searching 32 / 64 lists per view (0.5 / 0.9 ms for the 8 views), and
+an IVF's cost grows with the works per list; the graph found 994 at efSearch 64 (0.8 ms), its cost growing with
+the logarithm of the works (scripts: docs/measurements.md, session 22).
 """
 from __future__ import annotations
 
@@ -30,7 +36,7 @@ from . import learned
 from .index import intact, sha256_of
 from .localindex import Shortlisted, write_manifest
 
-FORMAT = "provenance-vectorindex/1"
+FORMAT = "provenance-vectorindex/2"  # /2: an HNSW graph instead of an IVF
 #: The copy's views searched: the first VIEWS of learned.embed's eight (8: every rotation by 90 degrees, mirrored
 #: or not; a crop turned on its side is found, as ORB would find it).
 VIEWS = 8
@@ -40,16 +46,13 @@ SHORTLIST = 10
 #: The best PREFER of them are verified whatever their keypoints' votes: the verification otherwise picks the works
 #: whose descriptors the copy's keypoints vote for most, and a family of similar works can outvote the right one.
 PREFER = 1
-IVF_MIN = 20_000  # works; fewer are searched exactly
-NPROBE = 32  # IVF lists searched per view
+GRAPH_MIN = 20_000  # works; fewer are searched exactly
+GRAPH_M = 16  # links per node (twice that on the bottom layer)
+EF_SEARCH = 64  # candidates the search keeps per view
+EF_CONSTRUCTION = 40
 DELTA_MAX = 16_384
 RETRAIN = 4
-TRAIN_SAMPLE = 256  # training vectors per IVF list
-
-
-def nlist(works: int) -> int:
-    """IVF lists for this many works: a power of two near 4 sqrt(works), 64 .. 4,096."""
-    return int(2 ** np.clip(np.round(np.log2(4 * np.sqrt(max(works, 1)))), 6, 12))
+TRAIN_SAMPLE = 100_000  # vectors the quantiser's ranges are trained on
 
 
 def unit(vectors: np.ndarray) -> np.ndarray:
@@ -88,15 +91,15 @@ class VectorIndex(Shortlisted):
             if self.manifest["rows"] else np.zeros((0, learned.DIM), np.int8)
 
     def search_index(self):
-        """The faiss index (built or read on first use in each process): exact below IVF_MIN works, IVF above."""
+        """The faiss index (built or read on first use in each process): exact below GRAPH_MIN works, a graph above."""
         if self._index is None or self._index_pid != os.getpid():
             import faiss
 
             faiss.omp_set_num_threads(1)
             m = self.manifest
             if m["sealed"]:
-                index = faiss.read_index(str(self.folder / "ivf"))
-                index.nprobe = NPROBE
+                index = faiss.read_index(str(self.folder / "graph"))
+                index.hnsw.efSearch = EF_SEARCH
                 rest = self.vectors()[m["sealed"]:]
             else:
                 index = faiss.IndexFlatIP(learned.DIM)
@@ -177,8 +180,8 @@ def sync(folder: Path, ledger) -> dict:
                 ledger.local_feature_state(READABLE, m["last_id"])[3]
             m["without"] += max(0, blobs - len(have))
             m["last_id"] = int(rows[-1][0])
-        if m["rows"] >= IVF_MIN and (not m["sealed"] or m["rows"] - m["sealed"] > DELTA_MAX):
-            _write_ivf(folder, m)
+        if m["rows"] >= GRAPH_MIN and (not m["sealed"] or m["rows"] - m["sealed"] > DELTA_MAX):
+            _write_graph(folder, m)
         if rows or m.get("covered_seq") != seq or "files" not in m:
             m.update(covered_seq=seq, covered_hash=digest)
             write_manifest(folder, m, _digests)
@@ -204,36 +207,36 @@ def _append(folder: Path, m: dict, works: list[tuple[int, str]]) -> None:
     m["rows"] += len(works)
 
 
-def _write_ivf(folder: Path, m: dict) -> None:
-    """The IVF over every row, trained again if it never was or the rows have grown RETRAIN times since."""
+def _write_graph(folder: Path, m: dict) -> None:
+    """The graph over every row: the works past it added, or built anew if it never was or the rows have grown
+    RETRAIN times since its quantiser was trained."""
     import faiss
 
     faiss.omp_set_num_threads(os.cpu_count() or 1)  # a build, not a query: every core
     vectors = np.memmap(folder / "vectors", np.int8, "r", shape=(m["rows"], learned.DIM))
-    if m["trained"] and m["rows"] <= RETRAIN * m["trained"] and (folder / "ivf").exists():
-        index = faiss.read_index(str(folder / "ivf"))
+    if m["trained"] and m["rows"] <= RETRAIN * m["trained"] and (folder / "graph").exists():
+        index = faiss.read_index(str(folder / "graph"))
         start = index.ntotal
     else:
-        lists = nlist(m["rows"])
-        index = faiss.index_factory(learned.DIM, f"IVF{lists},SQ8", faiss.METRIC_INNER_PRODUCT)
-        sample = np.sort(np.random.RandomState(0).choice(m["rows"], min(m["rows"], lists * TRAIN_SAMPLE),
-                                                         replace=False))
+        index = faiss.IndexHNSWSQ(learned.DIM, faiss.ScalarQuantizer.QT_8bit, GRAPH_M, faiss.METRIC_INNER_PRODUCT)
+        index.hnsw.efConstruction = EF_CONSTRUCTION
+        sample = np.sort(np.random.RandomState(0).choice(m["rows"], min(m["rows"], TRAIN_SAMPLE), replace=False))
         index.train(unit(vectors[sample]))
         m["trained"], start = m["rows"], 0
     for at in range(start, m["rows"], 65_536):
         index.add(unit(vectors[at:min(m["rows"], at + 65_536)]))
     faiss.omp_set_num_threads(1)
-    tmp = folder / ".ivf.tmp"
+    tmp = folder / ".graph.tmp"
     faiss.write_index(index, str(tmp))
-    os.replace(tmp, folder / "ivf")
-    m["sealed"], m["ivf_bytes"] = m["rows"], (folder / "ivf").stat().st_size
+    os.replace(tmp, folder / "graph")
+    m["sealed"], m["graph_bytes"] = m["rows"], (folder / "graph").stat().st_size
 
 
 def _files(m: dict) -> dict[str, int]:
     """File name -> bytes the manifest covers."""
     files = {"ids": 4 * m["rows"], "vectors": learned.DIM * m["rows"]}
     if m["sealed"]:
-        files["ivf"] = m["ivf_bytes"]
+        files["graph"] = m["graph_bytes"]
     return files
 
 

@@ -143,22 +143,20 @@ def test_damaged_or_stale_files_are_rebuilt_from_the_ledger(damage):
     assert [learned.to_hex(v) for v in vectorindex.unit(index.vectors())] == [rows[i] for i in index.ids.tolist()]
 
 
-def test_above_ivf_min_an_ivf_index_answers_as_the_exact_search(many, works_dir, account, tmp_path, monkeypatch):
+def test_above_graph_min_a_graph_answers_as_the_exact_search(many, works_dir, account, tmp_path, monkeypatch):
     exact = open_vectors(many)
     queries = [learned.embed(im, vectorindex.VIEWS) for im, _ in copies(works_dir).values()]
-    want = [exact.nearest(q, 5) for q in queries]
+    want = [exact.nearest(q, 3) for q in queries]
     shutil.rmtree(vector_folder(many))
-    monkeypatch.setattr(vectorindex, "IVF_MIN", 30)
-    monkeypatch.setattr(vectorindex, "nlist", lambda works: 4)  # NPROBE >= 4 lists: every list is searched
-    monkeypatch.setattr(vectorindex, "TRAIN_SAMPLE", 9)
-    ivf = open_vectors(many)
-    assert ivf.manifest["sealed"] == 36 and ivf.manifest["trained"] == 36
-    assert type(ivf.search_index()).__name__ == "IndexIVFScalarQuantizer"
+    monkeypatch.setattr(vectorindex, "GRAPH_MIN", 30)
+    graph = open_vectors(many)
+    assert graph.manifest["sealed"] == 36 and graph.manifest["trained"] == 36
+    assert type(graph.search_index()).__name__ == "IndexHNSWSQ"
     for q, expected in zip(queries, want):
-        got = ivf.nearest(q, 5)
-        assert [w for w, _ in got] == [w for w, _ in expected]
+        got = graph.nearest(q, 3)
+        assert got[0][0] == expected[0][0] and {w for w, _ in got} == {w for w, _ in expected}
         assert [s for _, s in got] == pytest.approx([s for _, s in expected], abs=0.02)  # 8-bit codes
-    # Works registered since are added in memory up to DELTA_MAX, then written; trained again past RETRAIN x.
+    # Works registered since are added in memory up to DELTA_MAX, then to the file; built anew past RETRAIN x.
     more = tmp_path / "more"
     more.mkdir()
     for i in range(4):
@@ -167,11 +165,16 @@ def test_above_ivf_min_an_ivf_index_answers_as_the_exact_search(many, works_dir,
     grown = open_vectors(many)
     assert len(grown) == 40 and grown.manifest["sealed"] == 36 and grown.search_index().ntotal == 40
     monkeypatch.setattr(vectorindex, "DELTA_MAX", 0)
-    monkeypatch.setattr(vectorindex, "RETRAIN", 1.05)
     resealed = open_vectors(many)
-    assert resealed.manifest["sealed"] == 40 and resealed.manifest["trained"] == 40
-    q = learned.embed(crop(picture(203), (0.1, 0.1, 0.9, 0.9)), vectorindex.VIEWS)
-    assert resealed.nearest(q, 1)[0][0] == resealed.ids[-1]
+    assert resealed.manifest["sealed"] == 40 and resealed.manifest["trained"] == 36
+    monkeypatch.setattr(vectorindex, "RETRAIN", 1.05)
+    (tmp_path / "one").mkdir()
+    picture(300).save(tmp_path / "one" / "one.jpg", quality=90)
+    register(many, tmp_path / "one", account)
+    rebuilt = open_vectors(many)
+    assert rebuilt.manifest["sealed"] == 41 and rebuilt.manifest["trained"] == 41
+    q = learned.embed(crop(picture(300), (0.1, 0.1, 0.9, 0.9)), vectorindex.VIEWS)
+    assert rebuilt.nearest(q, 1)[0][0] == rebuilt.ids[-1]
 
 
 def test_a_ledger_with_works_registered_before_learned_vectors_keeps_the_visual_words(tmp_path, works_dir, account,
@@ -216,3 +219,13 @@ def test_the_nearest_work_is_verified_even_where_the_keypoints_vote_for_others(m
         assert [w for w, _ in index.query(copy)] == [ids[name]]
     index.prefer = 0
     assert index.query(crop(work(works_dir, FLOW), (0.1, 0.12, 0.88, 0.9))) == []
+
+
+def test_the_vector_index_is_built_from_either_backend_and_finds_a_crop(registered_ledger, works_dir):
+    led = registered_ledger  # SQLite and PostgreSQL (the folder is then in the data directory)
+    rows = {r[0]: r[2] for r in led.fingerprint_rows((learned.ALGORITHM,))[0]}
+    index = open_vectors(led)
+    assert index.covers_all and sorted(index.ids.tolist()) == sorted(rows) and len(rows) == 6
+    assert [learned.to_hex(v) for v in vectorindex.unit(index.vectors())] == [rows[i] for i in index.ids.tolist()]
+    found = index.query(crop(work(works_dir, POSTER), (0.1, 0.15, 0.85, 0.9)))
+    assert [w for w, _ in found] == [w.id for w in led.works() if w.title == "Geometric Poster"]
