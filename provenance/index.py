@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import local, mih
+from . import learned, local, mih
 from .fingerprints import PDQ, PDQEQ, PHASH
 
 ALGORITHMS = (PDQ, PHASH, PDQEQ)
@@ -124,6 +124,9 @@ def _table_rows(algorithm: str, cols: Columns, n: int, mask: bool = False) -> np
 
 
 _EMPTY_ROWS = Columns.from_rows([])
+#: The in-memory local stage verifies the work nearest the copy's learned vectors whatever its keypoints' votes
+#: (as vectorindex does): the copy as it is and mirrored (ORB finds rotated copies; 8 views cost 4x the time).
+PREFER_VIEWS = 2
 
 
 class Index:
@@ -131,8 +134,10 @@ class Index:
 
     def __init__(self, works=(), local_blobs: dict[int, bytes] | None = None):
         self.local_blobs = dict(local_blobs or {})
-        self.bounded = None  # a localindex.WordIndex, when the local stage is the bounded one
+        self.local_vectors: dict[int, str] = {}  # learned/1 of the works with blobs, where they have one
+        self.bounded = None  # a localindex.Shortlisted, when the local stage is a bounded one
         self._local: tuple[local.LocalIndex, list[int]] | None = None
+        self._local_vectors: tuple[np.ndarray, np.ndarray] | None = None  # (positions in _local, unit vectors)
         self._set(_EMPTY_ROWS, {}, 0)
         self.add(list(works))
 
@@ -215,6 +220,9 @@ class Index:
         if self._local is None:
             ids = sorted(self.local_blobs)
             self._local = local.LocalIndex([local.decode(self.local_blobs[i]) for i in ids]), ids
+            have = [k for k, i in enumerate(ids) if i in self.local_vectors]
+            vectors = [learned.from_hex(self.local_vectors[ids[k]]) for k in have]
+            self._local_vectors = (np.array(have, np.int64), np.stack(vectors)) if vectors else None
         return self._local
 
     @property
@@ -229,7 +237,13 @@ class Index:
         if not self.local_blobs:
             return []
         local_index, work_ids = self.local()
-        return [(work_ids[m.position], m) for m in local_index.query(image)]
+        q = local.Query(image)
+        prefer = ()
+        if self._local_vectors is not None:  # the work nearest the copy's learned vectors is verified in any case
+            positions, vectors = self._local_vectors
+            views = learned.embed(q.image, PREFER_VIEWS)
+            prefer = (int(positions[int(np.argmax((views @ vectors.T).max(0)))]),)
+        return [(work_ids[m.position], m) for m in local_index.match(q, prefer)]
 
     def nearest(self, algorithm: str, variants: tuple[str, ...] | list[str], max_distance: int,
                 eligible: np.ndarray | None = None, among: np.ndarray | None = None) -> Nearest:

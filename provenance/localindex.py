@@ -51,7 +51,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from . import local
+from . import learned, local
 from ._parallel import thread_map
 from .errors import UsageError
 from .index import intact, sha256_of
@@ -512,6 +512,8 @@ def attach(index, ledger, mode: str | None = None) -> None:
         mode = "exact" if ledger.local_feature_state(local.READABLE, 2 ** 62)[3] <= EXACT_MAX_WORKS else "bounded"
     if mode == "exact":
         index.local_blobs = ledger.local_features(*local.READABLE)  # orb/2 of older ledgers too
+        index.local_vectors = {r[0]: r[2] for r in ledger.fingerprint_rows((learned.ALGORITHM,))[0]
+                               if r[2] is not None and r[0] in index.local_blobs}
         return
     if mode == "bounded":
         from .vectorindex import open_vectors

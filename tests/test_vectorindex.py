@@ -229,3 +229,21 @@ def test_the_vector_index_is_built_from_either_backend_and_finds_a_crop(register
     assert [learned.to_hex(v) for v in vectorindex.unit(index.vectors())] == [rows[i] for i in index.ids.tolist()]
     found = index.query(crop(work(works_dir, POSTER), (0.1, 0.15, 0.85, 0.9)))
     assert [w for w, _ in found] == [w.id for w in led.works() if w.title == "Geometric Poster"]
+
+
+def test_the_in_memory_local_stage_verifies_the_nearest_work_too(many, works_dir, monkeypatch):
+    """Below EXACT_MAX_WORKS every blob is in memory and every work's keypoints vote; the work nearest the copy's
+    learned vectors (itself and mirrored: index.PREFER_VIEWS) is verified as well, whatever the votes."""
+    monkeypatch.setenv(localindex.ENV, "exact")
+    monkeypatch.setattr(local, "TOP_K", 0)
+    monkeypatch.setattr(local.LocalIndex, "_templates", lambda *a: [])
+    index = Index()
+    localindex.attach(index, many)
+    ids = ids_of(many)
+    assert index.bounded is None and len(index.local_vectors) == len(index.local_blobs) == 36
+    for name in (BRUSH, POSTER):
+        copy = ImageOps.mirror(crop(work(works_dir, name), (0.1, 0.12, 0.88, 0.9)))
+        assert [w for w, _ in index.local_matches(copy)] == [ids[name]]
+    bare = Index()
+    bare.local_blobs = index.local_blobs  # a ledger whose works have no vectors: the votes alone
+    assert bare.local_matches(crop(work(works_dir, BRUSH), (0.1, 0.12, 0.88, 0.9))) == []
