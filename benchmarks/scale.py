@@ -649,8 +649,8 @@ def run(n: int, out: Path, real_count: int, brute_queries: int, queries: list, l
                  **_local_stage(ledger, blobs, len(files), local_queries, id_of, kind_of_index)}
     ledger.close()
     with multiprocessing.get_context("spawn").Pool(1) as fresh:
-        memory = fresh.apply(_resident, (folder / "ledger.db", [d for _, d in queries], [d for _, _, d in local_queries],
-                                         kind_of_index))
+        memory = fresh.apply(_resident, (folder / "ledger.db", [d for _, d in queries],
+                                         [d for _, _, d in local_queries], kind_of_index))
     return {"N": n, **memory}, local_row, {"N": n, "register/s": f"{register_rate:.0f} ({len(files)})",
                        "bulk/s": f"{(n - len(files)) / bulk_s:.0f}"
             if bulk_s else "-", "build s": f"{build_s:.1f}", "open s": f"{open_s:.2f}",

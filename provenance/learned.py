@@ -10,7 +10,8 @@ The network is small (eight 3x3 convolutions, GeM pooling, a linear head: 0.69 M
 trained on this project's machine (scripts/experiments/learned/: InfoNCE with SSCD's KoLeo term, on 5,927 pictures
 from Debian art packages the dev corpus does not use, under the family of changes a repost makes). It ships as ONNX
 (`data/descriptor-1.onnx`, pinned by its SHA-256) and runs in OpenCV's DNN module, which the library already has:
-~2.5 ms a picture on one core (1.7 of them the network). A new network is a new version (`learned/2`), never a changed file.
+~2.5 ms a picture on one core (1.7 of them the network). A new network is a new version (`learned/2`), never a
+changed file.
 """
 from __future__ import annotations
 
@@ -70,8 +71,8 @@ _DIHEDRAL = (
 
 
 def embed(image, views: int = 1) -> np.ndarray:
-    """Unit vectors (views, DIM) of an RGB picture (Pillow image or array): the first `views` of its dihedral views (1: as it is; 2: and
-    mirrored left-right; 8: every rotation by 90 degrees and mirror)."""
+    """Unit vectors (views, DIM) of an RGB picture (Pillow image or array): the first `views` of its dihedral views
+    (1: as it is; 2: and mirrored left-right; 8: every rotation by 90 degrees and mirror)."""
     x = _input(_source(image))
     batch = np.ascontiguousarray(np.stack([f(x) for f in _DIHEDRAL[:views]]))
     net = _net()

@@ -347,8 +347,8 @@ class LocalIndex:
     def match(self, q: "Query", prefer: tuple[int, ...] = ()) -> list[LocalMatch]:
         """Accepted matches for a prepared copy (see Query), most inliers first: plain keypoints, then equalised
         ones, then the template search, each only when the one before found nothing. `prefer`: positions of works
-        another signal ranks first (vectorindex), verified in each pass and template-searched whatever their
-        votes (in the view that voted for them most)."""
+        another signal ranks first (the learned vectors), verified in each pass however many votes other works get,
+        and template-searched first."""
         if not len(self.owner):
             return []
         found, voted = self._pass(q.views, q.plain, self.index, self.owner, False, prefer)
@@ -391,9 +391,11 @@ class LocalIndex:
                                                         float(_coverage(M, work.size, q_shape))), TEMPLATE))
         return found
 
-    def _pass(self, views, detected, index, owner, eq: bool, prefer: tuple[int, ...] = ()) -> tuple[list[LocalMatch], list]:
+    def _pass(self, views, detected, index, owner, eq: bool,
+              prefer: tuple[int, ...] = ()) -> tuple[list[LocalMatch], list]:
         """One pass (plain or equalised keypoints): each view's descriptors vote for their nearest work's, and the
-        TOP_K (work, view) pairs with most votes are verified. The views' searches and the verifications run on a
+        TOP_K (work, view) pairs with most votes are verified, and each preferred work in the view that voted for it
+        most (if at least 2 votes did, as for any candidate). The views' searches and the verifications run on a
         thread each where this process has a core to spare (`_parallel.thread_map`: faiss and OpenCV release the
         GIL); the answer is the one they give in turn."""
         def search(des):

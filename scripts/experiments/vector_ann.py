@@ -23,7 +23,8 @@ rnd = random.Random(0)
 sources = rnd.sample([i for i in range(2000) if i % 5 != 4], 250)
 Q = np.stack([learned.embed(decode(scale._jpeg(scale.local_attack(Image.open(real[i]).convert('RGB'), kind))).image, 8)
               for i in sources for kind in scale.LOCAL_ATTACKS])
-title = dict(sqlite3.connect(str(OUT / f'ledger-{N}' / 'ledger.db')).execute("select title, id from works where id <= 2000").fetchall())
+title = dict(sqlite3.connect(str(OUT / f'ledger-{N}' / 'ledger.db'))
+             .execute("select title, id from works where id <= 2000").fetchall())
 row_of = {int(w): r for r, w in enumerate(ids)}
 true_rows = [row_of[title[real[i].name]] for i in sources for _ in scale.LOCAL_ATTACKS]
 K = 10
@@ -41,13 +42,18 @@ def trial(name, idx, setups):
     for label, setup in setups:
         setup(idx); faiss.omp_set_num_threads(1)
         t = time.perf_counter(); got = [top(idx, q) for q in Q]; ms = (time.perf_counter() - t) / len(Q) * 1000
-        print(f'{name} {label}: same set {sum(g == e for g, e in zip(got, exact))}/1000, true in top-10 {sum(t in g for t, g in zip(true_rows, got))}, {ms:.2f} ms/query (8 views)', flush=True)
+        same, true = sum(g == e for g, e in zip(got, exact)), sum(t in g for t, g in zip(true_rows, got))
+        print(f'{name} {label}: same set {same}/1000, true in top-10 {true}, {ms:.2f} ms/query (8 views)', flush=True)
 for spec in ('IVF1024,SQ8', 'IVF1024,Flat', 'IVF4096,SQ8'):
     idx = faiss.index_factory(128, spec, faiss.METRIC_INNER_PRODUCT); t = time.perf_counter()
-    idx.train(V[np.random.RandomState(0).choice(len(V), min(len(V), 256 * int(spec[3:7].rstrip(',')) ), replace=False)]); idx.add(V)
+    lists = int(spec[3:7].rstrip(','))
+    idx.train(V[np.random.RandomState(0).choice(len(V), min(len(V), 256 * lists), replace=False)])
+    idx.add(V)
     print(spec, 'build s %.1f' % (time.perf_counter() - t))
     trial(spec, idx, [(f'nprobe {p}', (lambda p: lambda i: setattr(i, 'nprobe', p))(p)) for p in (32, 64, 128)])
 for M in (16, 32):
-    idx = faiss.IndexHNSWSQ(128, faiss.ScalarQuantizer.QT_8bit, M, faiss.METRIC_INNER_PRODUCT); faiss.omp_set_num_threads(2)
+    idx = faiss.IndexHNSWSQ(128, faiss.ScalarQuantizer.QT_8bit, M, faiss.METRIC_INNER_PRODUCT)
+    faiss.omp_set_num_threads(2)
     t = time.perf_counter(); idx.train(V); idx.add(V); print('HNSW', M, 'build s %.1f' % (time.perf_counter() - t))
-    trial(f'HNSWSQ8 M{M}', idx, [(f'ef {e}', (lambda e: lambda i: setattr(i.hnsw, 'efSearch', e))(e)) for e in (32, 64, 128)])
+    trial(f'HNSWSQ8 M{M}', idx,
+          [(f'ef {e}', (lambda e: lambda i: setattr(i.hnsw, 'efSearch', e))(e)) for e in (32, 64, 128)])

@@ -26,7 +26,8 @@ if not (W / 'ledger.db').exists():
     (W / 'padding').mkdir(parents=True, exist_ok=True)
     list(imap(detection._write_padding, [(i, W / 'padding') for i in range(1000 - 142)]))
     with Ledger.create(W / 'ledger.db') as led:
-        list(provenance.register(led, sorted((D / 'works').iterdir()) + [W / 'padding'], Account.from_key('0x' + '11' * 32), artist='b').results)
+        list(provenance.register(led, sorted((D / 'works').iterdir()) + [W / 'padding'],
+                                 Account.from_key('0x' + '11' * 32), artist='b').results)
 led = Ledger.open(W / 'ledger.db')
 work_of = {w.title: w.id for w in led.works()}
 index = open_index(led)
@@ -61,4 +62,5 @@ for name, bounded, k, pf in (('words', wi, None, 0), ('v10p0', vi, 10, 0), ('v10
     print(name, len(found), 'p50 ms %.1f' % (1000 * np.median(lat)), 'distractors matched', fpos, flush=True)
 att = {f: a for f, a, _, _ in todo}
 for name in ('v10p0', 'v10p1', 'v10p2', 'v20p1', 'v40p0'):
-    print(name, 'missed vs words:', sorted((att[f], f) for f in res['words'] - res[name]), 'extra:', sorted((att[f], f) for f in res[name] - res['words']))
+    print(name, 'missed vs words:', sorted((att[f], f) for f in res['words'] - res[name]),
+          'extra:', sorted((att[f], f) for f in res[name] - res['words']))
