@@ -20,7 +20,7 @@ the ledger's fingerprint rows.
 Why a graph: benchmarks/scale.py at 100k works (1,000 copies, the true work within the exact search's best 10 for
 994): an IVF of 1,024 lists found 989 / 993 searching 32 / 64 lists per view (0.5 / 0.9 ms for the 8 views), and
 an IVF's cost grows with the works per list; the graph found 994 at efSearch 64 (0.8 ms), its cost growing with
-the logarithm of the works (scripts: docs/measurements.md, session 22).
+the logarithm of the works (docs/measurements.md, session 22; scripts/experiments/vector_ann.py).
 """
 from __future__ import annotations
 
@@ -41,14 +41,17 @@ FORMAT = "provenance-vectorindex/2"  # /2: an HNSW graph instead of an IVF
 #: or not; a crop turned on its side is found, as ORB would find it).
 VIEWS = 8
 #: Works verified per copy. benchmarks/scale.py's copies (crops of 10 % and 25 %, a 5-degree rotation, a captioned
-#: crop) had their work among the best 10 of 28,069 in every case (scripts/experiments/learned, model C).
-SHORTLIST = 10
+#: crop; up to 8 registered edits of each work) at 300k works: the exact search puts the true work within the best
+#: 10 / 20 / 40 for 978 / 994 / 994 of 1,000, the graph (EF_SEARCH 64 / 128) within 10 for 971 / 977, within 20 for
+#: 982 / 990 (1.4 ms for the 8 views at 128). Dev corpus at 998 works: 10 and 20 find the same copies (442 / 443 of
+#: the 566 the global stage leaves), 20 costs ~3 ms more.
+SHORTLIST = 20
 #: The best PREFER of them are verified whatever their keypoints' votes: the verification otherwise picks the works
 #: whose descriptors the copy's keypoints vote for most, and a family of similar works can outvote the right one.
 PREFER = 1
 GRAPH_MIN = 20_000  # works; fewer are searched exactly
 GRAPH_M = 16  # links per node (twice that on the bottom layer)
-EF_SEARCH = 64  # candidates the search keeps per view
+EF_SEARCH = 128  # candidates the search keeps per view
 EF_CONSTRUCTION = 40
 DELTA_MAX = 16_384
 RETRAIN = 4
