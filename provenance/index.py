@@ -462,14 +462,20 @@ def sha256_of(path: Path, size: int) -> str:
 
 
 def _valid_manifest(folder: Path, ledger) -> dict | None:
-    """The manifest if the files are intact and cover a prefix of this ledger's entries; else None (rebuild)."""
+    return valid_manifest(folder, ledger, {"format": FORMAT, "radius": SEARCH_RADIUS}, _digests)
+
+
+def valid_manifest(folder: Path, ledger, expected: dict, digests) -> dict | None:
+    """The manifest in `folder` (of this index or of the local ones beside it) if it has the `expected` values, is
+    this ledger's, covers a prefix of its entries and its files are intact (`digests(folder, m, names)`: their
+    SHA-256); else None (rebuild)."""
     try:
         m = json.loads((folder / "manifest.json").read_text())
-        if m.get("format") != FORMAT or m.get("ledger_id") != ledger.ledger_id or m.get("radius") != SEARCH_RADIUS:
+        if any(m.get(k) != v for k, v in expected.items()) or m.get("ledger_id") != ledger.ledger_id:
             return None
         if ledger.entry_hash_at(m["covered_seq"]) != m["covered_hash"]:
             return None  # the ledger was replaced or rewritten since
-        return m if intact(folder, m, lambda names: _digests(folder, m, names)) else None
+        return m if intact(folder, m, lambda names: digests(folder, m, names)) else None
     except (OSError, ValueError, KeyError, TypeError):
         return None
 

@@ -54,7 +54,7 @@ import numpy as np
 from . import learned, local
 from ._parallel import thread_map
 from .errors import UsageError
-from .index import intact, sha256_of
+from .index import sha256_of, valid_manifest
 
 VOCABULARY = "orbwords/1"
 _VOCABULARY_FILE = Path(__file__).resolve().parent / "data" / "orbwords-1.npy"
@@ -534,12 +534,18 @@ def open_local(ledger, folder: Path | str | None = None) -> WordIndex:
     """The ledger's bounded local index, brought up to date (read, extended with the works registered since, or
     rebuilt from the ledger's blobs if missing, corrupt or stale). An unwritable folder: built in a temporary one."""
     folder = local_folder(ledger) if folder is None else Path(folder)
+    return in_folder(folder, "provenance-local-", lambda f, keep: load(f, sync(f, ledger), ledger.target, keep))
+
+
+def in_folder(folder: Path, prefix: str, make):
+    """`make(folder, None)`; if the folder cannot be written, `make(temporary folder, keep)` instead, where `keep` (a
+    TemporaryDirectory named by `prefix`) must live as long as what `make` returns."""
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        return load(folder, sync(folder, ledger), ledger.target)
+        return make(folder, None)
     except OSError:
-        keep = tempfile.TemporaryDirectory(prefix="provenance-local-")
-        return load(Path(keep.name), sync(Path(keep.name), ledger), ledger.target, keep)
+        keep = tempfile.TemporaryDirectory(prefix=prefix)
+        return make(Path(keep.name), keep)
 
 
 def _params() -> dict:
@@ -732,14 +738,4 @@ def _digests(folder: Path, m: dict, names=None) -> dict[str, str]:
 
 
 def _valid_manifest(folder: Path, ledger) -> dict | None:
-    """The manifest if the files are intact and cover a prefix of this ledger's entries; else None (rebuild)."""
-    try:
-        m = json.loads((folder / "manifest.json").read_text())
-        if m.get("format") != FORMAT or any(m.get(k) != v for k, v in _params().items()) or \
-                m.get("ledger_id") != ledger.ledger_id:
-            return None
-        if ledger.entry_hash_at(m["covered_seq"]) != m["covered_hash"]:
-            return None  # the ledger was replaced or rewritten since
-        return m if intact(folder, m, lambda names: _digests(folder, m, names)) else None  # as the global index
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
+    return valid_manifest(folder, ledger, {"format": FORMAT, **_params()}, _digests)

@@ -25,16 +25,14 @@ the logarithm of the works (docs/measurements.md, session 22; scripts/experiment
 from __future__ import annotations
 
 import fcntl
-import json
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from . import learned
-from .index import intact, sha256_of
-from .localindex import Shortlisted, write_manifest
+from .index import sha256_of, valid_manifest
+from .localindex import Shortlisted, in_folder, write_manifest
 
 FORMAT = "provenance-vectorindex/2"  # /2: an HNSW graph instead of an IVF
 #: The copy's views searched: the first VIEWS of learned.embed's eight (8: every rotation by 90 degrees, mirrored
@@ -148,12 +146,8 @@ def open_vectors(ledger, folder: Path | str | None = None) -> VectorIndex:
     """The ledger's vector index, brought up to date (read, extended with the works registered since, or rebuilt
     from the ledger if missing, corrupt or stale). An unwritable folder: built in a temporary one."""
     folder = vector_folder(ledger) if folder is None else Path(folder)
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        return VectorIndex(folder, sync(folder, ledger), ledger.target)
-    except OSError:
-        keep = tempfile.TemporaryDirectory(prefix="provenance-vectors-")
-        return VectorIndex(Path(keep.name), sync(Path(keep.name), ledger), ledger.target, keep)
+    return in_folder(folder, "provenance-vectors-",
+                     lambda f, keep: VectorIndex(f, sync(f, ledger), ledger.target, keep))
 
 
 def _fresh(ledger) -> dict:
@@ -200,7 +194,7 @@ def _append(folder: Path, m: dict, works: list[tuple[int, str]]) -> None:
            "vectors": bytes.fromhex("".join(v for _, v in works))}
     if len(new["vectors"]) != learned.DIM * len(works):
         raise ValueError(f"a stored {learned.ALGORITHM} value is not {learned.DIM} bytes")
-    sizes = {"ids": 4 * m["rows"], "vectors": learned.DIM * m["rows"]}
+    sizes = _files(m)
     for name, data in new.items():
         with open(folder / name, "ab") as f:
             f.truncate(sizes[name])
@@ -249,14 +243,4 @@ def _digests(folder: Path, m: dict, names=None) -> dict[str, str]:
 
 
 def _valid_manifest(folder: Path, ledger) -> dict | None:
-    """The manifest if the files are intact and cover a prefix of this ledger's entries; else None (rebuild)."""
-    try:
-        m = json.loads((folder / "manifest.json").read_text())
-        if m.get("format") != FORMAT or m.get("network") != learned.MODEL_SHA256 or \
-                m.get("ledger_id") != ledger.ledger_id:
-            return None
-        if ledger.entry_hash_at(m["covered_seq"]) != m["covered_hash"]:
-            return None  # the ledger was replaced or rewritten since
-        return m if intact(folder, m, lambda names: _digests(folder, m, names)) else None
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
+    return valid_manifest(folder, ledger, {"format": FORMAT, "network": learned.MODEL_SHA256}, _digests)

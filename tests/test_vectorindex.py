@@ -18,21 +18,8 @@ from provenance import learned, local, localindex, vectorindex
 from provenance.index import Index
 from provenance.ledger import Ledger
 from provenance.vectorindex import VectorIndex, open_vectors, vector_folder
-from test_localindex import BRUSH, EXTRA, FIGURE, FLOW, POSTER, crop, ids_of, picture, register, work
-
-
-@pytest.fixture(scope="module")
-def _many(tmp_path_factory, works_dir, account):
-    """A ledger file with the example works and EXTRA procedural ones registered, made once for the module."""
-    root = tmp_path_factory.mktemp("vectors")
-    extra = root / "extra"
-    extra.mkdir()
-    for i in range(EXTRA):
-        picture(i).save(extra / f"extra_{i:02d}.jpg", quality=90)
-    with Ledger.create(root / "ledger.db") as led:
-        register(led, works_dir, account)
-        register(led, extra, account)
-    return root / "ledger.db"
+from test_localindex import _many  # noqa: F401 (the module's ledger: the examples and procedural works)
+from test_localindex import BRUSH, FIGURE, FLOW, POSTER, crop, ids_of, picture, register, work
 
 
 @pytest.fixture
@@ -41,6 +28,14 @@ def many(_many, tmp_path, monkeypatch):
     shutil.copyfile(_many, tmp_path / "ledger.db")
     with Ledger.open(tmp_path / "ledger.db") as led:
         yield led
+
+
+def register_pictures(ledger, folder, seeds, account) -> None:
+    """Register the procedural pictures of these seeds from `folder` (made here)."""
+    folder.mkdir()
+    for seed in seeds:
+        picture(seed).save(folder / f"picture_{seed}.jpg", quality=90)
+    register(ledger, folder, account)
 
 
 def copies(works_dir) -> dict[str, tuple[Image.Image, str]]:
@@ -103,11 +98,7 @@ def test_the_shortlist_is_the_works_nearest_any_view(many, works_dir):
 def test_new_works_are_appended_not_rebuilt(many, account, tmp_path):
     first = open_vectors(many)
     before = (vector_folder(many) / "vectors").read_bytes()
-    more = tmp_path / "more"
-    more.mkdir()
-    for i in range(3):
-        picture(100 + i).save(more / f"more_{i}.jpg", quality=90)
-    register(many, more, account)
+    register_pictures(many, tmp_path / "more", range(100, 103), account)
     index = open_vectors(many)
     assert len(index) == len(first) + 3 and index.ids[:len(first)].tolist() == first.ids.tolist()
     assert (vector_folder(many) / "vectors").read_bytes()[:len(before)] == before
@@ -157,20 +148,14 @@ def test_above_graph_min_a_graph_answers_as_the_exact_search(many, works_dir, ac
         assert got[0][0] == expected[0][0] and {w for w, _ in got} == {w for w, _ in expected}
         assert [s for _, s in got] == pytest.approx([s for _, s in expected], abs=0.02)  # 8-bit codes
     # Works registered since are added in memory up to DELTA_MAX, then to the file; built anew past RETRAIN x.
-    more = tmp_path / "more"
-    more.mkdir()
-    for i in range(4):
-        picture(200 + i).save(more / f"more_{i}.jpg", quality=90)
-    register(many, more, account)
+    register_pictures(many, tmp_path / "more", range(200, 204), account)
     grown = open_vectors(many)
     assert len(grown) == 40 and grown.manifest["sealed"] == 36 and grown.search_index().ntotal == 40
     monkeypatch.setattr(vectorindex, "DELTA_MAX", 0)
     resealed = open_vectors(many)
     assert resealed.manifest["sealed"] == 40 and resealed.manifest["trained"] == 36
     monkeypatch.setattr(vectorindex, "RETRAIN", 1.05)
-    (tmp_path / "one").mkdir()
-    picture(300).save(tmp_path / "one" / "one.jpg", quality=90)
-    register(many, tmp_path / "one", account)
+    register_pictures(many, tmp_path / "one", [300], account)
     rebuilt = open_vectors(many)
     assert rebuilt.manifest["sealed"] == 41 and rebuilt.manifest["trained"] == 41
     q = learned.embed(crop(picture(300), (0.1, 0.1, 0.9, 0.9)), vectorindex.VIEWS)
