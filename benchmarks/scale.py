@@ -26,7 +26,7 @@ local.LocalIndex over the R real works only (the baseline: the index that could 
 `vectors` (default: what a registry whose works all have learned/1 gets, vectorindex). Works R+1..N get learned/1
 fingerprint rows in the ledger, each the vector of a real picture: up to CLUSTER_MAX small edits of each real work
 (uniform 0..8, `edit`: near duplicates, as an artist registers variants), the rest procedural pictures neither
-registered nor queried (art(30,000,000 + j), computed once and kept in OUT/vectors-<network>/, ~12 ms each on a
+registered nor queried (art(30,000,000 + j), computed once and kept in OUT/vectors-<network>-<ART>/, ~9 ms each on a
 core). The index is built from the ledger by vectorindex.open_vectors ("build s"); "shortlist as exact search":
 queries whose shortlist (a set) is the one an exact NumPy scan of every vector gives. A derived work has no blob and
 cannot be verified when shortlisted (as below).
@@ -98,16 +98,21 @@ from provenance.matching import find_matches  # noqa: E402
 from provenance import learned, local, localindex, vectorindex  # noqa: E402
 
 SIZE = (320, 240)
+ART = "art2"  # the version of art() (float32 since session 23): names the cached pool vectors
+
+
+_FONT = ImageFont.load_default(size=28)
 
 
 def art(seed: int) -> Image.Image:
-    """A procedural picture: gradient, shapes, strokes, noise, sometimes text."""
+    """A procedural picture: gradient, shapes, strokes, noise, sometimes text (in float32: ~6 ms)."""
     rng = np.random.default_rng(seed)
     w, h = SIZE
-    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
-    a, b = rng.uniform(0, 255, 3), rng.uniform(0, 255, 3)
-    t = (np.cos(rng.uniform(0, 6.3)) * xx / w + np.sin(rng.uniform(0, 6.3)) * yy / h)[..., None]
-    img = Image.fromarray(np.clip(a + (b - a) * (t - t.min()) / (np.ptp(t) + 1e-6), 0, 255).astype(np.uint8))
+    a, b = rng.uniform(0, 255, 3).astype(np.float32), rng.uniform(0, 255, 3).astype(np.float32)
+    cos, sin = np.float32(np.cos(rng.uniform(0, 6.3))), np.float32(np.sin(rng.uniform(0, 6.3)))
+    t = cos * np.arange(w, dtype=np.float32)[None, :] / w + sin * np.arange(h, dtype=np.float32)[:, None] / h
+    t = ((t - t.min()) / (np.ptp(t) + np.float32(1e-6)))[..., None]
+    img = Image.fromarray(np.clip(a + (b - a) * t, 0, 255).astype(np.uint8))
     d = ImageDraw.Draw(img)
     for _ in range(rng.integers(4, 14)):
         c = tuple(int(v) for v in rng.integers(0, 256, 3))
@@ -126,9 +131,11 @@ def art(seed: int) -> Image.Image:
                    width=int(rng.integers(2, 12)))
     if rng.random() < 0.4:
         d.text((int(rng.integers(0, w - 100)), int(rng.integers(0, h - 30))), f"no. {seed}",
-               fill=tuple(int(v) for v in rng.integers(0, 256, 3)), font=ImageFont.load_default(size=28))
-    arr = np.asarray(img).astype(np.float32) + rng.normal(0, rng.uniform(0, 12), (h, w, 3))
-    return Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8))
+               fill=tuple(int(v) for v in rng.integers(0, 256, 3)), font=_FONT)
+    noise = rng.standard_normal((h, w, 3), dtype=np.float32)
+    noise *= np.float32(rng.uniform(0, 12))
+    noise += np.asarray(img, dtype=np.float32)
+    return Image.fromarray(np.clip(noise, 0, 255, out=noise).astype(np.uint8))
 
 
 def edit(img: Image.Image, seed: int) -> Image.Image:
@@ -272,8 +279,8 @@ VECTOR_SEED = 30_000_000
 
 def _vector_pool(cache: Path, count: int) -> np.ndarray:
     """(count, DIM) int8: the learned/1 vectors of art(VECTOR_SEED + j), j < count, as registration stores them;
-    computed once (~12 ms a picture on a core, most of it drawing it) and kept in `cache`."""
-    folder = cache / f"vectors-{learned.MODEL_SHA256[:8]}"
+    computed once (~9 ms a picture on a core: ~6 to draw it, ~3 for the network) and kept in `cache`."""
+    folder = cache / f"vectors-{learned.MODEL_SHA256[:8]}-{ART}"
     folder.mkdir(parents=True, exist_ok=True)
     out = []
     for c in range(0, count, VECTOR_CHUNK):

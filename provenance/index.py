@@ -318,6 +318,14 @@ def index_folder(ledger_path: Path | str) -> Path:
     return Path(f"{ledger_path}.index")
 
 
+def clear_folder(folder: Path) -> None:
+    """Remove an index's files from `folder`, but its lock and the folders in it (local/ and vectors/: other indexes,
+    with their own manifests). Unlinked, not truncated: a reader keeps the files it mapped."""
+    for path in folder.iterdir():
+        if path.name != "lock" and not path.is_dir():
+            path.unlink()
+
+
 def open_index(ledger, folder: Path | str | None = None) -> Index:
     """The ledger's global-hash index, brought up to date: read from `folder` (default `ledger.index_folder()`),
     extended with the works registered since it was written, or rebuilt from the ledger if it is missing,
@@ -339,9 +347,7 @@ def _sync(folder: Path, ledger) -> Index:
         index = _load(folder, manifest) if manifest else Index()
         rows, seq, digest, count = ledger.fingerprint_rows(ALGORITHMS, int(index.work_ids[-1]) if len(index) else 0)
         if manifest is None or len(index) + len(rows) != count:  # missing, corrupt, stale, or works rows edited
-            for path in folder.iterdir():
-                if path.name not in ("lock", "local"):  # local/: its own manifest and checks (localindex)
-                    path.unlink()  # unlink, not truncate: a reader keeps the files it mapped
+            clear_folder(folder)
             manifest = {"rows": 0, "sealed": 0, "plans": {}, "table_rows": {}}
             rows, seq, digest, count = ledger.fingerprint_rows(ALGORITHMS)
         if rows or manifest.get("covered_seq") != seq:

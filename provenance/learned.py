@@ -91,6 +91,18 @@ def to_hex(v: np.ndarray) -> str:
     return quantise(v).tobytes().hex()
 
 
+def readable(value: str | None) -> bool:
+    """Whether a stored value is DIM bytes as hex. Only a tampered ledger holds another: the scan treats its work as
+    one without a vector (as works from before learned/1), and `ledger verify` names it."""
+    if value is None or len(value) != 2 * DIM:
+        return False
+    try:
+        bytes.fromhex(value)
+    except ValueError:
+        return False
+    return True
+
+
 def from_hex(value: str) -> np.ndarray:
     """A stored value back as a unit vector (float32)."""
     v = np.frombuffer(bytes.fromhex(value), np.int8).astype(np.float32)

@@ -54,7 +54,7 @@ import numpy as np
 from . import learned, local
 from ._parallel import thread_map
 from .errors import UsageError
-from .index import sha256_of, valid_manifest
+from .index import clear_folder, sha256_of, valid_manifest
 
 VOCABULARY = "orbwords/1"
 _VOCABULARY_FILE = Path(__file__).resolve().parent / "data" / "orbwords-1.npy"
@@ -513,7 +513,7 @@ def attach(index, ledger, mode: str | None = None) -> None:
     if mode == "exact":
         index.local_blobs = ledger.local_features(*local.READABLE)  # orb/2 of older ledgers too
         index.local_vectors = {r[0]: r[2] for r in ledger.fingerprint_rows((learned.ALGORITHM,))[0]
-                               if r[2] is not None and r[0] in index.local_blobs}
+                               if learned.readable(r[2]) and r[0] in index.local_blobs}
         return
     if mode == "bounded":
         from .vectorindex import open_vectors
@@ -565,9 +565,7 @@ def sync(folder: Path, ledger) -> dict:
         m = _valid_manifest(folder, ledger)
         seq, digest, top, count = ledger.local_feature_state(local.READABLE, m["last_id"] if m else 0)
         if m is None or count != m["rows"]:  # missing, corrupt, stale, or blobs rows edited
-            for path in folder.iterdir():
-                if path.name != "lock":
-                    path.unlink()  # unlink, not truncate: a reader keeps the files it mapped
+            clear_folder(folder)
             m = _fresh(ledger)
         changed = False
         for batch in ledger.local_feature_batches(local.READABLE, m["last_id"], top):

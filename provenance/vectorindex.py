@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from . import learned
-from .index import sha256_of, valid_manifest
+from .index import clear_folder, sha256_of, valid_manifest
 from .localindex import Shortlisted, in_folder, write_manifest
 
 FORMAT = "provenance-vectorindex/2"  # /2: an HNSW graph instead of an IVF
@@ -163,13 +163,11 @@ def sync(folder: Path, ledger) -> dict:
         fcntl.flock(lock, fcntl.LOCK_EX)  # one writer at a time; readers keep the files they read
         m = _valid_manifest(folder, ledger)
         if m is None:
-            for path in folder.iterdir():
-                if path.name != "lock":
-                    path.unlink()  # unlink, not truncate: a reader keeps the files it mapped
+            clear_folder(folder)
             m = _fresh(ledger)
         rows, seq, digest, _ = ledger.fingerprint_rows((learned.ALGORITHM,), m["last_id"])
         if rows:
-            have = [(r[0], r[2]) for r in rows if r[2] is not None]
+            have = [(r[0], r[2]) for r in rows if learned.readable(r[2])]
             _append(folder, m, have)
             # Works the local stage can verify (they have local features) but not find here: registered before
             # learned/1. Works with neither (a ledger's first releases) are not the local stage's to find.
@@ -192,8 +190,6 @@ def _append(folder: Path, m: dict, works: list[tuple[int, str]]) -> None:
         return
     new = {"ids": np.array([i for i, _ in works], np.int32).tobytes(),
            "vectors": bytes.fromhex("".join(v for _, v in works))}
-    if len(new["vectors"]) != learned.DIM * len(works):
-        raise ValueError(f"a stored {learned.ALGORITHM} value is not {learned.DIM} bytes")
     sizes = _files(m)
     for name, data in new.items():
         with open(folder / name, "ab") as f:

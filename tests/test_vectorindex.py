@@ -232,3 +232,37 @@ def test_the_in_memory_local_stage_verifies_the_nearest_work_too(many, works_dir
     bare = Index()
     bare.local_blobs = index.local_blobs  # a ledger whose works have no vectors: the votes alone
     assert bare.local_matches(crop(work(works_dir, BRUSH), (0.1, 0.12, 0.88, 0.9))) == []
+
+
+def test_a_stale_global_index_is_rebuilt_beside_the_vector_folder(many):
+    from provenance.index import open_index
+
+    open_vectors(many)
+    folder = many.index_folder()
+    (folder / "manifest.json").write_text("{not json")  # the global index's: its files must be written anew
+    vectors_manifest = (vector_folder(many) / "manifest.json").read_bytes()
+    index = open_index(many)
+    assert len(index) == len(ids_of(many))
+    assert json.loads((folder / "manifest.json").read_text())["rows"] == len(index)  # saved, not held in memory only
+    assert (vector_folder(many) / "manifest.json").read_bytes() == vectors_manifest  # the vectors' own files kept
+
+
+def test_a_tampered_vector_row_leaves_its_work_to_the_visual_words(many, works_dir):
+    import sqlite3
+
+    target = ids_of(many)[FLOW]
+    with sqlite3.connect(many.path) as conn:  # what `ledger verify` reports; the scan must still open and find
+        conn.execute("UPDATE fingerprints SET value = 'zz' || substr(value, 3) WHERE work_id = ? AND algorithm = ?",
+                     (target, learned.ALGORITHM))
+    index = open_vectors(many)
+    assert target not in index.ids.tolist() and len(index) == len(ids_of(many)) - 1
+    assert not index.covers_all
+    copy = crop(work(works_dir, FLOW), (0.15, 0.1, 0.85, 0.8))
+    scanner = Index()
+    localindex.attach(scanner, many)
+    assert isinstance(scanner.bounded, localindex.WordIndex)
+    assert target in [w for w, _ in scanner.bounded.query(copy)]
+    exact = Index()  # the in-memory stage: the work has no vector to prefer it by; its keypoints still find it
+    localindex.attach(exact, many, "exact")
+    assert target not in exact.local_vectors and len(exact.local_vectors) == len(ids_of(many)) - 1
+    assert target in [w for w, _ in exact.local_matches(copy)]
