@@ -115,25 +115,23 @@ BAND_TOLERANCE, BAND_EDGE, BAND_FILL = 16, 0.9, 0.4
 BAND_MIN, BAND_MAX = 0.03, 0.4
 
 cv2.setNumThreads(1)  # we parallelise over images and views, not inside one
-_per_thread = threading.local()  # OpenCV's detector, CLAHE and matcher objects keep working buffers: a set per thread
+_per_thread = threading.local()  # OpenCV's detector and CLAHE objects keep working buffers: a set per thread
 
 
 class _Tools(NamedTuple):
     orb: cv2.ORB
     orb_low: cv2.ORB  # the low FAST threshold, for images with few corners
     clahe: cv2.CLAHE
-    matcher: cv2.BFMatcher  # Hamming, brute force
 
 
 def _tools() -> _Tools:
-    """This thread's detectors, CLAHE and matcher."""
+    """This thread's detectors and CLAHE."""
     tools = getattr(_per_thread, "tools", None)
     if tools is None:
         tools = _per_thread.tools = _Tools(cv2.ORB_create(nfeatures=N_FEATURES, fastThreshold=FAST_THRESHOLD),
                                            cv2.ORB_create(nfeatures=N_FEATURES, fastThreshold=FAST_FALLBACK),
                                            cv2.createCLAHE(clipLimit=CLAHE_CLIP,
-                                                           tileGridSize=(CLAHE_TILE, CLAHE_TILE)),
-                                           cv2.BFMatcher(cv2.NORM_HAMMING))
+                                                           tileGridSize=(CLAHE_TILE, CLAHE_TILE)))
     return tools
 
 
@@ -456,12 +454,12 @@ class LocalIndex:
     def _verify(q, qxy, qdes, work: Features, flip: bool, wxy, wdes) -> tuple[int, Geometry] | None:
         if len(wdes) < 2 or len(qdes) < 2:
             return None
-        good = [m[0] for m in _tools().matcher.knnMatch(qdes, wdes, k=2)
-                if len(m) == 2 and m[0].distance < RATIO * m[1].distance]
+        dist, nn = _two_nearest(qdes, wdes)
+        good = np.flatnonzero(dist[:, 0] < RATIO * dist[:, 1])  # Lowe's ratio test
         if len(good) < 5:
             return None
-        src = wxy[[m.trainIdx for m in good]]
-        dst = qxy[[m.queryIdx for m in good]]
+        src = wxy[nn[good, 0]]
+        dst = qxy[good]
         M, inliers = cv2.estimateAffinePartial2D(src, dst, method=cv2.RANSAC, ransacReprojThreshold=RANSAC_PX,
                                                  maxIters=2000, confidence=0.995)
         if M is None or int(inliers.sum()) < FEW_INLIERS:
@@ -471,6 +469,18 @@ class LocalIndex:
         if ncc < bar:
             return None
         return int(inliers.sum()), _geometry(M, flip, work.size, q.shape, ncc, coverage, left_out)
+
+
+def _two_nearest(qdes: np.ndarray, wdes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each copy descriptor's two nearest work descriptors by Hamming distance: (distances, indices), (n, 2) each,
+    the lower index first on a tie. faiss's brute force gives what OpenCV's BFMatcher.knnMatch does, as arrays
+    instead of ~1,000 DMatch objects (0.5 ms instead of ~3 for 500 x 500 descriptors)."""
+    import faiss
+
+    faiss.omp_set_num_threads(1)  # OpenMP's setting is the calling thread's: one, as the views' threads use
+    index = faiss.IndexBinaryFlat(256)
+    index.add(np.ascontiguousarray(wdes))
+    return index.search(np.ascontiguousarray(qdes), 2)
 
 
 def _thumb_ncc(a: Features, b: Features) -> float:
