@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import struct
 import threading
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -611,6 +612,26 @@ def bands(g: np.ndarray) -> tuple[tuple[str, float], ...]:
     return tuple(found)
 
 
+def _shrunk(q: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """`q` resized to `size` (w, h) by area: a copy's view is shrunk to the same size for the works of a family
+    (nearly the same fit) and again for the check without its bands, so the last few are kept (per thread)."""
+    cache = getattr(_per_thread, "shrunk", None)
+    if cache is None:
+        cache = _per_thread.shrunk = OrderedDict()
+    key = (id(q), size)
+    if key in cache and cache[key][0] is q:  # the entry holds `q`, so no other array has its id meanwhile
+        cache.move_to_end(key)
+        return cache[key][1]
+    small = cv2.resize(q, size, interpolation=cv2.INTER_AREA)
+    cache[key] = (q, small)
+    while len(cache) > _SHRUNK_KEPT:
+        cache.popitem(last=False)
+    return small
+
+
+_SHRUNK_KEPT = 8
+
+
 def _correlate(q: np.ndarray, M: np.ndarray, size: tuple[int, int], thumb: np.ndarray,
                keep: np.ndarray | None = None) -> tuple[float, float]:
     """Correlation over the overlap (only the copy's pixels where `keep` is nonzero, if given) and the overlap."""
@@ -620,8 +641,7 @@ def _correlate(q: np.ndarray, M: np.ndarray, size: tuple[int, int], thumb: np.nd
     A = np.vstack([M, [0, 0, 1]]) @ S  # thumbnail pixel -> copy pixel
     s = np.sqrt(abs(np.linalg.det(A[:2, :2])))
     if s > 1.5:  # shrink the copy first so the sampling does not alias
-        small = cv2.resize(q, (max(1, round(q.shape[1] / s)), max(1, round(q.shape[0] / s))),
-                           interpolation=cv2.INTER_AREA)
+        small = _shrunk(q, (max(1, round(q.shape[1] / s)), max(1, round(q.shape[0] / s))))
         fx, fy = small.shape[1] / q.shape[1], small.shape[0] / q.shape[0]
         # Pixel centres, not corners, scale: without the half-pixel terms fine line work misaligns by ~1 pixel.
         A = np.array([[fx, 0, 0.5 * fx - 0.5], [0, fy, 0.5 * fy - 0.5], [0, 0, 1]]) @ A
