@@ -26,8 +26,8 @@ local.LocalIndex over the R real works only (the baseline: the index that could 
 `vectors` (default: what a registry whose works all have learned/1 gets, vectorindex). Works R+1..N get learned/1
 fingerprint rows in the ledger, each the vector of a real picture: up to CLUSTER_MAX small edits of each real work
 (uniform 0..8, `edit`: near duplicates, as an artist registers variants), the rest procedural pictures neither
-registered nor queried (art(30,000,000 + j), computed once and kept in OUT/vectors-<network>-<ART>/, ~9 ms each on a
-core). The index is built from the ledger by vectorindex.open_vectors ("build s"); "shortlist as exact search":
+registered nor queried (art(30,000,000 + j), from the POOL_FULL-th on drawn at half the size; computed once and kept
+in OUT/vectors-<network>-<ART>-<POOL_FULL>/, ~9 ms (~5 at half size) each on a core). The index is built from the ledger by vectorindex.open_vectors ("build s"); "shortlist as exact search":
 queries whose shortlist (a set) is the one an exact NumPy scan of every vector gives. A derived work has no blob and
 cannot be verified when shortlisted (as below).
 
@@ -101,38 +101,44 @@ SIZE = (320, 240)
 ART = "art2"  # the version of art() (float32 since session 23): names the cached pool vectors
 
 
-_FONT = ImageFont.load_default(size=28)
+_FONTS = {1: ImageFont.load_default(size=28), 2: ImageFont.load_default(size=14)}
 
 
-def art(seed: int) -> Image.Image:
-    """A procedural picture: gradient, shapes, strokes, noise, sometimes text (in float32: ~6 ms)."""
+def art(seed: int, half: bool = False) -> Image.Image:
+    """A procedural picture: gradient, shapes, strokes, noise, sometimes text (in float32: ~6 ms). `half`: the same
+    picture drawn at half the size (its own noise; ~2 ms)."""
     rng = np.random.default_rng(seed)
     w, h = SIZE
+    k = 2 if half else 1
     a, b = rng.uniform(0, 255, 3).astype(np.float32), rng.uniform(0, 255, 3).astype(np.float32)
     cos, sin = np.float32(np.cos(rng.uniform(0, 6.3))), np.float32(np.sin(rng.uniform(0, 6.3)))
-    t = cos * np.arange(w, dtype=np.float32)[None, :] / w + sin * np.arange(h, dtype=np.float32)[:, None] / h
+    t = cos * np.arange(w // k, dtype=np.float32)[None, :] / (w // k) + \
+        sin * np.arange(h // k, dtype=np.float32)[:, None] / (h // k)
     t = ((t - t.min()) / (np.ptp(t) + np.float32(1e-6)))[..., None]
     img = Image.fromarray(np.clip(a + (b - a) * t, 0, 255).astype(np.uint8))
     d = ImageDraw.Draw(img)
+
+    def at(*values):
+        return tuple(int(v) // k for v in values)
+
     for _ in range(rng.integers(4, 14)):
         c = tuple(int(v) for v in rng.integers(0, 256, 3))
         x0, y0 = rng.integers(-40, w), rng.integers(-40, h)
         x1, y1 = x0 + rng.integers(10, 200), y0 + rng.integers(10, 160)
         kind = rng.integers(0, 4)
         if kind == 0:
-            d.ellipse((x0, y0, x1, y1), fill=c)
+            d.ellipse(at(x0, y0, x1, y1), fill=c)
         elif kind == 1:
-            d.rectangle((x0, y0, x1, y1), fill=c)
+            d.rectangle(at(x0, y0, x1, y1), fill=c)
         elif kind == 2:
-            d.polygon([tuple(int(v) for v in rng.integers(0, max(w, h), 2)) for _ in range(rng.integers(3, 7))],
-                      fill=c)
+            d.polygon([at(*rng.integers(0, max(w, h), 2)) for _ in range(rng.integers(3, 7))], fill=c)
         else:
-            d.line([tuple(int(v) for v in rng.integers(0, max(w, h), 2)) for _ in range(4)], fill=c,
-                   width=int(rng.integers(2, 12)))
+            d.line([at(*rng.integers(0, max(w, h), 2)) for _ in range(4)], fill=c,
+                   width=max(1, int(rng.integers(2, 12)) // k))
     if rng.random() < 0.4:
-        d.text((int(rng.integers(0, w - 100)), int(rng.integers(0, h - 30))), f"no. {seed}",
-               fill=tuple(int(v) for v in rng.integers(0, 256, 3)), font=_FONT)
-    noise = rng.standard_normal((h, w, 3), dtype=np.float32)
+        d.text(at(rng.integers(0, w - 100), rng.integers(0, h - 30)), f"no. {seed}",
+               fill=tuple(int(v) for v in rng.integers(0, 256, 3)), font=_FONTS[k])
+    noise = rng.standard_normal((h // k, w // k, 3), dtype=np.float32)
     noise *= np.float32(rng.uniform(0, 12))
     noise += np.asarray(img, dtype=np.float32)
     return Image.fromarray(np.clip(noise, 0, 255, out=noise).astype(np.uint8))
@@ -275,12 +281,15 @@ def _pool_descriptors(seed: int) -> tuple[np.ndarray, np.ndarray]:
 #: network): the vector index's unrelated derived works.
 VECTOR_CHUNK = 10_000
 VECTOR_SEED = 30_000_000
+#: Pool pictures past this many are drawn at half the size (~2 ms instead of ~6; the network sees the same picture:
+#: cosine 0.998 between the two sizes' vectors of one, ~0.26 between unrelated ones), so that 1 M vectors take ~40 min.
+POOL_FULL = 250_000
 
 
 def _vector_pool(cache: Path, count: int) -> np.ndarray:
     """(count, DIM) int8: the learned/1 vectors of art(VECTOR_SEED + j), j < count, as registration stores them;
     computed once (~9 ms a picture on a core: ~6 to draw it, ~3 for the network) and kept in `cache`."""
-    folder = cache / f"vectors-{learned.MODEL_SHA256[:8]}-{ART}"
+    folder = cache / f"vectors-{learned.MODEL_SHA256[:8]}-{ART}-{POOL_FULL}"
     folder.mkdir(parents=True, exist_ok=True)
     out = []
     for c in range(0, count, VECTOR_CHUNK):
@@ -288,7 +297,7 @@ def _vector_pool(cache: Path, count: int) -> np.ndarray:
         if not path.exists():
             seeds = range(VECTOR_SEED + c, VECTOR_SEED + c + VECTOR_CHUNK)
             tmp = folder / f".{path.name}.tmp.npy"
-            np.save(tmp, np.stack(list(imap(_art_vector, seeds))))
+            np.save(tmp, np.stack(list(imap(_half_art_vector if c >= POOL_FULL else _art_vector, seeds))))
             os.replace(tmp, path)
         out.append(np.load(path))
     return np.concatenate(out)[:count] if out else np.zeros((0, learned.DIM), np.int8)
@@ -296,6 +305,10 @@ def _vector_pool(cache: Path, count: int) -> np.ndarray:
 
 def _art_vector(seed: int) -> np.ndarray:
     return learned.quantise(learned.embed(art(seed))[0])
+
+
+def _half_art_vector(seed: int) -> np.ndarray:
+    return learned.quantise(learned.embed(art(seed, half=True))[0])
 
 
 def _near_vectors(files: list[Path], seed: int) -> tuple[np.ndarray, np.ndarray]:
