@@ -47,7 +47,8 @@ has no blob and is skipped (unverifiable): "bulk in shortlist" counts the querie
 Queries: crops of 10 % and 25 %, a 5-degree rotation (cropped to hide the corners), a 20 % crop with a caption bar,
 of the planted real works, and the unrelated images; only the local stage runs ("p50/p99
 ms": the whole stage, as a scan runs it; "excl.": the copy's local fingerprints, its keypoints and (vectors) its
-learned vectors, computed beforehand;
+learned vectors, computed just before (on the two threads one query may use); "excl., one thread": the same on one
+thread, as each of a scan's worker processes runs it (a feed of more than a few images);
 "recall local" vs "recall exact"; "true in shortlist": the source work was among the SHORTLIST; "p50 ms, all blobs":
 40 queries with every shortlisted derived work replaced by a random real one, no blob cached, as a registry whose
 works all have blobs would answer; "unrelated matched, all blobs": the unrelated images answered that way).
@@ -89,6 +90,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from eth_account import Account  # noqa: E402
 
 import provenance  # noqa: E402
+from provenance import _parallel  # noqa: E402
 from provenance._parallel import imap  # noqa: E402
 from provenance.fingerprints import PDQ, PDQEQ, PHASH, fingerprint_decoded  # noqa: E402
 from provenance.imaging import decode  # noqa: E402
@@ -487,6 +489,20 @@ def _local_stage(ledger: Ledger, real: dict[int, bytes], real_count: int, querie
         excl.append(time.perf_counter() - t)
         if exact_short is not None:
             same_short += set(bounded.last_shortlist) == exact_short[k]
+    one = []  # the same again on one thread, as each of a scan's worker processes runs the stage
+    bounded._features.clear()
+    _parallel._in_pool = True
+    try:
+        for _, _, data in queries:
+            q = local.Query(decode(data).image)
+            q.plain, q.equalised
+            if kind_of_index == "vectors":
+                vectorindex.copy_vectors(q)
+            t = time.perf_counter()
+            bounded.match(q)
+            one.append(time.perf_counter() - t)
+    finally:
+        _parallel._in_pool = False
     for _, _, data in queries[:20]:  # the shortlist alone (the copy's keypoints or vectors computed in it)
         q = local.Query(decode(data).image)
         t = time.perf_counter()
@@ -550,6 +566,7 @@ def _local_stage(ledger: Ledger, real: dict[int, bytes], real_count: int, querie
             "checksums s": f"{sum_s:.2f}", "RSS MiB": f"{rss:.0f}",
             "p50/p99 ms": f"{1000 * np.percentile(lat, 50):.1f}/{1000 * np.percentile(lat, 99):.1f}",
             "p50/p99 ms excl.": f"{1000 * np.percentile(excl, 50):.1f}/{1000 * np.percentile(excl, 99):.1f}",
+            "excl., one thread": f"{1000 * np.percentile(one, 50):.1f}/{1000 * np.percentile(one, 99):.1f}",
             "shortlist p50 ms": f"{1000 * np.percentile(short_lat, 50):.1f}",
             "p50 ms, all blobs": f"{1000 * np.percentile(full_lat, 50):.1f}",
             "recall local": f"{found}/{planted}", "recall exact": f"{found_exact}/{planted}",
@@ -794,9 +811,11 @@ def targets(row: dict, local_row: dict, memory: dict) -> list[str]:
     found, exact = local_row["recall local"].split("/")[0], local_row["recall exact"].split("/")[0]
     mib = float(memory["index resident MiB"])
     global_ms, local_ms = p50(row["p50/p99 ms excl."]), p50(local_row["p50/p99 ms excl."])
+    one_ms = p50(local_row["excl., one thread"])
     return [
         f"query <= 5 ms p50, fingerprint excluded: global stage {global_ms} ms ({met(global_ms <= 5)}); local stage"
-        f" {local_ms} ms ({met(local_ms <= 5)})",
+        f" {local_ms} ms on two threads ({met(local_ms <= 5)}), {one_ms} ms on one, as a scan's worker processes run"
+        f" it ({met(one_ms <= 5)})",
         f"index memory <= 1 GiB: {mib:.0f} MiB resident, global and local ({met(mib <= 1024)})",
         f"recall equal to brute force: global stage the NumPy scan's answers on {same} of {queries} queries"
         f" ({met(same == queries)}); local stage {found} found, the exact index {exact} ({met(found == exact)})",
