@@ -437,3 +437,25 @@ def test_a_preferred_work_is_verified_whatever_the_votes_say(example_index, work
     assert names[m.position] == name and m.method == local.ALGORITHM
     other = names.index("sunset-hills.jpg")
     assert index.match(local.Query(copy), prefer=(other,)) == []
+
+
+def test_the_ratio_tests_two_nearest_are_opencvs_brute_force_matches(works_dir):
+    """local._two_nearest (faiss) gives what cv2.BFMatcher.knnMatch(k=2) gives on real descriptors: a copy's against
+    its own work's, and against another work's (the distances, and the index of the nearest unless it ties)."""
+    import cv2
+
+    def descriptors(path, transform=lambda im: im):
+        return local.Query(transform(decode(path.read_bytes()).image)).plain[0][1]
+
+    def crop(im):
+        return im.crop((im.width // 10, im.height // 8, im.width * 8 // 10, im.height * 9 // 10))
+
+    copy = descriptors(works_dir / "flow-field.png", crop)
+    for work in ("flow-field.png", "figure-portrait.jpg"):
+        wdes = descriptors(works_dir / work)
+        dist, nn = local._two_nearest(copy, wdes)
+        want = cv2.BFMatcher(cv2.NORM_HAMMING).knnMatch(copy, wdes, k=2)
+        assert len(want) == len(dist) > 100
+        assert dist.tolist() == [[m[0].distance, m[1].distance] for m in want]
+        tie = dist[:, 0] == dist[:, 1]
+        assert nn[~tie, 0].tolist() == [m[0].trainIdx for m, t in zip(want, tie) if not t]
