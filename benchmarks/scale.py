@@ -27,9 +27,10 @@ local.LocalIndex over the R real works only (the baseline: the index that could 
 fingerprint rows in the ledger, each the vector of a real picture: up to CLUSTER_MAX small edits of each real work
 (uniform 0..8, `edit`: near duplicates, as an artist registers variants), the rest procedural pictures neither
 registered nor queried (art(30,000,000 + j), from the POOL_FULL-th on drawn at half the size; computed once and kept
-in OUT/vectors-<network>-<ART>-<POOL_FULL>/, ~9 ms (~5 at half size) each on a core). The index is built from the ledger by vectorindex.open_vectors ("build s"); "shortlist as exact search":
-queries whose shortlist (a set) is the one an exact NumPy scan of every vector gives. A derived work has no blob and
-cannot be verified when shortlisted (as below).
+in OUT/vectors-<network>-<ART>-<POOL_FULL>/, ~9 ms (~5 at half size) each on a core). The index is built from the
+ledger by vectorindex.open_vectors ("build s"); "shortlist as exact search": queries whose shortlist (a set) is the
+one an exact NumPy scan of every vector gives. A derived work has no blob and cannot be verified when shortlisted
+(as below).
 
 `words` (localindex.WordIndex, the visual words: ledgers with works registered before learned/1). The real works'
 entries are built from their orb/5 blobs by open_local; works R+1..N have no blob, so their entries are derived
@@ -299,18 +300,15 @@ def _vector_pool(cache: Path, count: int) -> np.ndarray:
         if not path.exists():
             seeds = range(VECTOR_SEED + c, VECTOR_SEED + c + VECTOR_CHUNK)
             tmp = folder / f".{path.name}.tmp.npy"
-            np.save(tmp, np.stack(list(imap(_half_art_vector if c >= POOL_FULL else _art_vector, seeds))))
+            np.save(tmp, np.stack(list(imap(_art_vector, [(seed, c >= POOL_FULL) for seed in seeds]))))
             os.replace(tmp, path)
         out.append(np.load(path))
     return np.concatenate(out)[:count] if out else np.zeros((0, learned.DIM), np.int8)
 
 
-def _art_vector(seed: int) -> np.ndarray:
-    return learned.quantise(learned.embed(art(seed))[0])
-
-
-def _half_art_vector(seed: int) -> np.ndarray:
-    return learned.quantise(learned.embed(art(seed, half=True))[0])
+def _art_vector(job: tuple[int, bool]) -> np.ndarray:
+    seed, half = job
+    return learned.quantise(learned.embed(art(seed, half))[0])
 
 
 def _near_vectors(files: list[Path], seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -480,10 +478,7 @@ def _local_stage(ledger: Ledger, real: dict[int, bytes], real_count: int, querie
     same_short = 0
     exact_short = _exact_shortlists(bounded, queries) if kind_of_index == "vectors" else None
     for k, (_, _, data) in enumerate(queries):
-        q = local.Query(decode(data).image)
-        q.plain, q.equalised  # every view's keypoints, detected now
-        if kind_of_index == "vectors":
-            vectorindex.copy_vectors(q)
+        q = _prepared(data, kind_of_index)
         t = time.perf_counter()
         bounded.match(q)
         excl.append(time.perf_counter() - t)
@@ -494,10 +489,7 @@ def _local_stage(ledger: Ledger, real: dict[int, bytes], real_count: int, querie
     _parallel._in_pool = True
     try:
         for _, _, data in queries:
-            q = local.Query(decode(data).image)
-            q.plain, q.equalised
-            if kind_of_index == "vectors":
-                vectorindex.copy_vectors(q)
+            q = _prepared(data, kind_of_index)
             t = time.perf_counter()
             bounded.match(q)
             one.append(time.perf_counter() - t)
@@ -575,6 +567,16 @@ def _local_stage(ledger: Ledger, real: dict[int, bytes], real_count: int, querie
             "per attack local/exact": " ".join(f"{a}={v[0]}/{v[1]}/{v[2]}" for a, v in per.items()),
             "unrelated matched local/exact": f"{fp}/{fp_exact}", "unrelated matched, all blobs": f"{fp_full}",
             "copies given another work local/exact": f"{wrong}/{wrong_exact}"}
+
+
+def _prepared(data: bytes, kind_of_index: str) -> local.Query:
+    """A local query with the copy's local fingerprints computed now: every view's keypoints, (vectors) its learned
+    vectors."""
+    q = local.Query(decode(data).image)
+    q.plain, q.equalised
+    if kind_of_index == "vectors":
+        vectorindex.copy_vectors(q)
+    return q
 
 
 def _exact_shortlists(bounded, queries: list) -> list[set[int]]:

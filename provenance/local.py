@@ -612,6 +612,9 @@ def bands(g: np.ndarray) -> tuple[tuple[str, float], ...]:
     return tuple(found)
 
 
+_SHRUNK_KEPT = 8
+
+
 def _shrunk(q: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """`q` resized to `size` (w, h) by area: a copy's view is shrunk to the same size for the works of a family
     (nearly the same fit) and again for the check without its bands, so the last few are kept (per thread)."""
@@ -627,9 +630,6 @@ def _shrunk(q: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     while len(cache) > _SHRUNK_KEPT:
         cache.popitem(last=False)
     return small
-
-
-_SHRUNK_KEPT = 8
 
 
 def _correlate(q: np.ndarray, M: np.ndarray, size: tuple[int, int], thumb: np.ndarray,
