@@ -13,6 +13,7 @@ PROVENANCE_LOCAL_INDEX=bounded forces the bounded local index (localindex) at th
 Blank works (uniform images, grey standard deviation < 3: e.g. a fully transparent PNG flattened on white)
 cannot be told apart from one another or from any other blank image; figures are given with and without their
 copies. Byte-identical works are registered once (idempotence), so a copy of either counts for that one work.
+MISSES=1 lists every copy provenance does not attribute to its work.
 """
 from __future__ import annotations
 
@@ -218,6 +219,12 @@ def main() -> None:
             m = r.matches[0]
             print(f"  {f} ({t['attack']} of {t['work']}) -> {name_of.get(m.work_id)} via {m.signal}: {m.transform},"
                   f" score {m.score}")
+    if os.environ.get("MISSES"):  # every copy provenance does not attribute to its work
+        print("copies missed:")
+        for f in rows:
+            t, r = truth[f], results[f]
+            if t["work"] and not any(m.work_id == work_of[t["work"]] for m in r.matches):
+                print(f"  {f} ({t['attack']} of {t['work']})")
     n = len(feed)
     print(f"speed over {n} feed images vs {len(works)} works, {cores} processes:")
     print(f"  decode + PDQ (baseline)        {n / pdq_s:7.1f} images/s")

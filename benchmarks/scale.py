@@ -458,7 +458,7 @@ def _local_stage(ledger: Ledger, real: dict[int, bytes], real_count: int, querie
         folder = vectorindex.vector_folder(ledger)
         t = time.perf_counter()
         bounded = vectorindex.open_vectors(ledger)  # up to date: checks the files' checksums and the ledger
-        bounded.search_index()  # the IVF read (and the works past it added)
+        bounded.search_index()  # the graph read (and the works past it added)
         open_s = time.perf_counter() - t
         t = time.perf_counter()
         vectorindex._digests(folder, bounded.manifest)
@@ -580,20 +580,28 @@ def _prepared(data: bytes, kind_of_index: str) -> local.Query:
 
 
 def _exact_shortlists(bounded, queries: list) -> list[set[int]]:
-    """Each query's vector shortlist by an exact NumPy scan of every stored vector (the brute force the IVF
-    index must agree with), as a set: the verification reads the shortlisted works in id order."""
-    k = vectorindex.SHORTLIST
-    views = [learned.embed(decode(data).image, vectorindex.VIEWS) for _, _, data in queries]
+    """Each query's vector shortlist by an exact NumPy scan of every stored vector (the brute force the graph must
+    agree with), as a set: the SHORTLIST nearest the copy's views and the UNBANDED nearest its views without its
+    edge bands (see vectorindex.shortlist_of)."""
+    views = [vectorindex.copy_vectors(local.Query(decode(data).image)) for _, _, data in queries]
     stored = bounded.vectors()
-    best = [(np.zeros(0, np.float32), np.zeros(0, np.int64)) for _ in queries]
-    for at in range(0, len(bounded), 100_000):
-        part = vectorindex.unit(stored[at:at + 100_000])
-        for q, v in enumerate(views):
-            sims = np.concatenate([best[q][0], (v @ part.T).max(0)])
-            rows = np.concatenate([best[q][1], np.arange(at, at + len(part))])
-            top = np.lexsort((rows, -sims))[:k]
-            best[q] = sims[top], rows[top]
-    return [{int(bounded.ids[r]) for r in rows} for _, rows in best]
+
+    def best_rows(vectors: list[np.ndarray], k: int) -> list[np.ndarray]:
+        best = [(np.zeros(0, np.float32), np.zeros(0, np.int64)) for _ in vectors]
+        for at in range(0, len(bounded), 100_000):
+            part = vectorindex.unit(stored[at:at + 100_000])
+            for q, v in enumerate(vectors):
+                if not len(v):
+                    continue
+                sims = np.concatenate([best[q][0], (v @ part.T).max(0)])
+                rows = np.concatenate([best[q][1], np.arange(at, at + len(part))])
+                top = np.lexsort((rows, -sims))[:k]
+                best[q] = sims[top], rows[top]
+        return [rows for _, rows in best]
+
+    first = best_rows([v for v, _ in views], vectorindex.SHORTLIST)
+    extra = best_rows([u for _, u in views], vectorindex.UNBANDED)
+    return [{int(bounded.ids[r]) for r in np.concatenate([rows, more])} for rows, more in zip(first, extra)]
 
 
 def _edit_of(name: str) -> str:
@@ -682,7 +690,7 @@ def run(n: int, out: Path, real_count: int, brute_queries: int, queries: list, l
         derive = _bulk_vectors(ledger, files, len(files) + 1, n - len(files), out, n + 1) if n > len(files) else 0.0
         shutil.rmtree(vectorindex.vector_folder(ledger), ignore_errors=True)
         t = time.perf_counter()
-        vectorindex.open_vectors(ledger)  # no files: read the ledger's vectors, write them, train and fill the IVF
+        vectorindex.open_vectors(ledger)  # no files: read the ledger's vectors, write them, build the graph
         build = time.perf_counter() - t
     local_row = {"build s": f"{build:.1f}", "derive s": f"{derive:.0f}",
                  **_local_stage(ledger, blobs, len(files), local_queries, id_of, kind_of_index)}

@@ -33,6 +33,7 @@ from typing import NamedTuple
 
 import cv2
 import numpy as np
+from PIL import Image
 
 from ._parallel import thread_map
 
@@ -52,8 +53,8 @@ RATIO = 0.8  # Lowe's ratio test
 RANSAC_PX = 4.0
 THUMB = 64
 #: orb/3 keeps a 128x128 thumbnail too: textures (wood grain, brushed metal, icon collages) lose their detail at
-#: 64x64, so crops of them fitted by 100-200 inliers correlated only 0.70-0.79 there. The pixel check takes the
-#: better of the two resolutions. Held-out corpus (weak attacks + 222 distractors): 13 more copies pass 0.80;
+#: 64x64, so crops of them fitted by 100-200 inliers correlated only 0.70-0.79 there. Where the 64x64 fails, the
+#: pixel check takes the better of the two. Held-out corpus (weak attacks + 222 distractors): 13 more copies pass 0.80;
 #: the closest distractor moves 0.759 -> 0.762, the closest wrong work 0.615 -> 0.625.
 FINE = 128
 MIN_COVERAGE = 0.10  # the overlap must cover this much of the work for the pixel check to mean anything
@@ -568,26 +569,28 @@ def _fits_better(a: LocalMatch, b: LocalMatch) -> bool:
 def _pixel_check(q: np.ndarray, M: np.ndarray, work: Features, bar: float
                  ) -> tuple[float, float, tuple[tuple[str, float], ...]]:
     """Zero-mean correlation between the work's thumbnail and the copy warped onto it, the overlap, and the bands
-    left out: the better of the 64x64 and (orb/3) the 128x128 thumbnail; the overlap is measured on the 64x64 one.
-    Below `bar`, the copy's flat edge bands (`bands`) are left out and the better correlation kept."""
-    ncc, coverage = _best_correlation(q, M, work, None)
+    left out: the 64x64 thumbnail's, or where that is below `bar` the better of it and (orb/3) the 128x128
+    thumbnail's (which decides the same, in half the time for most copies); the overlap is measured on the 64x64
+    one. Below `bar`, the copy's flat edge bands (`bands`) are left out and the better correlation kept."""
+    ncc, coverage = _best_correlation(q, M, work, None, bar)
     left_out: tuple[tuple[str, float], ...] = ()
     if ncc < bar and coverage >= MIN_COVERAGE:
-        found = bands(q)
+        found = _bands_of(q)
         if found:
             keep = np.ones(q.shape, np.uint8)
             for edge, fraction in found:
                 n = round(fraction * (q.shape[0] if edge in ("top", "bottom") else q.shape[1]))
                 keep[{"top": np.s_[:n], "bottom": np.s_[-n:], "left": np.s_[:, :n], "right": np.s_[:, -n:]}[edge]] = 0
-            banded = _best_correlation(q, M, work, keep)[0]
+            banded = _best_correlation(q, M, work, keep, bar)[0]
             if banded > ncc:
                 ncc, left_out = banded, found
     return ncc, coverage, left_out
 
 
-def _best_correlation(q, M, work: Features, keep) -> tuple[float, float]:
+def _best_correlation(q, M, work: Features, keep, bar: float = 2.0) -> tuple[float, float]:
+    """The 64x64 thumbnail's correlation and the overlap; below `bar`, the better of it and the 128x128's."""
     ncc, coverage = _correlate(q, M, work.size, work.thumb, keep)
-    if work.fine is not None and coverage >= MIN_COVERAGE:
+    if work.fine is not None and coverage >= MIN_COVERAGE and ncc < bar:
         ncc = max(ncc, _correlate(q, M, work.size, work.fine, keep)[0])
     return ncc, coverage
 
@@ -612,24 +615,53 @@ def bands(g: np.ndarray) -> tuple[tuple[str, float], ...]:
     return tuple(found)
 
 
-_SHRUNK_KEPT = 8
+def unbanded(image, g: np.ndarray):
+    """`image` (RGB, Pillow or array) without the flat bands over the edges of `g`, its grey view (`bands`), or
+    None if it has none."""
+    found = _bands_of(g)
+    if not found:
+        return None
+    im = image if isinstance(image, Image.Image) else Image.fromarray(np.asarray(image)[..., :3])
+    w, h = im.size
+    box = [0, 0, w, h]
+    for edge, fraction in found:
+        side = h if edge in ("top", "bottom") else w
+        cut = round(fraction * side)
+        i = ("left", "top", "right", "bottom").index(edge)
+        box[i] = cut if i < 2 else side - cut
+    return im.crop(tuple(box))
+
+
+_KEPT = 8
+
+
+def _kept(q: np.ndarray, key, compute):
+    """compute() for a copy's view `q`, kept per thread for the last _KEPT (view, key) pairs: a copy's view is
+    shrunk to the same size for the works of a family (nearly the same fit), and its bands are looked for once, not
+    per candidate work."""
+    cache = getattr(_per_thread, "kept", None)
+    if cache is None:
+        cache = _per_thread.kept = OrderedDict()
+    k = (id(q), key)
+    if k in cache and cache[k][0] is q:  # the entry holds `q`, so no other array has its id meanwhile
+        cache.move_to_end(k)
+        return cache[k][1]
+    value = compute()
+    cache[k] = (q, value)
+    while len(cache) > _KEPT:
+        cache.popitem(last=False)
+    return value
 
 
 def _shrunk(q: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """`q` resized to `size` (w, h) by area: a copy's view is shrunk to the same size for the works of a family
-    (nearly the same fit) and again for the check without its bands, so the last few are kept (per thread)."""
-    cache = getattr(_per_thread, "shrunk", None)
-    if cache is None:
-        cache = _per_thread.shrunk = OrderedDict()
-    key = (id(q), size)
-    if key in cache and cache[key][0] is q:  # the entry holds `q`, so no other array has its id meanwhile
-        cache.move_to_end(key)
-        return cache[key][1]
-    small = cv2.resize(q, size, interpolation=cv2.INTER_AREA)
-    cache[key] = (q, small)
-    while len(cache) > _SHRUNK_KEPT:
-        cache.popitem(last=False)
-    return small
+    """`q` resized to `size` (w, h) by area. (A whole factor, OpenCV's fast path, would take a fifth of the time, but
+    moves the sampling by up to a pixel: two dev corpus copies of flat, low-contrast works then fell from 0.92 and
+    0.83 to below MIN_NCC.)"""
+    return _kept(q, ("shrunk", size), lambda: cv2.resize(q, size, interpolation=cv2.INTER_AREA))
+
+
+def _bands_of(q: np.ndarray) -> tuple[tuple[str, float], ...]:
+    return _kept(q, "bands", lambda: bands(q))
 
 
 def _correlate(q: np.ndarray, M: np.ndarray, size: tuple[int, int], thumb: np.ndarray,

@@ -4,7 +4,8 @@ vectors (see `learned`), instead of by visual words (`localindex.WordIndex`).
 A copy is embedded in VIEWS views (as it is, mirrored, and turned by 90, 180 and 270 degrees: the network, unlike
 ORB, is not rotation-invariant), and the SHORTLIST works nearest any view by cosine are verified by
 local.LocalIndex, exactly as the words' shortlist is: the vectors rank, the keypoints and the pixel check decide.
-Finding them costs the same at any registry size that fits: one faiss search of VIEWS vectors.
+Finding them costs about the same at any registry size that fits: one faiss search of VIEWS vectors (the
+turned views with a smaller beam, EF_TURNED).
 
 Used by `localindex.attach` when every work with local features has a vector (works registered since learned/1
 shipped); a ledger holding older works keeps the visual words, which need only the ORB blobs.
@@ -30,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import learned
+from . import learned, local
 from .index import clear_folder, sha256_of, valid_manifest
 from .localindex import Shortlisted, in_folder, write_manifest
 
@@ -50,6 +51,19 @@ PREFER = 1
 GRAPH_MIN = 20_000  # works; fewer are searched exactly
 GRAPH_M = 16  # links per node (twice that on the bottom layer)
 EF_SEARCH = 128  # candidates the search keeps per view
+#: ... for the views turned by 90, 180 or 270 degrees (the first UPRIGHT views, as it is and mirrored, keep
+#: EF_SEARCH). A repost is nearly always upright; one turned on its side and also cropped is rare (turned whole, the
+#: global stage's dihedral hashes find it). benchmarks/scale.py's copies at 1 M works (1,000; true work
+#: within the best 20): every view at 128 969 in 5.0 ms p50, turned views at 32 970 in 2.2 ms; the same copies
+#: turned by 90 degrees (their view searched at 32) 942 (scripts/experiments/turned_beam.py).
+EF_TURNED = 32
+UPRIGHT = 2
+#: A copy with flat bands over its edges (a caption bar, a letterbox, a story canvas: local.bands) is also embedded
+#: without them, as it is and mirrored, and the UNBANDED works nearest those views join the shortlist (searched with
+#: EF_UNBANDED). The network was trained with such bands but still places a captioned crop further from its work
+#: than a plain one. benchmarks/scale.py's copies at 1 M works, true work shortlisted (exact search, best 20 / and 5
+#: more without the bands): 975 / 982; captioned crops 228 / 235; the graph: 970 / 977 (the turned views at 32).
+UNBANDED, EF_UNBANDED = 5, 64
 EF_CONSTRUCTION = 40
 DELTA_MAX = 16_384
 RETRAIN = 4
@@ -100,7 +114,6 @@ class VectorIndex(Shortlisted):
             m = self.manifest
             if m["sealed"]:
                 index = faiss.read_index(str(self.folder / "graph"))
-                index.hnsw.efSearch = EF_SEARCH
                 rest = self.vectors()[m["sealed"]:]
             else:
                 index = faiss.IndexFlatIP(learned.DIM)
@@ -110,30 +123,43 @@ class VectorIndex(Shortlisted):
             self._index, self._index_pid = index, os.getpid()
         return self._index
 
-    def nearest(self, views: np.ndarray, k: int | None = None) -> list[tuple[int, float]]:
-        """The k (SHORTLIST) works nearest any of `views` (unit vectors), as (work id, cosine), best first."""
+    def nearest(self, views: np.ndarray, k: int | None = None, ef: int | None = None) -> list[tuple[int, float]]:
+        """The k (SHORTLIST) works nearest any of `views` (unit vectors), as (work id, cosine), best first. The
+        graph keeps `ef` candidates per view, or (None) EF_SEARCH for the first UPRIGHT views, EF_TURNED for the rest."""
         import faiss
 
         k = SHORTLIST if k is None else k
-        if not len(self):
+        if not len(self) or not len(views):
             return []
         faiss.omp_set_num_threads(1)  # OpenMP's setting is the calling thread's
-        sims, rows = self.search_index().search(np.ascontiguousarray(views, np.float32), k)
-        best: dict[int, float] = {}
-        for row, sim in zip(rows.ravel(), sims.ravel()):
-            if row >= 0 and sim > best.get(int(row), -2.0):
-                best[int(row)] = float(sim)
-        order = sorted(best.items(), key=lambda t: (-t[1], t[0]))[:k]
-        return [(int(self.ids[r]), s) for r, s in order]
+        index, views = self.search_index(), np.ascontiguousarray(views, np.float32)
+        if isinstance(index, faiss.IndexHNSW):  # per call, not on the shared index: threads may search at once
+            beams = ((views, ef),) if ef else ((views[:UPRIGHT], EF_SEARCH), (views[UPRIGHT:], EF_TURNED))
+            parts = [index.search(part, k, params=faiss.SearchParametersHNSW(efSearch=beam))
+                     for part, beam in beams if len(part)]
+            sims, rows = np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+        else:
+            sims, rows = index.search(views, k)
+        rows, sims = rows.ravel(), sims.ravel()
+        rows, sims = rows[rows >= 0], sims[rows >= 0]
+        order = np.lexsort((rows, -sims))  # best first, ties by row
+        _, first = np.unique(rows[order], return_index=True)  # each row's best view
+        order = order[np.sort(first)][:k]
+        return [(int(self.ids[r]), float(s)) for r, s in zip(rows[order], sims[order])]
 
     def shortlist_of(self, q) -> list[int]:
-        return [w for w, _ in self.nearest(copy_vectors(q))]
+        views, unbanded = copy_vectors(q)
+        short = [w for w, _ in self.nearest(views)]
+        return short + [w for w, _ in self.nearest(unbanded, UNBANDED, EF_UNBANDED) if w not in short]
 
 
-def copy_vectors(q) -> np.ndarray:
-    """The learned vectors of a copy's VIEWS views (local.Query), computed once."""
+def copy_vectors(q) -> tuple[np.ndarray, np.ndarray]:
+    """The learned vectors of a copy's VIEWS views (local.Query), and of its UPRIGHT views without its flat edge
+    bands ((0, DIM) if it has none), computed once."""
     if q.vectors is None:
-        q.vectors = learned.embed(q.image, VIEWS)
+        inner = local.unbanded(q.image, q.views[0][1])
+        q.vectors = (learned.embed(q.image, VIEWS),
+                     learned.embed(inner, UPRIGHT) if inner is not None else np.zeros((0, learned.DIM), np.float32))
     return q.vectors
 
 

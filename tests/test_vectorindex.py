@@ -52,6 +52,7 @@ def copies(works_dir) -> dict[str, tuple[Image.Image, str]]:
 
 def test_copies_are_found_reading_only_the_shortlisted_works_blobs(many, works_dir, tmp_path, monkeypatch):
     monkeypatch.setattr(vectorindex, "SHORTLIST", 3)  # of 36 works: the vectors must put the right one near the top
+    monkeypatch.setattr(vectorindex, "UNBANDED", 1)  # and one more for a copy with bands over its edges
     open_vectors(many)  # built from the ledger's fingerprint rows (once: the scan only reads the files)
     monkeypatch.setattr(Ledger, "local_features", lambda *a: pytest.fail("the scan read every blob"))
     asked = []
@@ -69,7 +70,7 @@ def test_copies_are_found_reading_only_the_shortlisted_works_blobs(many, works_d
     for r in results:
         assert [m.work_id for m in r.matches] == [ids[truth[r.item.rsplit("/", 1)[-1]]]], (r.item, r.matches)
     assert sum(m.signal == local.ALGORITHM for r in results for m in r.matches) >= 8  # the local stage's own
-    assert asked and all(len(a) <= 3 for a in asked)  # only shortlisted works' blobs, never all 36
+    assert asked and all(len(a) <= 4 for a in asked)  # only shortlisted works' blobs, never all 36
 
 
 def test_a_scan_through_worker_processes_gives_the_same_answers(many, works_dir, tmp_path):
@@ -93,6 +94,42 @@ def test_the_shortlist_is_the_works_nearest_any_view(many, works_dir):
     assert [w for w, _ in index.nearest(views, 5)] == expected
     assert expected[0] == ids_of(many)[FLOW]
     assert [s for _, s in index.nearest(views, 5)] == pytest.approx(sorted(best, reverse=True)[:5], abs=1e-5)
+
+
+def captioned(im: Image.Image, fraction: float = 0.25) -> Image.Image:
+    """`im` with a white caption bar of black text over its bottom `fraction`, as a meme repost has."""
+    from PIL import ImageDraw, ImageFont
+
+    out = im.convert("RGB")
+    d = ImageDraw.Draw(out)
+    top = round(out.height * (1 - fraction))
+    d.rectangle((0, top, out.width, out.height), fill=(255, 255, 255))
+    d.text((10, top + 6), "when the art is too good not to share", fill=(0, 0, 0),
+           font=ImageFont.load_default(size=max(10, out.height // 20)))
+    return out
+
+
+def test_a_copy_is_also_searched_without_the_bands_over_its_edges(many, works_dir):
+    """A captioned crop is embedded a second time without its caption bar (local.unbanded, as it is and mirrored),
+    and the works nearest those views join the shortlist after the SHORTLIST nearest the copy's own views."""
+    index = open_vectors(many)
+    plain = crop(work(works_dir, FLOW), (0.1, 0.1, 0.9, 0.9))  # no flat edges of its own (the poster has)
+    copy = captioned(plain)
+    inner = local.unbanded(copy, local.Query(copy).views[0][1])
+    assert inner is not None and inner.width == copy.width and abs(inner.height - plain.height * 0.75) <= 2
+    assert np.abs(np.asarray(inner, np.int16) - np.asarray(plain, np.int16)[:inner.height]).mean() < 1
+    assert local.unbanded(plain, local.Query(plain).views[0][1]) is None  # no bands: no second search
+    q = local.Query(copy)
+    views, unbanded = vectorindex.copy_vectors(q)
+    assert views.shape == (vectorindex.VIEWS, learned.DIM) and unbanded.shape == (vectorindex.UPRIGHT, learned.DIM)
+    assert np.allclose(unbanded, learned.embed(inner, vectorindex.UPRIGHT), atol=1e-5)
+    first = [w for w, _ in index.nearest(views)]
+    extra = [w for w, _ in index.nearest(unbanded, vectorindex.UNBANDED) if w not in first]
+    assert index.shortlist_of(q) == first + extra and len(first) == vectorindex.SHORTLIST
+    assert ids_of(many)[FLOW] == index.nearest(unbanded, 1)[0][0]  # without its caption, its work is nearest
+    plain_q = local.Query(plain)
+    assert vectorindex.copy_vectors(plain_q)[1].shape == (0, learned.DIM)
+    assert index.shortlist_of(plain_q) == [w for w, _ in index.nearest(vectorindex.copy_vectors(plain_q)[0])]
 
 
 def test_new_works_are_appended_not_rebuilt(many, account, tmp_path):
