@@ -28,8 +28,9 @@ fingerprint rows in the ledger, each the vector of a real picture: up to CLUSTER
 (uniform 0..8, `edit`: near duplicates, as an artist registers variants), the rest procedural pictures neither
 registered nor queried (art(30,000,000 + j), from the POOL_FULL-th on drawn at half the size; computed once and kept
 in OUT/vectors-<network>-<ART>-<POOL_FULL>/, ~9 ms (~5 at half size) each on a core). The index is built from the
-ledger by vectorindex.open_vectors ("build s"); "shortlist as exact search": queries whose shortlist (a set) is the
-one an exact NumPy scan of every vector gives. A derived work has no blob and cannot be verified when shortlisted
+ledger by vectorindex.open_vectors ("build s"); "shortlist as exact search": queries whose shortlist (a set: the
+SHORTLIST works nearest the copy's views, and UNBANDED more nearest its views without its edge bands) is the one an
+exact NumPy scan of every vector gives. A derived work has no blob and cannot be verified when shortlisted
 (as below).
 
 `words` (localindex.WordIndex, the visual words: ledgers with works registered before learned/1). The real works'
@@ -50,7 +51,7 @@ of the planted real works, and the unrelated images; only the local stage runs (
 ms": the whole stage, as a scan runs it; "excl.": the copy's local fingerprints, its keypoints and (vectors) its
 learned vectors, computed just before (on the two threads one query may use); "excl., one thread": the same on one
 thread, as each of a scan's worker processes runs it (a feed of more than a few images);
-"recall local" vs "recall exact"; "true in shortlist": the source work was among the SHORTLIST; "p50 ms, all blobs":
+"recall local" vs "recall exact"; "true in shortlist": the source work was shortlisted; "p50 ms, all blobs":
 40 queries with every shortlisted derived work replaced by a random real one, no blob cached, as a registry whose
 works all have blobs would answer; "unrelated matched, all blobs": the unrelated images answered that way).
 "build s" is the local index's: the real works from the ledger plus appending and sealing the derived ones
