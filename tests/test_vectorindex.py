@@ -199,6 +199,29 @@ def test_above_graph_min_a_graph_answers_as_the_exact_search(many, works_dir, ac
     assert rebuilt.nearest(q, 1)[0][0] == rebuilt.ids[-1]
 
 
+def test_threads_searching_one_graph_at_once_get_the_answers_of_one_at_a_time(many, works_dir, monkeypatch):
+    """The graph's beams (EF_SEARCH upright, EF_TURNED turned, EF_UNBANDED) are given per search, never set on the
+    index the threads share: concurrent searches answer as sequential ones, and the index keeps its own setting."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import faiss
+
+    monkeypatch.setattr(vectorindex, "GRAPH_MIN", 30)
+    graph = open_vectors(many)
+    index = graph.search_index()
+    assert isinstance(index, faiss.IndexHNSW)
+    before = index.hnsw.efSearch
+    queries = [learned.embed(im, vectorindex.VIEWS) for im, _ in copies(works_dir).values()]
+    queries += [q[:vectorindex.UPRIGHT] for q in queries]
+    want = [graph.nearest(q, 5) for q in queries] + [graph.nearest(q, 3, vectorindex.EF_UNBANDED) for q in queries]
+    with ThreadPoolExecutor(4) as pool:
+        for _ in range(5):
+            got = list(pool.map(lambda q: graph.nearest(q, 5), queries)) + \
+                list(pool.map(lambda q: graph.nearest(q, 3, vectorindex.EF_UNBANDED), queries))
+            assert got == want
+    assert index.hnsw.efSearch == before
+
+
 def test_a_ledger_with_works_registered_before_learned_vectors_keeps_the_visual_words(tmp_path, works_dir, account,
                                                                                        monkeypatch):
     """tests/assets/ledgers/orb5-before-learned.db: three example works registered by the release before learned/1
