@@ -125,7 +125,8 @@ class VectorIndex(Shortlisted):
 
     def nearest(self, views: np.ndarray, k: int | None = None, ef: int | None = None) -> list[tuple[int, float]]:
         """The k (SHORTLIST) works nearest any of `views` (unit vectors), as (work id, cosine), best first. The
-        graph keeps `ef` candidates per view, or (None) EF_SEARCH for the first UPRIGHT views, EF_TURNED for the rest."""
+        graph keeps `ef` candidates per view, or (None) EF_SEARCH for the first UPRIGHT views and EF_TURNED for
+        the rest."""
         import faiss
 
         k = SHORTLIST if k is None else k
