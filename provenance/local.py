@@ -577,17 +577,16 @@ def _pixel_check(q: np.ndarray, M: np.ndarray, work: Features, bar: float
     if ncc < bar and coverage >= MIN_COVERAGE:
         found = _bands_of(q)
         if found:
-            keep = np.ones(q.shape, np.uint8)
-            for edge, fraction in found:
-                n = round(fraction * (q.shape[0] if edge in ("top", "bottom") else q.shape[1]))
-                keep[{"top": np.s_[:n], "bottom": np.s_[-n:], "left": np.s_[:, :n], "right": np.s_[:, -n:]}[edge]] = 0
+            x0, y0, x1, y1 = _inside(found, q.shape[1], q.shape[0])
+            keep = np.zeros(q.shape, np.uint8)
+            keep[y0:y1, x0:x1] = 1
             banded = _best_correlation(q, M, work, keep, bar)[0]
             if banded > ncc:
                 ncc, left_out = banded, found
     return ncc, coverage, left_out
 
 
-def _best_correlation(q, M, work: Features, keep, bar: float = 2.0) -> tuple[float, float]:
+def _best_correlation(q, M, work: Features, keep, bar: float) -> tuple[float, float]:
     """The 64x64 thumbnail's correlation and the overlap; below `bar`, the better of it and the 128x128's."""
     ncc, coverage = _correlate(q, M, work.size, work.thumb, keep)
     if work.fine is not None and coverage >= MIN_COVERAGE and ncc < bar:
@@ -622,14 +621,13 @@ def unbanded(image, g: np.ndarray):
     if not found:
         return None
     im = image if isinstance(image, Image.Image) else Image.fromarray(np.asarray(image)[..., :3])
-    w, h = im.size
-    box = [0, 0, w, h]
-    for edge, fraction in found:
-        side = h if edge in ("top", "bottom") else w
-        cut = round(fraction * side)
-        i = ("left", "top", "right", "bottom").index(edge)
-        box[i] = cut if i < 2 else side - cut
-    return im.crop(tuple(box))
+    return im.crop(_inside(found, *im.size))
+
+
+def _inside(found: tuple[tuple[str, float], ...], width: int, height: int) -> tuple[int, int, int, int]:
+    """(x0, y0, x1, y1): the part of a picture of this size that its bands (`bands`: (edge, fraction)) leave."""
+    cut = {edge: round(fraction * (height if edge in ("top", "bottom") else width)) for edge, fraction in found}
+    return cut.get("left", 0), cut.get("top", 0), width - cut.get("right", 0), height - cut.get("bottom", 0)
 
 
 _KEPT = 8
