@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The test suite, run by `make test` (and so by CI's .ci/run): starts a throw-away PostgreSQL server (Debian's
 # package, installed if missing and we may) on a free local port so the shared-registry tests run too
-# (PROVENANCE_TEST_PG; without a server they are skipped with a reason), then runs pytest.
+# (PROVENANCE_TEST_PG; without a server they are skipped with a reason), then runs pytest on one worker process
+# per core (pytest-xdist; every test makes its own files, schema and chain, so they share nothing). Extra
+# arguments go to pytest: `bash scripts/test.sh tests/test_ledger.py -n 0` runs one file in this process.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -26,4 +28,4 @@ start_postgres() {
 if [ -z "${PROVENANCE_TEST_PG:-}" ]; then
   start_postgres || true
 fi
-.venv/bin/python -m pytest -q "$@"
+.venv/bin/python -m pytest -q -n auto --dist worksteal "$@"
