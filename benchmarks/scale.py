@@ -290,10 +290,11 @@ VECTOR_SEED = 30_000_000
 POOL_FULL = 250_000
 
 
-def _vector_pool(cache: Path, count: int) -> np.ndarray:
-    """(count, DIM) int8: the learned/1 vectors of art(VECTOR_SEED + j), j < count, as registration stores them;
-    computed once (~9 ms a picture on a core: ~6 to draw it, ~3 for the network) and kept in `cache`."""
-    folder = cache / f"vectors-{learned.MODEL_SHA256[:8]}-{ART}-{POOL_FULL}"
+def _vector_pool(cache: Path, count: int, centre: bool = False) -> np.ndarray:
+    """(count, DIM) int8: the learned/1 vectors of art(VECTOR_SEED + j), j < count, as registration stores them (or
+    of their centres: centre/1); computed once (~9 ms a picture on a core: ~6 to draw it, ~3 for the
+    network) and kept in `cache`."""
+    folder = cache / (f"vectors-{learned.MODEL_SHA256[:8]}-{ART}-{POOL_FULL}" + (f"-centre{learned.CENTRE}" if centre else ""))
     folder.mkdir(parents=True, exist_ok=True)
     out = []
     for c in range(0, count, VECTOR_CHUNK):
@@ -301,51 +302,55 @@ def _vector_pool(cache: Path, count: int) -> np.ndarray:
         if not path.exists():
             seeds = range(VECTOR_SEED + c, VECTOR_SEED + c + VECTOR_CHUNK)
             tmp = folder / f".{path.name}.tmp.npy"
-            np.save(tmp, np.stack(list(imap(_art_vector, [(seed, c >= POOL_FULL) for seed in seeds]))))
+            np.save(tmp, np.stack(list(imap(_art_vector, [(seed, c >= POOL_FULL, centre) for seed in seeds]))))
             os.replace(tmp, path)
         out.append(np.load(path))
     return np.concatenate(out)[:count] if out else np.zeros((0, learned.DIM), np.int8)
 
 
-def _art_vector(job: tuple[int, bool]) -> np.ndarray:
-    seed, half = job
-    return learned.quantise(learned.embed(art(seed, half))[0])
+def _art_vector(job: tuple[int, bool, bool]) -> np.ndarray:
+    seed, half, centre = job
+    picture = art(seed, half)
+    return learned.quantise(learned.embed(learned.centre(picture) if centre else picture)[0])
 
 
 def _near_vectors(files: list[Path], seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Near duplicates of the real works for the vector index: per real work 0..CLUSTER_MAX small edits of it (as
-    an artist registers variants), each edit's own learned/1 vector. Returns (real work index, vector) arrays."""
+    an artist registers variants), each edit's own learned/1 and centre/1 vectors. Returns (real work index,
+    (edits, 2, DIM) vectors) arrays."""
     rng = np.random.default_rng(seed)
     jobs = [(i, str(f), seed * 1000 + 16 * i + e) for i, f in enumerate(files)
             for e in range(rng.integers(0, CLUSTER_MAX + 1))]
     if not jobs:
-        return np.zeros(0, np.int64), np.zeros((0, learned.DIM), np.int8)
+        return np.zeros(0, np.int64), np.zeros((0, 2, learned.DIM), np.int8)
     return np.array([i for i, _, _ in jobs], np.int64), np.stack(list(imap(_edit_vector, jobs)))
 
 
 def _edit_vector(job: tuple[int, str, int]) -> np.ndarray:
     _, path, seed = job
     with Image.open(path) as im:
-        return learned.quantise(learned.embed(edit(im.convert("RGB"), seed))[0])
+        return learned.quantise(learned.embed_work(edit(im.convert("RGB"), seed)))
 
 
 def _bulk_vectors(ledger: Ledger, files: list[Path], first_id: int, count: int, cache: Path, seed: int) -> float:
-    """learned/1 fingerprint rows for works first_id.. (see the module docstring): near duplicates of the real works
-    (`_near_vectors`) and unrelated pictures (`_vector_pool`), shuffled. Returns seconds (computing the vectors the
-    first time not counted: they are kept in `cache`)."""
+    """learned/1 and centre/1 fingerprint rows for works first_id.. (see the module docstring): near duplicates of
+    the real works (`_near_vectors`) and unrelated pictures (`_vector_pool`), shuffled. Returns seconds (computing
+    the vectors the first time not counted: they are kept in `cache`)."""
     owner, near = _near_vectors(files, seed)
     near = near[:count]
-    pool = _vector_pool(cache, count - len(near))
+    pools = [_vector_pool(cache, count - len(near), centre) for centre in (False, True)]
+    order = np.random.default_rng(seed).permutation(count)
     t = time.perf_counter()
-    vectors = np.concatenate([near, pool])[np.random.default_rng(seed).permutation(count)]
     conn = sqlite3.connect(str(ledger.path), isolation_level=None)
     conn.execute("PRAGMA synchronous=OFF")
-    for at in range(0, count, 100_000):
-        conn.execute("BEGIN")
-        conn.executemany("INSERT INTO fingerprints VALUES (?, ?, ?, NULL)",
-                         [(first_id + at + j, learned.ALGORITHM, v.tobytes().hex())
-                          for j, v in enumerate(vectors[at:at + 100_000])])
-        conn.execute("COMMIT")
+    for k, algorithm in enumerate((learned.ALGORITHM, learned.CENTRE_ALGORITHM)):
+        vectors = np.concatenate([near[:, k], pools[k]])[order]
+        for at in range(0, count, 100_000):
+            conn.execute("BEGIN")
+            conn.executemany("INSERT INTO fingerprints VALUES (?, ?, ?, NULL)",
+                             [(first_id + at + j, algorithm, v.tobytes().hex())
+                              for j, v in enumerate(vectors[at:at + 100_000])])
+            conn.execute("COMMIT")
     conn.close()
     return time.perf_counter() - t
 
@@ -460,11 +465,15 @@ def _local_stage(ledger: Ledger, real: dict[int, bytes], real_count: int, querie
         t = time.perf_counter()
         bounded = vectorindex.open_vectors(ledger)  # up to date: checks the files' checksums and the ledger
         bounded.search_index()  # the graph read (and the works past it added)
+        if bounded.centre is not None:
+            bounded.centre.search_index()
         open_s = time.perf_counter() - t
         t = time.perf_counter()
         vectorindex._digests(folder, bounded.manifest)
+        if bounded.centre is not None:
+            vectorindex._digests(folder / "centre", bounded.centre.manifest)
         sum_s = time.perf_counter() - t
-    size = sum(p.stat().st_size for p in folder.iterdir())
+    size = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
     lat, short_lat, found, found_exact, planted, in_short, bulk_short, fp, fp_exact = [], [], 0, 0, 0, 0, 0, 0, 0
     wrong, wrong_exact = 0, 0
     answers = []
@@ -583,13 +592,14 @@ def _prepared(data: bytes, kind_of_index: str) -> local.Query:
 def _exact_shortlists(bounded, queries: list) -> list[set[int]]:
     """Each query's vector shortlist by an exact NumPy scan of every stored vector (the brute force the graph must
     agree with), as a set: the SHORTLIST nearest the copy's views and the UNBANDED nearest its views without its
-    edge bands (see vectorindex.shortlist_of)."""
+    edge bands, and the CENTRED whose centres lie nearest its upright views with and without them (see
+    vectorindex.shortlist_of)."""
     views = [vectorindex.copy_vectors(local.Query(decode(data).image)) for _, _, data in queries]
-    stored = bounded.vectors()
 
-    def best_rows(vectors: list[np.ndarray], k: int) -> list[np.ndarray]:
+    def best_rows(vectors: list[np.ndarray], k: int, of=bounded) -> list[np.ndarray]:
         best = [(np.zeros(0, np.float32), np.zeros(0, np.int64)) for _ in vectors]
-        for at in range(0, len(bounded), 100_000):
+        stored = of.vectors()
+        for at in range(0, len(of), 100_000):
             part = vectorindex.unit(stored[at:at + 100_000])
             for q, v in enumerate(vectors):
                 if not len(v):
@@ -602,7 +612,12 @@ def _exact_shortlists(bounded, queries: list) -> list[set[int]]:
 
     first = best_rows([v for v, _ in views], vectorindex.SHORTLIST)
     extra = best_rows([u for _, u in views], vectorindex.UNBANDED)
-    return [{int(bounded.ids[r]) for r in np.concatenate([rows, more])} for rows, more in zip(first, extra)]
+    out = [{int(bounded.ids[r]) for r in np.concatenate([rows, more])} for rows, more in zip(first, extra)]
+    if bounded.centre is not None:
+        upright = [np.concatenate([v[:vectorindex.UPRIGHT], u]) for v, u in views]
+        for works, rows in zip(out, best_rows(upright, vectorindex.CENTRED, bounded.centre)):
+            works.update(int(bounded.centre.ids[r]) for r in rows)
+    return out
 
 
 def _edit_of(name: str) -> str:
@@ -726,6 +741,8 @@ def _resident(ledger_path: Path, queries: list[bytes], local_queries: list[bytes
         before = _rss_mib()
         index.bounded = vectorindex.open_vectors(ledger)
         index.bounded.search_index()
+        if index.bounded.centre is not None:
+            index.bounded.centre.search_index()
         heap = _rss_mib() - before
     for data in queries:
         _global(_fingerprint(data), index)

@@ -50,7 +50,10 @@ ORB = local.ALGORITHM  # ORB keypoints + thumbnail of the working image; stored 
 #: The learned descriptor of the working image (`learned`): 128 signed bytes as hex. Stored at registration only: a
 #: copy's vectors (in several views) are computed by the local stage when it searches by them.
 LEARNED = learned.ALGORITHM
-ALGORITHMS = (SHA256, PDQ, PHASH, DHASH, PDQEQ, ORB, LEARNED)
+#: The same network's vector of the work's centre (learned.CENTRE), stored beside it: the local stage also shortlists
+#: the works whose centres lie nearest a copy.
+CENTRE = learned.CENTRE_ALGORITHM
+ALGORITHMS = (SHA256, PDQ, PHASH, DHASH, PDQEQ, ORB, LEARNED, CENTRE)
 BITS = {PDQ: 256, PHASH: 64, DHASH: 64, SHA256: 256, PDQEQ: 256}
 #: Below this grey-level standard deviation an image is blank: equalising it would only amplify noise.
 BLANK_STD = 3.0
@@ -207,7 +210,7 @@ def fingerprint_decoded(data: bytes, decoded: Decoded, *, variants: bool = False
         pdq_vars, ph_vars, eq_vars = (), (), ()
     digest = sha256_bytes(data)
     blob = local.encode(local.extract(im)) if local_features else None
-    vector = learned.to_hex(learned.embed(im)[0]) if local_features else None
+    vectors = [learned.to_hex(v) for v in learned.embed_work(im)] if local_features else None
     return FingerprintSet(
         sha256=digest,
         width=decoded.width,
@@ -220,7 +223,7 @@ def fingerprint_decoded(data: bytes, decoded: Decoded, *, variants: bool = False
             Fingerprint(DHASH, dhash_v1(im)),
             Fingerprint(PDQEQ, eq_value, eq_quality),
             *((Fingerprint(ORB, sha256_bytes(blob)),) if blob is not None else ()),
-            *((Fingerprint(LEARNED, vector),) if vector is not None else ()),
+            *((Fingerprint(LEARNED, vectors[0]), Fingerprint(CENTRE, vectors[1])) if vectors is not None else ()),
         ),
         pdq_variants=pdq_vars,
         phash_variants=ph_vars,

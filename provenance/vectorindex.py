@@ -5,7 +5,8 @@ A copy is embedded in VIEWS views (as it is, mirrored, and turned by 90, 180 and
 ORB, is not rotation-invariant), and the SHORTLIST works nearest any view by cosine are verified by
 local.LocalIndex, exactly as the words' shortlist is: the vectors rank, the keypoints and the pixel check decide.
 Finding them costs about the same at any registry size that fits: one faiss search of VIEWS vectors (the
-turned views with a smaller beam, EF_TURNED).
+turned views with a smaller beam, EF_TURNED). The works' centres (`centre/1`, the network's vector of a work's
+middle) add the CENTRED works nearest them: a crop keeps a work's middle.
 
 Used by `localindex.attach` when every work with local features has a vector (works registered since learned/1
 shipped); a ledger holding older works keeps the visual words, which need only the ORB blobs.
@@ -16,7 +17,8 @@ scalar-quantised (128 bytes a work, ~128 more for its links at M = 16), and a ma
 covers, the network's SHA-256 and every file's SHA-256. Works past `sealed` (at most DELTA_MAX) are added to the
 graph in memory when it is first searched; past that they are added to the file, and the graph is built anew once
 the works have grown RETRAIN times since its quantiser was trained. Missing, corrupt or stale files are rebuilt from
-the ledger's fingerprint rows.
+the ledger's fingerprint rows. The works' centres are kept the same way in `vectors/centre/` (works registered
+before centre/1 have none there).
 
 Why a graph: benchmarks/scale.py at 100k works (1,000 copies, the true work within the exact search's best 10 for
 994): an IVF of 1,024 lists found 989 / 993 searching 32 / 64 lists per view (0.5 / 0.9 ms for the 8 views), and
@@ -64,6 +66,14 @@ UPRIGHT = 2
 #: than a plain one. benchmarks/scale.py's copies at 1 M works, true work shortlisted (exact search, best 20 / and 5
 #: more without the bands): 975 / 982; captioned crops 228 / 235; the graph: 970 / 977 (the turned views at 32).
 UNBANDED, EF_UNBANDED = 5, 64
+#: The CENTRED works whose centres (centre/1: learned.CENTRE) lie nearest the copy's upright views, with and without
+#: its bands, also join the shortlist (searched with EF_CENTRED in a graph of their own, `vectors/centre/`). A crop
+#: keeps a work's middle, and a copy cropped by a quarter, or cropped and captioned, lies nearer its work's centre
+#: than its whole. benchmarks/scale.py's copies at 1 M works (exact search; the centres of 100k works sampled):
+#: true work within the best 20 by the whole 984 / 1,000, or the nearest by its centre 1,000; the dev
+#: corpus's 1,988 copies among the same: 1,980 / 1,983 (docs/measurements.md, session 25). Works registered before
+#: centre/1 have no centre and are found by their whole only.
+CENTRED, EF_CENTRED = 3, 64
 EF_CONSTRUCTION = 40
 DELTA_MAX = 16_384
 RETRAIN = 4
@@ -76,29 +86,21 @@ def unit(vectors: np.ndarray) -> np.ndarray:
     return v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)
 
 
-class VectorIndex(Shortlisted):
-    """Every work's learned vector, searched by faiss; the SHORTLIST nearest a copy are verified by their blobs."""
+class Vectors:
+    """The works' vectors of one algorithm (learned/1 or centre/1), searched by faiss."""
 
-    def __init__(self, folder: Path, m: dict, target, keep=None):
-        super().__init__(target, keep)
+    def __init__(self, folder: Path, m: dict):
         self.folder, self.manifest = folder, m
         self.ids = np.fromfile(folder / "ids", np.int32, m["rows"])
-        self.without = m["without"]  # works of the ledger with local features but no vector
-        self.prefer = PREFER
         self._index, self._index_pid = None, None
 
     def __len__(self) -> int:
         return len(self.ids)
 
     def __getstate__(self):
-        state = super().__getstate__()
+        state = dict(self.__dict__)
         state["_index"], state["_index_pid"] = None, None  # a faiss index is built again in each process
         return state
-
-    @property
-    def covers_all(self) -> bool:
-        """Whether every work with local features has a vector here (else the visual words must shortlist)."""
-        return self.without == 0
 
     def vectors(self) -> np.ndarray:
         """The stored vectors, (works, DIM) signed bytes, memory-mapped."""
@@ -148,10 +150,39 @@ class VectorIndex(Shortlisted):
         order = order[np.sort(first)][:k]
         return [(int(self.ids[r]), float(s)) for r, s in zip(rows[order], sims[order])]
 
+
+
+class VectorIndex(Vectors, Shortlisted):
+    """Every work's learned vector, and its centre's (`centre`), searched by faiss; the works nearest a copy are
+    verified by their blobs."""
+
+    def __init__(self, folder: Path, m: dict, target, keep=None, centre: Vectors | None = None):
+        Shortlisted.__init__(self, target, keep)
+        Vectors.__init__(self, folder, m)
+        self.centre = centre if centre is not None and len(centre) else None
+        self.without = m["without"]  # works of the ledger with local features but no vector
+        self.prefer = PREFER
+
+    def __getstate__(self):
+        state = {**Shortlisted.__getstate__(self), **Vectors.__getstate__(self)}
+        state["_ledger"], state["_pid"] = None, None
+        return state
+
+    @property
+    def covers_all(self) -> bool:
+        """Whether every work with local features has a vector here (else the visual words must shortlist)."""
+        return self.without == 0
+
     def shortlist_of(self, q) -> list[int]:
         views, unbanded = copy_vectors(q)
         short = [w for w, _ in self.nearest(views)]
-        return short + [w for w, _ in self.nearest(unbanded, UNBANDED, EF_UNBANDED) if w not in short]
+        more = self.nearest(unbanded, UNBANDED, EF_UNBANDED)
+        if self.centre is not None:
+            more += self.centre.nearest(np.concatenate([views[:UPRIGHT], unbanded]), CENTRED, EF_CENTRED)
+        for w, _ in more:
+            if w not in short:
+                short.append(w)
+        return short
 
 
 def copy_vectors(q) -> tuple[np.ndarray, np.ndarray]:
@@ -171,36 +202,44 @@ def vector_folder(ledger) -> Path:
 
 def open_vectors(ledger, folder: Path | str | None = None) -> VectorIndex:
     """The ledger's vector index, brought up to date (read, extended with the works registered since, or rebuilt
-    from the ledger if missing, corrupt or stale). An unwritable folder: built in a temporary one."""
+    from the ledger if missing, corrupt or stale), with its centres' (the `centre/` folder in it). An unwritable
+    folder: built in a temporary one."""
     folder = vector_folder(ledger) if folder is None else Path(folder)
-    return in_folder(folder, "provenance-vectors-",
-                     lambda f, keep: VectorIndex(f, sync(f, ledger), ledger.target, keep))
+
+    def make(f: Path, keep) -> VectorIndex:
+        (f / "centre").mkdir(exist_ok=True)
+        centre = Vectors(f / "centre", sync(f / "centre", ledger, learned.CENTRE_ALGORITHM))
+        return VectorIndex(f, sync(f, ledger), ledger.target, keep, centre)
+
+    return in_folder(folder, "provenance-vectors-", make)
 
 
-def _fresh(ledger) -> dict:
-    return {"format": FORMAT, "network": learned.MODEL_SHA256, "ledger_id": ledger.ledger_id, "rows": 0,
-            "without": 0, "last_id": 0, "sealed": 0, "trained": 0}
+def _fresh(ledger, algorithm: str) -> dict:
+    return {"format": FORMAT, "network": learned.MODEL_SHA256, "algorithm": algorithm,
+            "ledger_id": ledger.ledger_id, "rows": 0, "without": 0, "last_id": 0, "sealed": 0, "trained": 0}
 
 
-def sync(folder: Path, ledger) -> dict:
-    """Bring the files in `folder` up to date with `ledger`; returns the manifest."""
+def sync(folder: Path, ledger, algorithm: str = learned.ALGORITHM) -> dict:
+    """Bring the files in `folder` (the works' `algorithm` vectors) up to date with `ledger`; returns the
+    manifest."""
     from .local import READABLE
 
     with open(folder / "lock", "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # one writer at a time; readers keep the files they read
-        m = _valid_manifest(folder, ledger)
+        m = _valid_manifest(folder, ledger, algorithm)
         if m is None:
             clear_folder(folder)
-            m = _fresh(ledger)
-        rows, seq, digest, _ = ledger.fingerprint_rows((learned.ALGORITHM,), m["last_id"])
+            m = _fresh(ledger, algorithm)
+        rows, seq, digest, _ = ledger.fingerprint_rows((algorithm,), m["last_id"])
         if rows:
             have = [(r[0], r[2]) for r in rows if learned.readable(r[2])]
             _append(folder, m, have)
-            # Works the local stage can verify (they have local features) but not find here: registered before
-            # learned/1. Works with neither (a ledger's first releases) are not the local stage's to find.
-            blobs = ledger.local_feature_state(READABLE, int(rows[-1][0]))[3] - \
-                ledger.local_feature_state(READABLE, m["last_id"])[3]
-            m["without"] += max(0, blobs - len(have))
+            if algorithm == learned.ALGORITHM:
+                # Works the local stage can verify (they have local features) but not find here: registered before
+                # learned/1. Works with neither (a ledger's first releases) are not the local stage's to find.
+                blobs = ledger.local_feature_state(READABLE, int(rows[-1][0]))[3] - \
+                    ledger.local_feature_state(READABLE, m["last_id"])[3]
+                m["without"] += max(0, blobs - len(have))
             m["last_id"] = int(rows[-1][0])
         if m["rows"] >= GRAPH_MIN and (not m["sealed"] or m["rows"] - m["sealed"] > DELTA_MAX):
             _write_graph(folder, m)
@@ -265,5 +304,6 @@ def _digests(folder: Path, m: dict, names=None) -> dict[str, str]:
             if names is None or name in names}
 
 
-def _valid_manifest(folder: Path, ledger) -> dict | None:
-    return valid_manifest(folder, ledger, {"format": FORMAT, "network": learned.MODEL_SHA256}, _digests)
+def _valid_manifest(folder: Path, ledger, algorithm: str) -> dict | None:
+    return valid_manifest(folder, ledger, {"format": FORMAT, "network": learned.MODEL_SHA256, "algorithm": algorithm},
+                          _digests)

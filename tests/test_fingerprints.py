@@ -16,6 +16,7 @@ import provenance
 from provenance.fingerprints import (
     ALGORITHMS,
     BITS,
+    CENTRE,
     DIHEDRAL,
     LEARNED,
     ORB,
@@ -38,7 +39,7 @@ from provenance.selftest import GOLDEN
 ALGORITHM_ID = re.compile(r"^[a-z][a-z0-9]*/[1-9][0-9]*$")
 # Stored value sizes: the hashes by BITS; orb/1 stores the SHA-256 of its feature blob (the blob lives elsewhere).
 # learned/1 stores 128 signed bytes.
-STORED_BITS = {**BITS, ORB: 256, LEARNED: 1024}
+STORED_BITS = {**BITS, ORB: 256, LEARNED: 1024, CENTRE: 1024}
 
 bit_arrays = st.integers(1, 64).flatmap(
     lambda n: st.lists(st.integers(0, 1), min_size=8 * n, max_size=8 * n)).map(lambda b: np.array(b, np.uint8))
@@ -125,7 +126,8 @@ def test_local_features_can_be_skipped_on_the_query_side(works_dir):
     full = fingerprint_decoded(data, decode(data), variants=True)
     light = fingerprint_decoded(data, decode(data), variants=True, local_features=False)
     assert light.local_features is None and light.get(ORB) is None and light.get(LEARNED) is None
-    assert [f for f in full.fingerprints if f.algorithm not in (ORB, LEARNED)] == list(light.fingerprints)
+    assert light.get(CENTRE) is None and full.get(CENTRE) is not None
+    assert [f for f in full.fingerprints if f.algorithm not in (ORB, LEARNED, CENTRE)] == list(light.fingerprints)
     assert full.local_features == fingerprint(data).local_features
 
 

@@ -53,6 +53,7 @@ def copies(works_dir) -> dict[str, tuple[Image.Image, str]]:
 def test_copies_are_found_reading_only_the_shortlisted_works_blobs(many, works_dir, tmp_path, monkeypatch):
     monkeypatch.setattr(vectorindex, "SHORTLIST", 3)  # of 36 works: the vectors must put the right one near the top
     monkeypatch.setattr(vectorindex, "UNBANDED", 1)  # and one more for a copy with bands over its edges
+    monkeypatch.setattr(vectorindex, "CENTRED", 1)  # and one more by the works' centres
     open_vectors(many)  # built from the ledger's fingerprint rows (once: the scan only reads the files)
     monkeypatch.setattr(Ledger, "local_features", lambda *a: pytest.fail("the scan read every blob"))
     asked = []
@@ -70,7 +71,7 @@ def test_copies_are_found_reading_only_the_shortlisted_works_blobs(many, works_d
     for r in results:
         assert [m.work_id for m in r.matches] == [ids[truth[r.item.rsplit("/", 1)[-1]]]], (r.item, r.matches)
     assert sum(m.signal == local.ALGORITHM for r in results for m in r.matches) >= 8  # the local stage's own
-    assert asked and all(len(a) <= 4 for a in asked)  # only shortlisted works' blobs, never all 36
+    assert asked and all(len(a) <= 5 for a in asked)  # only shortlisted works' blobs, never all 36
 
 
 def test_a_scan_through_worker_processes_gives_the_same_answers(many, works_dir, tmp_path):
@@ -124,12 +125,71 @@ def test_a_copy_is_also_searched_without_the_bands_over_its_edges(many, works_di
     assert views.shape == (vectorindex.VIEWS, learned.DIM) and unbanded.shape == (vectorindex.UPRIGHT, learned.DIM)
     assert np.allclose(unbanded, learned.embed(inner, vectorindex.UPRIGHT), atol=1e-5)
     first = [w for w, _ in index.nearest(views)]
-    extra = [w for w, _ in index.nearest(unbanded, vectorindex.UNBANDED) if w not in first]
-    assert index.shortlist_of(q) == first + extra and len(first) == vectorindex.SHORTLIST
+    extra = [w for w, _ in index.nearest(unbanded, vectorindex.UNBANDED)]
+    assert index.shortlist_of(q) == unique(first + extra + centred(index, views, unbanded))
+    assert len(first) == vectorindex.SHORTLIST
     assert ids_of(many)[FLOW] == index.nearest(unbanded, 1)[0][0]  # without its caption, its work is nearest
     plain_q = local.Query(plain)
-    assert vectorindex.copy_vectors(plain_q)[1].shape == (0, learned.DIM)
-    assert index.shortlist_of(plain_q) == [w for w, _ in index.nearest(vectorindex.copy_vectors(plain_q)[0])]
+    views, unbanded = vectorindex.copy_vectors(plain_q)
+    assert unbanded.shape == (0, learned.DIM)
+    assert index.shortlist_of(plain_q) == unique([w for w, _ in index.nearest(views)] + centred(index, views, unbanded))
+
+
+def unique(ids: list[int]) -> list[int]:
+    return list(dict.fromkeys(ids))
+
+
+def centred(index, views, unbanded) -> list[int]:
+    """The works whose centres lie nearest a copy's upright views, with and without its bands."""
+    upright = np.concatenate([views[:vectorindex.UPRIGHT], unbanded])
+    return [w for w, _ in index.centre.nearest(upright, vectorindex.CENTRED, vectorindex.EF_CENTRED)]
+
+
+def test_the_works_centres_are_searched_too(many, works_dir, monkeypatch):
+    """Each work's centre/1 vector (the network's, of its middle learned.CENTRE) is kept in vectors/centre/, and the
+    CENTRED works whose centres lie nearest a copy join its shortlist: a copy cropped to its work's middle is found
+    that way even when the wholes' search answers nothing."""
+    index = open_vectors(many)
+    ids = ids_of(many)
+    assert sorted(index.centre.ids.tolist()) == sorted(ids.values())
+    assert (vector_folder(many) / "centre" / "manifest.json").exists()
+    row = index.centre.ids.tolist().index(ids[FLOW])
+    registered = learned.embed(learned.centre(work(works_dir, FLOW)))[0]
+    assert vectorindex.unit(index.centre.vectors()[row:row + 1])[0] @ registered > 0.99
+    assert learned.centre(Image.new("RGB", (100, 50))).size == (80, 40)
+    for name in (BRUSH, FIGURE, FLOW, POSTER):
+        q = local.Query(crop(work(works_dir, name), (0.2, 0.2, 0.8, 0.8)))
+        views, unbanded = vectorindex.copy_vectors(q)
+        assert centred(index, views, unbanded)[0] == ids[name], name
+        monkeypatch.setattr(index, "nearest", lambda *a, **k: [])  # the wholes' search finds nothing
+        assert index.shortlist_of(q) == centred(index, views, unbanded)
+        monkeypatch.undo()
+
+
+def test_works_registered_before_centres_are_found_by_their_wholes(tmp_path, works_dir, account, monkeypatch):
+    """tests/assets/ledgers/learned1-before-centre.db: three example works registered by the release before centre/1
+    (6687167), with learned/1 vectors and no centres. Works registered since have both: the centres' graph holds
+    only those, and crops of old and new works are found."""
+    path = tmp_path / "ledger.db"
+    shutil.copy(localindex.Path(__file__).parent / "assets" / "ledgers" / "learned1-before-centre.db", path)
+    monkeypatch.setenv(localindex.ENV, "bounded")
+    new = tmp_path / "new"
+    new.mkdir()
+    for name in (FIGURE, "sunset-hills.jpg"):
+        shutil.copy(works_dir / name, new / name)
+    with Ledger.open(path) as led:
+        register(led, new, account)
+        ids = ids_of(led)
+        index = open_vectors(led)
+        assert index.covers_all and len(index) == 5
+        assert sorted(index.centre.ids.tolist()) == sorted(ids[n] for n in os.listdir(new))
+        feed = tmp_path / "feed"
+        feed.mkdir()
+        for name in (FLOW, FIGURE):  # one old work, one new
+            crop(work(works_dir, name), (0.12, 0.1, 0.88, 0.86)).save(feed / f"crop-{name}.jpg", quality=88)
+        found = {r.item.rsplit("/", 1)[-1]: [m.work_id for m in r.matches]
+                 for r in provenance.scan(led, [feed], workers=1).results}
+        assert found == {f"crop-{FLOW}.jpg": [ids[FLOW]], f"crop-{FIGURE}.jpg": [ids[FIGURE]]}
 
 
 def test_new_works_are_appended_not_rebuilt(many, account, tmp_path):
