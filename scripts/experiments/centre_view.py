@@ -52,10 +52,10 @@ def copy_views(img) -> np.ndarray:
 
 def table(res, keys, within):
     groups = sorted({r["attack"] for r in res}) + ["all"]
-    print(f"{'attack':15s}" + "".join(f"{k:>14s}" for k in keys) + f"   (true work within the best {within})")
+    print(f"{'attack':15s}" + "".join(f"{k:>18s}" for k in keys) + f"   (true work within the best {within})")
     for a in groups:
         rs = [r for r in res if a in (r["attack"], "all")]
-        print(f"{a:15s}" + "".join(f"{sum(r[k] < within for r in rs):14d}" for k in keys) + f"   / {len(rs)}")
+        print(f"{a:15s}" + "".join(f"{sum(r[k] < within for r in rs):18d}" for k in keys) + f"   / {len(rs)}")
 
 
 def main():
