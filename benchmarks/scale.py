@@ -464,9 +464,7 @@ def _local_stage(ledger: Ledger, real: dict[int, bytes], real_count: int, querie
         folder = vectorindex.vector_folder(ledger)
         t = time.perf_counter()
         bounded = vectorindex.open_vectors(ledger)  # up to date: checks the files' checksums and the ledger
-        bounded.search_index()  # the graph read (and the works past it added)
-        if bounded.centre is not None:
-            bounded.centre.search_index()
+        _read_graphs(bounded)  # the graphs read (and the works past them added)
         open_s = time.perf_counter() - t
         t = time.perf_counter()
         vectorindex._digests(folder, bounded.manifest)
@@ -587,6 +585,13 @@ def _prepared(data: bytes, kind_of_index: str) -> local.Query:
     if kind_of_index == "vectors":
         vectorindex.copy_vectors(q)
     return q
+
+
+def _read_graphs(bounded) -> None:
+    """Read the vector index's faiss indexes now, the wholes' and the centres', as its first search would."""
+    for vectors in (bounded, bounded.centre):
+        if vectors is not None:
+            vectors.search_index()
 
 
 def _exact_shortlists(bounded, queries: list) -> list[set[int]]:
@@ -740,9 +745,7 @@ def _resident(ledger_path: Path, queries: list[bytes], local_queries: list[bytes
         folder = vectorindex.vector_folder(ledger)
         before = _rss_mib()
         index.bounded = vectorindex.open_vectors(ledger)
-        index.bounded.search_index()
-        if index.bounded.centre is not None:
-            index.bounded.centre.search_index()
+        _read_graphs(index.bounded)
         heap = _rss_mib() - before
     for data in queries:
         _global(_fingerprint(data), index)

@@ -88,19 +88,19 @@ def embed(image, views: int = 1) -> np.ndarray:
     """Unit vectors (views, DIM) of an RGB picture (Pillow image or array): the first `views` of its dihedral views
     (1: as it is; 2: and mirrored left-right; 8: every rotation by 90 degrees and mirror)."""
     x = _input(_source(image))
-    batch = np.ascontiguousarray(np.stack([f(x) for f in _DIHEDRAL[:views]]))
-    net = _net()
-    net.setInput(batch)
-    out = net.forward().astype(np.float32)
-    return out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
+    return _forward([f(x) for f in _DIHEDRAL[:views]])
 
 
 def embed_work(image) -> np.ndarray:
     """A work's two unit vectors (2, DIM), in one pass of the network: as it is (ALGORITHM) and its centre
     (CENTRE_ALGORITHM)."""
-    batch = np.ascontiguousarray(np.stack([_input(_source(image)), _input(_source(centre(image)))]))
+    return _forward([_input(_source(image)), _input(_source(centre(image)))])
+
+
+def _forward(inputs: list[np.ndarray]) -> np.ndarray:
+    """The network's unit vectors (len(inputs), DIM) of network inputs (`_input`), in one pass."""
     net = _net()
-    net.setInput(batch)
+    net.setInput(np.ascontiguousarray(np.stack(inputs)))
     out = net.forward().astype(np.float32)
     return out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
 

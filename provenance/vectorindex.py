@@ -98,7 +98,7 @@ class Vectors:
         return len(self.ids)
 
     def __getstate__(self):
-        state = dict(self.__dict__)
+        state = dict(super().__getstate__())  # VectorIndex: Shortlisted's (without its connection)
         state["_index"], state["_index_pid"] = None, None  # a faiss index is built again in each process
         return state
 
@@ -151,7 +151,6 @@ class Vectors:
         return [(int(self.ids[r]), float(s)) for r, s in zip(rows[order], sims[order])]
 
 
-
 class VectorIndex(Vectors, Shortlisted):
     """Every work's learned vector, and its centre's (`centre`), searched by faiss; the works nearest a copy are
     verified by their blobs."""
@@ -162,11 +161,6 @@ class VectorIndex(Vectors, Shortlisted):
         self.centre = centre if centre is not None and len(centre) else None
         self.without = m["without"]  # works of the ledger with local features but no vector
         self.prefer = PREFER
-
-    def __getstate__(self):
-        state = {**Shortlisted.__getstate__(self), **Vectors.__getstate__(self)}
-        state["_ledger"], state["_pid"] = None, None
-        return state
 
     @property
     def covers_all(self) -> bool:

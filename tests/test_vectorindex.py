@@ -6,8 +6,8 @@ real ledger files; the bounded local stage is forced (PROVENANCE_LOCAL_INDEX=bou
 from __future__ import annotations
 
 import json
-import os
 import shutil
+from contextlib import contextmanager
 
 import numpy as np
 import pytest
@@ -170,26 +170,39 @@ def test_works_registered_before_centres_are_found_by_their_wholes(tmp_path, wor
     """tests/assets/ledgers/learned1-before-centre.db: three example works registered by the release before centre/1
     (6687167), with learned/1 vectors and no centres. Works registered since have both: the centres' graph holds
     only those, and crops of old and new works are found."""
-    path = tmp_path / "ledger.db"
-    shutil.copy(localindex.Path(__file__).parent / "assets" / "ledgers" / "learned1-before-centre.db", path)
-    monkeypatch.setenv(localindex.ENV, "bounded")
-    new = tmp_path / "new"
-    new.mkdir()
-    for name in (FIGURE, "sunset-hills.jpg"):
-        shutil.copy(works_dir / name, new / name)
-    with Ledger.open(path) as led:
-        register(led, new, account)
-        ids = ids_of(led)
+    with older_ledger("learned1-before-centre.db", (FIGURE, "sunset-hills.jpg"), tmp_path, works_dir, account,
+                      monkeypatch) as (led, ids, new):
         index = open_vectors(led)
         assert index.covers_all and len(index) == 5
-        assert sorted(index.centre.ids.tolist()) == sorted(ids[n] for n in os.listdir(new))
-        feed = tmp_path / "feed"
-        feed.mkdir()
-        for name in (FLOW, FIGURE):  # one old work, one new
-            crop(work(works_dir, name), (0.12, 0.1, 0.88, 0.86)).save(feed / f"crop-{name}.jpg", quality=88)
-        found = {r.item.rsplit("/", 1)[-1]: [m.work_id for m in r.matches]
-                 for r in provenance.scan(led, [feed], workers=1).results}
-        assert found == {f"crop-{FLOW}.jpg": [ids[FLOW]], f"crop-{FIGURE}.jpg": [ids[FIGURE]]}
+        assert sorted(index.centre.ids.tolist()) == sorted(ids[n] for n in new)
+        crops_are_found(led, ids, (FLOW, FIGURE), works_dir, tmp_path)  # one old work, one new
+
+
+@contextmanager
+def older_ledger(asset: str, new: tuple[str, ...], tmp_path, works_dir, account, monkeypatch):
+    """tests/assets/ledgers/`asset` (works registered by an earlier release), with the example works `new`
+    registered by this one, the bounded local stage forced: yields (ledger, ids by file name, new)."""
+    path = tmp_path / "ledger.db"
+    shutil.copy(localindex.Path(__file__).parent / "assets" / "ledgers" / asset, path)
+    monkeypatch.setenv(localindex.ENV, "bounded")
+    folder = tmp_path / "new"
+    folder.mkdir()
+    for name in new:
+        shutil.copy(works_dir / name, folder / name)
+    with Ledger.open(path) as led:
+        register(led, folder, account)
+        yield led, ids_of(led), new
+
+
+def crops_are_found(led, ids, names, works_dir, tmp_path) -> None:
+    """A scan of crops of the works `names` finds each one's work, and only it."""
+    feed = tmp_path / "feed"
+    feed.mkdir()
+    for name in names:
+        crop(work(works_dir, name), (0.12, 0.1, 0.88, 0.86)).save(feed / f"crop-{name}.jpg", quality=88)
+    found = {r.item.rsplit("/", 1)[-1]: [m.work_id for m in r.matches]
+             for r in provenance.scan(led, [feed], workers=1).results}
+    assert found == {f"crop-{name}.jpg": [ids[name]] for name in names}
 
 
 def test_new_works_are_appended_not_rebuilt(many, account, tmp_path):
@@ -286,29 +299,15 @@ def test_a_ledger_with_works_registered_before_learned_vectors_keeps_the_visual_
                                                                                        monkeypatch):
     """tests/assets/ledgers/orb5-before-learned.db: three example works registered by the release before learned/1
     (2a20465), with ORB blobs and no vectors. Works registered since have both; the words must find all of them."""
-    path = tmp_path / "ledger.db"
-    shutil.copy(localindex.Path(__file__).parent / "assets" / "ledgers" / "orb5-before-learned.db", path)
-    monkeypatch.setenv(localindex.ENV, "bounded")
-    new = tmp_path / "new"
-    new.mkdir()
-    for name in (FIGURE, "sunset-hills.jpg", "tiled-mandala.png"):
-        shutil.copy(works_dir / name, new / name)
-    with Ledger.open(path) as led:
-        register(led, new, account)
-        ids = ids_of(led)
+    with older_ledger("orb5-before-learned.db", (FIGURE, "sunset-hills.jpg", "tiled-mandala.png"), tmp_path,
+                      works_dir, account, monkeypatch) as (led, ids, new):
         assert len(ids) == 6
         vectors = open_vectors(led)
-        assert vectors.without == 3 and sorted(vectors.ids.tolist()) == sorted(ids[n] for n in os.listdir(new))
+        assert vectors.without == 3 and sorted(vectors.ids.tolist()) == sorted(ids[n] for n in new)
         index = Index()
         localindex.attach(index, led)
         assert isinstance(index.bounded, localindex.WordIndex) and len(index.bounded) == 6
-        feed = tmp_path / "feed"
-        feed.mkdir()
-        for name in (FLOW, FIGURE):  # one old work, one new
-            crop(work(works_dir, name), (0.12, 0.1, 0.88, 0.86)).save(feed / f"crop-{name}.jpg", quality=88)
-        found = {r.item.rsplit("/", 1)[-1]: [m.work_id for m in r.matches]
-                 for r in provenance.scan(led, [feed], workers=1).results}
-        assert found == {f"crop-{FLOW}.jpg": [ids[FLOW]], f"crop-{FIGURE}.jpg": [ids[FIGURE]]}
+        crops_are_found(led, ids, (FLOW, FIGURE), works_dir, tmp_path)  # one old work, one new
 
 
 def test_the_nearest_work_is_verified_even_where_the_keypoints_vote_for_others(many, works_dir, monkeypatch):
