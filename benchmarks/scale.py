@@ -314,20 +314,19 @@ def _art_vector(job: tuple[int, bool, bool]) -> np.ndarray:
     return learned.quantise(learned.embed(learned.centre(picture) if centre else picture)[0])
 
 
-def _near_vectors(files: list[Path], seed: int) -> tuple[np.ndarray, np.ndarray]:
+def _near_vectors(files: list[Path], seed: int) -> np.ndarray:
     """Near duplicates of the real works for the vector index: per real work 0..CLUSTER_MAX small edits of it (as
-    an artist registers variants), each edit's own learned/1 and centre/1 vectors. Returns (real work index,
-    (edits, 2, DIM) vectors) arrays."""
+    an artist registers variants), each edit's own learned/1 and centre/1 vectors, as an (edits, 2, DIM) array."""
     rng = np.random.default_rng(seed)
-    jobs = [(i, str(f), seed * 1000 + 16 * i + e) for i, f in enumerate(files)
+    jobs = [(str(f), seed * 1000 + 16 * i + e) for i, f in enumerate(files)
             for e in range(rng.integers(0, CLUSTER_MAX + 1))]
     if not jobs:
-        return np.zeros(0, np.int64), np.zeros((0, 2, learned.DIM), np.int8)
-    return np.array([i for i, _, _ in jobs], np.int64), np.stack(list(imap(_edit_vector, jobs)))
+        return np.zeros((0, 2, learned.DIM), np.int8)
+    return np.stack(list(imap(_edit_vector, jobs)))
 
 
-def _edit_vector(job: tuple[int, str, int]) -> np.ndarray:
-    _, path, seed = job
+def _edit_vector(job: tuple[str, int]) -> np.ndarray:
+    path, seed = job
     with Image.open(path) as im:
         return learned.quantise(learned.embed_work(edit(im.convert("RGB"), seed)))
 
@@ -336,8 +335,7 @@ def _bulk_vectors(ledger: Ledger, files: list[Path], first_id: int, count: int, 
     """learned/1 and centre/1 fingerprint rows for works first_id.. (see the module docstring): near duplicates of
     the real works (`_near_vectors`) and unrelated pictures (`_vector_pool`), shuffled. Returns seconds (computing
     the vectors the first time not counted: they are kept in `cache`)."""
-    owner, near = _near_vectors(files, seed)
-    near = near[:count]
+    near = _near_vectors(files, seed)[:count]
     pools = [_vector_pool(cache, count - len(near), centre) for centre in (False, True)]
     order = np.random.default_rng(seed).permutation(count)
     t = time.perf_counter()
@@ -503,8 +501,8 @@ def _local_stage(ledger: Ledger, real: dict[int, bytes], real_count: int, querie
             one.append(time.perf_counter() - t)
     finally:
         _parallel._in_pool = False
-    for _, _, data in queries[:20]:  # the shortlist alone (the copy's keypoints or vectors computed in it)
-        q = local.Query(decode(data).image)
+    for _, _, data in queries[:20]:  # the shortlist alone, the copy's fingerprints computed beforehand
+        q = _prepared(data, kind_of_index)
         t = time.perf_counter()
         bounded.shortlist_of(q)
         short_lat.append(time.perf_counter() - t)
@@ -567,7 +565,7 @@ def _local_stage(ledger: Ledger, real: dict[int, bytes], real_count: int, querie
             "p50/p99 ms": f"{1000 * np.percentile(lat, 50):.1f}/{1000 * np.percentile(lat, 99):.1f}",
             "p50/p99 ms excl.": f"{1000 * np.percentile(excl, 50):.1f}/{1000 * np.percentile(excl, 99):.1f}",
             "excl., one thread": f"{1000 * np.percentile(one, 50):.1f}/{1000 * np.percentile(one, 99):.1f}",
-            "shortlist p50 ms": f"{1000 * np.percentile(short_lat, 50):.1f}",
+            "shortlist p50 ms excl.": f"{1000 * np.percentile(short_lat, 50):.1f}",
             "p50 ms, all blobs": f"{1000 * np.percentile(full_lat, 50):.1f}",
             "recall local": f"{found}/{planted}", "recall exact": f"{found_exact}/{planted}",
             "true in shortlist": f"{in_short}/{planted}", "bulk in shortlist": f"{bulk_short}/{len(queries)}",
