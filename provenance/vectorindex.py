@@ -43,16 +43,19 @@ FORMAT = "provenance-vectorindex/2"  # /2: an HNSW graph instead of an IVF
 VIEWS = 8
 #: Works verified per copy. benchmarks/scale.py's copies (crops of 10 % and 25 %, a 5-degree rotation, a captioned
 #: crop; up to 8 registered edits of each work) at 300k works: the exact search puts the true work within the best
-#: 10 / 20 / 40 for 978 / 994 / 994 of 1,000, the graph (EF_SEARCH 64 / 128) within 10 for 971 / 977, within 20 for
-#: 982 / 990 (1.4 ms for the 8 views at 128). Dev corpus at 998 works: 10 and 20 find the same copies (442 / 443 of
-#: the 566 the global stage leaves), 20 costs ~3 ms more.
+#: 10 / 20 / 40 for 978 / 994 / 994 of 1,000, the graph (then: EF_SEARCH 64 / 128, EF_CONSTRUCTION 40) within 10
+#: for 971 / 977, within 20 for 982 / 990 (1.4 ms for the 8 views at 128). Dev corpus at 998 works: 10 and 20 find
+#: the same copies (442 / 443 of the 566 the global stage leaves), 20 costs ~3 ms more.
 SHORTLIST = 20
 #: The best PREFER of them are verified whatever their keypoints' votes: the verification otherwise picks the works
 #: whose descriptors the copy's keypoints vote for most, and a family of similar works can outvote the right one.
 PREFER = 1
 GRAPH_MIN = 20_000  # works; fewer are searched exactly
 GRAPH_M = 16  # links per node (twice that on the bottom layer)
-EF_SEARCH = 128  # candidates the search keeps per view
+#: Candidates the search keeps per upright view. benchmarks/scale.py's 1,000 copies at 1 M works, with the
+#: centres (true work shortlisted, graphs built with EF_CONSTRUCTION 100): 128 / 96 / 64 1,000 each; 64 with the
+#: turned views at 16 and EF_UNBANDED, EF_CENTRED at 32: 999 (scripts/experiments/shortlist_beams.py).
+EF_SEARCH = 64
 #: ... for the views turned by 90, 180 or 270 degrees (the first UPRIGHT views, as it is and mirrored, keep
 #: EF_SEARCH). A repost is nearly always upright; one turned on its side and also cropped is rare (turned whole, the
 #: global stage's dihedral hashes find it). benchmarks/scale.py's copies at 1 M works (1,000; true work
@@ -74,7 +77,11 @@ UNBANDED, EF_UNBANDED = 5, 64
 #: corpus's 1,988 copies among the same: 1,980 / 1,983 (docs/measurements.md, session 25). Works registered before
 #: centre/1 have no centre and are found by their whole only.
 CENTRED, EF_CENTRED = 3, 64
-EF_CONSTRUCTION = 40
+#: The candidates each work's links are chosen from as it joins the graph. At 40 the graph lost works the exact
+#: search ranks first: at 1 M works a captioned crop whose work's centre is the nearest of all (cosine 0.912, the
+#: next 0.856) was not found at efSearch 128 (0.741 returned), only at 256. At 100, the true work of each of
+#: scale.py's 1,000 copies is shortlisted (999 at 40), and the two graphs take 344 s each to build on 2 cores (~136).
+EF_CONSTRUCTION = 100
 DELTA_MAX = 16_384
 RETRAIN = 4
 TRAIN_SAMPLE = 100_000  # vectors the quantiser's ranges are trained on
