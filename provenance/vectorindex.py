@@ -272,24 +272,33 @@ def _write_graph(folder: Path, m: dict) -> None:
     RETRAIN times since its quantiser was trained."""
     import faiss
 
-    faiss.omp_set_num_threads(os.cpu_count() or 1)  # a build, not a query: every core
     vectors = np.memmap(folder / "vectors", np.int8, "r", shape=(m["rows"], learned.DIM))
     if m["trained"] and m["rows"] <= RETRAIN * m["trained"] and (folder / "graph").exists():
-        index = faiss.read_index(str(folder / "graph"))
-        start = index.ntotal
+        index = _graph(vectors, faiss.read_index(str(folder / "graph")))
     else:
-        index = faiss.IndexHNSWSQ(learned.DIM, faiss.ScalarQuantizer.QT_8bit, GRAPH_M, faiss.METRIC_INNER_PRODUCT)
-        index.hnsw.efConstruction = EF_CONSTRUCTION
-        sample = np.sort(np.random.RandomState(0).choice(m["rows"], min(m["rows"], TRAIN_SAMPLE), replace=False))
-        index.train(unit(vectors[sample]))
-        m["trained"], start = m["rows"], 0
-    for at in range(start, m["rows"], 65_536):
-        index.add(unit(vectors[at:min(m["rows"], at + 65_536)]))
-    faiss.omp_set_num_threads(1)
+        index, m["trained"] = _graph(vectors), m["rows"]
     tmp = folder / ".graph.tmp"
     faiss.write_index(index, str(tmp))
     os.replace(tmp, folder / "graph")
     m["sealed"], m["graph_bytes"] = m["rows"], (folder / "graph").stat().st_size
+
+
+def _graph(vectors: np.ndarray, index=None):
+    """An HNSW graph over `vectors` (stored signed bytes, every core building it): `index` with the rows past it
+    added, or (None) a new one, its quantiser trained on a sample of them."""
+    import faiss
+
+    faiss.omp_set_num_threads(os.cpu_count() or 1)  # a build, not a query: every core
+    if index is None:
+        index = faiss.IndexHNSWSQ(learned.DIM, faiss.ScalarQuantizer.QT_8bit, GRAPH_M, faiss.METRIC_INNER_PRODUCT)
+        index.hnsw.efConstruction = EF_CONSTRUCTION
+        sample = np.sort(np.random.RandomState(0).choice(len(vectors), min(len(vectors), TRAIN_SAMPLE),
+                                                         replace=False))
+        index.train(unit(vectors[sample]))
+    for at in range(index.ntotal, len(vectors), 65_536):
+        index.add(unit(vectors[at:at + 65_536]))
+    faiss.omp_set_num_threads(1)
+    return index
 
 
 def _files(m: dict) -> dict[str, int]:

@@ -20,7 +20,7 @@ lq = [(i + 1, kind, scale._jpeg(scale.local_attack(img, kind))) for i, img in im
 lq += [(None, None, scale._jpeg(scale.art(10_000_000 + s))) for s in range(250)]
 ledger = Ledger.open(out / f"ledger-{N}" / "ledger.db")
 b = vectorindex.open_vectors(ledger)
-b.search_index(); b.centre.search_index()
+scale._read_graphs(b)
 centre = b.centre
 qs = []
 for _, _, data in lq:
@@ -38,7 +38,9 @@ for run in range(4):
     print("centre" if b.centre else "no centre", f"p50 {np.percentile(lat, 50):.2f} p99 {np.percentile(lat, 99):.2f} copies {np.percentile(lat[:1000], 50):.2f} unrelated {np.percentile(lat[1000:], 50):.2f}  found {found} shortlisted {short}", flush=True)
 b.centre = centre
 t = time.perf_counter()
-for q in qs: b.centre.nearest(np.concatenate([vectorindex.copy_vectors(q)[0][:2], vectorindex.copy_vectors(q)[1]]), 3, 64)
+for q in qs:
+    views, unbanded = vectorindex.copy_vectors(q)
+    b.centre.nearest(np.concatenate([views[:vectorindex.UPRIGHT], unbanded]), vectorindex.CENTRED, vectorindex.EF_CENTRED)
 print("centre search ms", 1000 * (time.perf_counter() - t) / len(qs))
 t = time.perf_counter()
 for q in qs: b.nearest(vectorindex.copy_vectors(q)[0])

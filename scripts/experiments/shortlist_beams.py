@@ -20,29 +20,22 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 OUT, N = Path(sys.argv[1]), int(sys.argv[2])
 sys.argv = sys.argv[:1]
 import scale  # noqa: E402
-from provenance import _parallel, learned, local, vectorindex as V  # noqa: E402
+from provenance import _parallel, local, vectorindex as V  # noqa: E402
 from provenance.imaging import decode  # noqa: E402
 from provenance.ledger import Ledger  # noqa: E402
 
 SETTINGS = eval(os.environ.get("SETTINGS", "[(128, 32, 64, 64, 3), (64, 32, 64, 64, 3), (64, 16, 32, 32, 3)]"))
 _parallel._in_pool = True
 vi = V.open_vectors(Ledger.open(OUT / f"ledger-{N}" / "ledger.db"))
-for vectors in (vi, vi.centre):
-    if vectors is None:
-        continue
-    vectors.search_index()
-    if os.environ.get("EFC"):
-        faiss.omp_set_num_threads(os.cpu_count() or 1)
-        t, stored = time.perf_counter(), vectors.vectors()
-        index = faiss.IndexHNSWSQ(learned.DIM, faiss.ScalarQuantizer.QT_8bit, V.GRAPH_M, faiss.METRIC_INNER_PRODUCT)
-        index.hnsw.efConstruction = int(os.environ["EFC"])
-        index.train(V.unit(stored[np.sort(np.random.RandomState(0).choice(len(stored), min(len(stored), V.TRAIN_SAMPLE),
-                                                                        replace=False))]))
-        for at in range(0, len(stored), 65_536):
-            index.add(V.unit(stored[at:at + 65_536]))
-        vectors._index = index
-        print(f"graph of {len(stored)} built at efConstruction {os.environ['EFC']} in {time.perf_counter() - t:.0f} s",
-              flush=True)
+scale._read_graphs(vi)
+if os.environ.get("EFC"):
+    V.EF_CONSTRUCTION = int(os.environ["EFC"])
+    for vectors in (vi, vi.centre):
+        if vectors is not None:
+            t = time.perf_counter()
+            vectors._index = V._graph(vectors.vectors())
+            print(f"graph of {len(vectors)} built at efConstruction {V.EF_CONSTRUCTION} in "
+                  f"{time.perf_counter() - t:.0f} s", flush=True)
 faiss.omp_set_num_threads(1)
 real = scale._real_works(OUT / "real-works", 2000)
 copies, truth = [], []
