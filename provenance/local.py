@@ -25,6 +25,7 @@ for one query - the decision below is the same either way.
 """
 from __future__ import annotations
 
+import math
 import struct
 import threading
 from collections import OrderedDict
@@ -351,13 +352,20 @@ class LocalIndex:
         and template-searched first."""
         if not len(self.owner):
             return []
+        found, voted = self.keypoints(q, prefer)
+        return found or self._templates(q.views, voted, prefer)
+
+    def keypoints(self, q: "Query", prefer: tuple[int, ...] = (), plain_only: bool = False
+                  ) -> tuple[list[LocalMatch], list]:
+        """`match`'s keypoint passes alone: the matches (plain keypoints, then, unless `plain_only`, equalised ones
+        if those found nothing), and the (votes, view, position) candidates the passes' votes proposed."""
+        if not len(self.owner):
+            return [], []
         found, voted = self._pass(q.views, q.plain, self.index, self.owner, False, prefer)
-        if not found and len(self.eq_owner):
+        if not found and not plain_only and len(self.eq_owner):
             found, more = self._pass(q.views, q.equalised, self.eq_index, self.eq_owner, True, prefer)
             voted += more
-        if not found:
-            found = self._templates(q.views, voted, prefer)
-        return found
+        return found, voted
 
     def _templates(self, views, voted, prefer: tuple[int, ...] = ()) -> list[LocalMatch]:
         """Last resort for smooth works, whose crops keep too few corners to fit: the copy's grey pixels, as a
@@ -417,22 +425,27 @@ class LocalIndex:
         chosen = sorted(candidates, reverse=True)[:TOP_K]
         chosen += [p for c, p in preferred.items() if p[0] >= 2 and all(x[2] != c for x in chosen)]
 
-        def verify(candidate):
-            _, v, c = candidate
-            (flip, q), (qxy, qdes) = views[v], detected[v]
-            work = self.features[c]
-            # The equalised pass matches equalised keypoints; the pixel check always compares plain grey pixels.
-            wxy, wdes = (work.eq_xy, work.eq_descriptors) if eq else (work.xy, work.descriptors)
-            return self._verify(q, qxy, qdes, work, flip, wxy, wdes)
+        def verify(group: list) -> LocalMatch | None:
+            """One work's candidates (a view each), most votes first: the better fit of those that verify. A
+            symmetric work verifies both ways round; it is called mirrored only when the mirror fits clearly better
+            (`_fits_better`), so once one view has verified, the other's pixels are checked only if its inliers
+            could win."""
+            best = None
+            for _, v, c in group:
+                (flip, q), (qxy, qdes) = views[v], detected[v]
+                work = self.features[c]
+                # The equalised pass matches equalised keypoints; the pixel check always compares plain grey pixels.
+                wxy, wdes = (work.eq_xy, work.eq_descriptors) if eq else (work.xy, work.descriptors)
+                need = 0 if best is None else _inliers_to_beat(best, flip)
+                m = self._verify(q, qxy, qdes, work, flip, wxy, wdes, need)
+                if m is not None and (best is None or _fits_better(LocalMatch(c, *m), best)):
+                    best = LocalMatch(c, *m)
+            return best
 
-        verified: dict[int, LocalMatch] = {}
-        for (_, _, c), m in zip(chosen, thread_map(verify, chosen)):
-            if m is None:
-                continue
-            m, other = LocalMatch(c, *m), verified.get(c)
-            # A symmetric work verifies both ways round; call it mirrored only when the mirror fits clearly better.
-            if other is None or _fits_better(m, other):
-                verified[c] = m
+        groups: dict[int, list] = {}
+        for candidate in chosen:
+            groups.setdefault(candidate[2], []).append(candidate)
+        verified = {c: m for c, m in zip(groups, thread_map(verify, groups.values())) if m is not None}
         return self._unshadowed(sorted(verified.values(), key=lambda m: -m.inliers)), candidates
 
     def _unshadowed(self, found: list[LocalMatch]) -> list[LocalMatch]:
@@ -453,7 +466,9 @@ class LocalIndex:
         return kept
 
     @staticmethod
-    def _verify(q, qxy, qdes, work: Features, flip: bool, wxy, wdes) -> tuple[int, Geometry] | None:
+    def _verify(q, qxy, qdes, work: Features, flip: bool, wxy, wdes, need: int = 0) -> tuple[int, Geometry] | None:
+        """(inliers, geometry) of the copy's keypoints fitted onto the work's and checked by their pixels, or None:
+        too few inliers (or fewer than `need`), or pixels that disagree."""
         if len(wdes) < 2 or len(qdes) < 2:
             return None
         dist, nn = _two_nearest(qdes, wdes)
@@ -464,7 +479,7 @@ class LocalIndex:
         dst = qxy[good]
         M, inliers = cv2.estimateAffinePartial2D(src, dst, method=cv2.RANSAC, ransacReprojThreshold=RANSAC_PX,
                                                  maxIters=2000, confidence=0.995)
-        if M is None or int(inliers.sum()) < FEW_INLIERS:
+        if M is None or int(inliers.sum()) < max(FEW_INLIERS, need):
             return None
         bar = MIN_NCC if int(inliers.sum()) >= MIN_INLIERS else MIN_NCC_FEW
         ncc, coverage, left_out = _pixel_check(q, M, work, bar)
@@ -558,12 +573,25 @@ def _coverage(M: np.ndarray, size: tuple[int, int], qshape: tuple[int, int]) -> 
     return max(0.0, x1 - x0) * max(0.0, y1 - y0) / (w * h)
 
 
+MIRROR_MARGIN = 1.25  # a fit of the mirrored copy replaces the straight one's with this many times its inliers
+
+
 def _fits_better(a: LocalMatch, b: LocalMatch) -> bool:
     if a.geometry.flip == b.geometry.flip:
         return a.inliers > b.inliers
     flipped, straight = (a, b) if a.geometry.flip else (b, a)
-    mirror_wins = flipped.inliers >= 1.25 * straight.inliers
+    mirror_wins = flipped.inliers >= MIRROR_MARGIN * straight.inliers
     return (a is flipped) == mirror_wins
+
+
+def _inliers_to_beat(best: LocalMatch, flip: bool) -> int:
+    """The fewest inliers a fit of the same work on the copy (`flip`: mirrored) needs to replace `best`
+    (`_fits_better`); a conservative bound (never above it)."""
+    if flip == best.geometry.flip:
+        return best.inliers + 1
+    if flip:
+        return math.ceil(MIRROR_MARGIN * best.inliers)
+    return math.floor(best.inliers / MIRROR_MARGIN)  # more than inliers / MIRROR_MARGIN: at least this + 1
 
 
 def _pixel_check(q: np.ndarray, M: np.ndarray, work: Features, bar: float

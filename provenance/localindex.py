@@ -47,6 +47,7 @@ import os
 import tempfile
 from collections import OrderedDict
 from pathlib import Path
+from typing import Callable
 
 import cv2
 import numpy as np
@@ -346,17 +347,49 @@ class Shortlisted:
         verified by local.LocalIndex exactly as below EXACT_MAX_WORKS."""
         return self.match(local.Query(image))
 
+    def first_look(self, q: local.Query) -> tuple[list[int], list[int], Callable[[], list[int]]]:
+        """The works to look at first (by their plain keypoints alone, before the whole shortlist), the other works
+        known so far that `family_of` may pick from, and a function giving the whole shortlist. Here: none first,
+        the shortlist (`shortlist_of`) at once."""
+        return [], [], lambda: self.shortlist_of(q)
+
+    def family_of(self, found: list[int], candidates: list[int]) -> list[int]:
+        """Those of `candidates` that may be other versions of the `found` works (none here)."""
+        return []
+
     def match(self, q: local.Query) -> list[tuple[int, local.LocalMatch]]:
-        """`query` for a prepared copy (its keypoints detected already, or on first use)."""
-        self.last_shortlist = short = self.shortlist_of(q)
+        """`query` for a prepared copy (its keypoints detected already, or on first use). The works of
+        `first_look` are verified first, by their plain keypoints: if that finds a match, it is the answer, with
+        any of the other known works `family_of` the found ones verified too. Otherwise the whole shortlist is
+        verified as local.LocalIndex verifies (plain keypoints, equalised ones, templates)."""
+        first, known, everything = self.first_look(q)
+        if first:
+            self.last_shortlist = list(first)
+            found = self._verify(q, first, plain_only=True)
+            if found:
+                family = [w for w in dict.fromkeys(self.family_of([w for w, _ in found], known)) if w not in first]
+                if family:
+                    self.last_shortlist += family
+                    found = sorted(found + self._verify(q, family, plain_only=True, prefer=0),
+                                   key=lambda f: -f[1].inliers)
+                return found
+        self.last_shortlist = short = everything()
+        return self._verify(q, short)
+
+    def _verify(self, q: local.Query, short: list[int], plain_only: bool = False, prefer: int | None = None
+                ) -> list[tuple[int, local.LocalMatch]]:
+        """local.LocalIndex's matches among these works (read from the ledger), as (work id, match): all its passes,
+        or the plain keypoints' alone. The first `prefer` (self.prefer) are verified whatever the votes."""
         features = self.features_of(short)
         # In id order, as the exact index holds them: a descriptor equally near two works (a work and a small edit
         # of it) votes for the earlier one in both, so both modes name the same work.
         ids = sorted(i for i in short if features.get(i) is not None)
         if not ids:
             return []
-        first = [ids.index(i) for i in short[:self.prefer] if features.get(i) is not None]
-        found = local.LocalIndex([features[i] for i in ids]).match(q, tuple(first))
+        prefer = self.prefer if prefer is None else prefer
+        first = tuple(ids.index(i) for i in short[:prefer] if features.get(i) is not None)
+        index = local.LocalIndex([features[i] for i in ids])
+        found = index.keypoints(q, first, plain_only)[0] if plain_only else index.match(q, first)
         return [(ids[m.position], m) for m in found]
 
     def features_of(self, work_ids: list[int]) -> dict[int, local.Features | None]:

@@ -77,6 +77,17 @@ UNBANDED, EF_UNBANDED = 5, 64
 #: corpus's 1,988 copies among the same: 1,980 / 1,983 (docs/measurements.md, session 25). Works registered before
 #: centre/1 have no centre and are found by their whole only.
 CENTRED, EF_CENTRED = 3, 64
+#: A copy's FIRST works nearest its upright views and the work whose centre lies nearest them are verified first, by
+#: their plain keypoints alone; only if that finds nothing are the rest searched for (its turned views, its views
+#: without its bands) and the whole shortlist verified as local.LocalIndex verifies (`first_look`). A copy's own work
+#: is nearly always among the first, and verifying costs in proportion to the works' keypoints: XXX.
+FIRST = 4
+#: When the first look finds a match, the other works found so far whose vectors lie within FAMILY_COSINE of a found
+#: work's are verified too: a registered edit of the copied work is named beside it, as the whole shortlist's
+#: verification would name it.
+#: benchmarks/scale.py's real works: a work and its registered edit (a small shape added) 0.881 at the 1st
+#: percentile, 0.814 the least; a work and the nearest real work not its edit 0.758 at the 95th, 0.858 the most.
+FAMILY_COSINE = 0.85
 #: The candidates each work's links are chosen from as it joins the graph. At 40 the graph lost works the exact
 #: search ranks first: at 1 M works a captioned crop whose work's centre is the nearest of all (cosine 0.912, the
 #: next 0.856) was not found at efSearch 128 (0.741 returned), only at 256. At 100, the true work of each of
@@ -100,6 +111,8 @@ class Vectors:
         self.folder, self.manifest = folder, m
         self.ids = np.fromfile(folder / "ids", np.int32, m["rows"])
         self._index, self._index_pid = None, None
+        self._map = None  # the vectors, memory-mapped, once vector_of needs them
+        self._sorted = None  # (ids in order, their rows or None if in order already), once vector_of needs them
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -107,6 +120,7 @@ class Vectors:
     def __getstate__(self):
         state = dict(super().__getstate__())  # VectorIndex: Shortlisted's (without its connection)
         state["_index"], state["_index_pid"] = None, None  # a faiss index is built again in each process
+        state["_sorted"], state["_map"] = None, None  # and the map of the vectors opened again
         return state
 
     def vectors(self) -> np.ndarray:
@@ -136,11 +150,15 @@ class Vectors:
         """The k (SHORTLIST) works nearest any of `views` (unit vectors), as (work id, cosine), best first. The
         graph keeps `ef` candidates per view, or (None) EF_SEARCH for the first UPRIGHT views and EF_TURNED for
         the rest."""
+        k = SHORTLIST if k is None else k
+        return self.best(self.hits(views, k, ef), k=k)
+
+    def hits(self, views: np.ndarray, k: int, ef: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Each view's k nearest rows and their cosines, flat ((views * k,) each; -1 where fewer), for `best`."""
         import faiss
 
-        k = SHORTLIST if k is None else k
         if not len(self) or not len(views):
-            return []
+            return np.zeros(0, np.int64), np.zeros(0, np.float32)
         faiss.omp_set_num_threads(1)  # OpenMP's setting is the calling thread's
         index, views = self.search_index(), np.ascontiguousarray(views, np.float32)
         if isinstance(index, faiss.IndexHNSW):  # per call, not on the shared index: threads may search at once
@@ -150,12 +168,34 @@ class Vectors:
             sims, rows = np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
         else:
             sims, rows = index.search(views, k)
-        rows, sims = rows.ravel(), sims.ravel()
+        return rows.ravel(), sims.ravel()
+
+    def best(self, *hits: tuple[np.ndarray, np.ndarray], k: int | None = None) -> list[tuple[int, float]]:
+        """The k best works of one or more `hits`, as (work id, cosine), best first, each work once."""
+        k = SHORTLIST if k is None else k
+        rows = np.concatenate([h[0] for h in hits]) if hits else np.zeros(0, np.int64)
+        sims = np.concatenate([h[1] for h in hits]) if hits else np.zeros(0, np.float32)
         rows, sims = rows[rows >= 0], sims[rows >= 0]
         order = np.lexsort((rows, -sims))  # best first, ties by row
         _, first = np.unique(rows[order], return_index=True)  # each row's best view
         order = order[np.sort(first)][:k]
         return [(int(self.ids[r]), float(s)) for r, s in zip(rows[order], sims[order])]
+
+    def vector_of(self, work_ids: list[int]) -> np.ndarray:
+        """These works' stored vectors as unit vectors ((n, DIM); zeros for a work not here)."""
+        if self._sorted is None:  # ids grow with the ledger's entries: already in order, unless a file says not
+            order = None if np.all(self.ids[1:] > self.ids[:-1]) else np.argsort(self.ids, kind="stable")
+            self._sorted = (self.ids, None) if order is None else (self.ids[order], order)
+            self._map = self.vectors()
+        ids, order = self._sorted
+        work_ids = np.asarray(work_ids, ids.dtype)
+        at = np.minimum(np.searchsorted(ids, work_ids), max(len(ids) - 1, 0))
+        rows = at if order is None else order[at]
+        here = (self.ids[rows] == work_ids) if len(self.ids) else np.zeros(len(work_ids), bool)
+        out = np.zeros((len(work_ids), learned.DIM), np.float32)
+        if here.any():
+            out[here] = unit(self._map[rows[here]])
+        return out
 
 
 class VectorIndex(Vectors, Shortlisted):
@@ -175,15 +215,38 @@ class VectorIndex(Vectors, Shortlisted):
         return self.without == 0
 
     def shortlist_of(self, q) -> list[int]:
+        """The works a copy is verified against when its first look finds nothing: the SHORTLIST nearest any of its
+        views, the UNBANDED nearest its views without its bands, and the CENTRED whose centres lie nearest its
+        upright views with and without them."""
+        return self.first_look(q)[2]()
+
+    def first_look(self, q):
+        """The FIRST works nearest the copy's upright views and the work whose centre lies nearest them; the other
+        works found so far (the rest of the SHORTLIST and CENTRED nearest those views); and the whole shortlist,
+        which searches its turned views and its views without its bands too (`shortlist_of`)."""
         views, unbanded = copy_vectors(q)
-        short = [w for w, _ in self.nearest(views)]
-        more = self.nearest(unbanded, UNBANDED, EF_UNBANDED)
-        if self.centre is not None:
-            more += self.centre.nearest(np.concatenate([views[:UPRIGHT], unbanded]), CENTRED, EF_CENTRED)
-        for w, _ in more:
-            if w not in short:
-                short.append(w)
-        return short
+        upright = self.hits(views[:UPRIGHT], SHORTLIST, EF_SEARCH)
+        wholes = [w for w, _ in self.best(upright)]
+        centred = self.centre.hits(views[:UPRIGHT], CENTRED, EF_CENTRED) if self.centre is not None else None
+        centres = [w for w, _ in self.centre.best(centred, k=CENTRED)] if centred is not None else []
+
+        def everything() -> list[int]:
+            short = [w for w, _ in self.best(upright, self.hits(views[UPRIGHT:], SHORTLIST, EF_TURNED))]
+            short += [w for w, _ in self.nearest(unbanded, UNBANDED, EF_UNBANDED)]
+            if centred is not None:
+                short += [w for w, _ in self.centre.best(centred, self.centre.hits(unbanded, CENTRED, EF_CENTRED),
+                                                         k=CENTRED)]
+            return list(dict.fromkeys(short))
+
+        first = list(dict.fromkeys(wholes[:FIRST] + centres[:1]))
+        return first, [w for w in dict.fromkeys(wholes + centres) if w not in first], everything
+
+    def family_of(self, found: list[int], candidates: list[int]) -> list[int]:
+        """The candidates whose vectors lie within FAMILY_COSINE of a found work's: its registered edits."""
+        if not found or not candidates:
+            return []
+        near = (self.vector_of(candidates) @ self.vector_of(found).T).max(1)
+        return [w for w, c in zip(candidates, near) if c >= FAMILY_COSINE]
 
 
 def copy_vectors(q) -> tuple[np.ndarray, np.ndarray]:

@@ -161,7 +161,8 @@ def test_the_works_centres_are_searched_too(many, works_dir, monkeypatch):
         q = local.Query(crop(work(works_dir, name), (0.2, 0.2, 0.8, 0.8)))
         views, unbanded = vectorindex.copy_vectors(q)
         assert centred(index, views, unbanded)[0] == ids[name], name
-        monkeypatch.setattr(index, "nearest", lambda *a, **k: [])  # the wholes' search finds nothing
+        nothing = np.zeros(0, np.int64), np.zeros(0, np.float32)
+        monkeypatch.setattr(index, "hits", lambda *a, **k: nothing)  # the wholes' search finds nothing
         assert index.shortlist_of(q) == centred(index, views, unbanded)
         monkeypatch.undo()
 
