@@ -473,7 +473,7 @@ class LocalIndex:
             return None
         dist, nn = _two_nearest(qdes, wdes)
         good = np.flatnonzero(dist[:, 0] < RATIO * dist[:, 1])  # Lowe's ratio test
-        if len(good) < 5:
+        if len(good) < max(5, need):  # RANSAC's inliers are some of these
             return None
         src = wxy[nn[good, 0]]
         dst = qxy[good]

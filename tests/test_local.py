@@ -459,3 +459,41 @@ def test_the_ratio_tests_two_nearest_are_opencvs_brute_force_matches(works_dir):
         assert dist.tolist() == [[m[0].distance, m[1].distance] for m in want]
         tie = dist[:, 0] == dist[:, 1]
         assert nn[~tie, 0].tolist() == [m[0].trainIdx for m, t in zip(want, tie) if not t]
+
+
+@pytest.mark.parametrize("flip", [False, True])
+def test_the_inliers_a_fit_needs_to_replace_a_work_s_other_view_are_never_overestimated(flip):
+    """Once one view of a work has verified, the other view's pixels are checked only if its inliers reach
+    _inliers_to_beat: with one inlier fewer it could not have replaced the first (`_fits_better`)."""
+    for best_flip in (False, True):
+        for inliers in range(6, 200):
+            best = local.LocalMatch(0, inliers, local.Geometry(0, 1, (0, 0, 1, 1), (0, 0, 1, 1), best_flip, 0.9, 1))
+            need = local._inliers_to_beat(best, flip)
+            fit = local.LocalMatch(0, need - 1, local.Geometry(0, 1, (0, 0, 1, 1), (0, 0, 1, 1), flip, 0.9, 1))
+            assert not local._fits_better(fit, best)
+            if flip != best_flip:  # and the bound is tight within one inlier
+                tight = local.LocalMatch(0, need + 1, fit.geometry)
+                assert local._fits_better(tight, best)
+
+
+def test_skipping_the_pixel_check_of_a_view_that_could_not_win_changes_no_answer(example_index, works_dir,
+                                                                                  monkeypatch):
+    """The same matches, inliers and geometry, with and without the bound, for crops, mirrored crops and rotations
+    of the example works."""
+    from PIL import Image, ImageOps
+
+    queries = []
+    for path in sorted(works_dir.iterdir()):
+        with Image.open(path) as im:
+            im = im.convert("RGB")
+        w, h = im.size
+        part = im.crop((w // 10, h // 8, w - w // 10, h - h // 10))
+        queries += [part, ImageOps.mirror(part), part.rotate(4, resample=Image.BICUBIC)]
+    _, index = example_index
+    bounds, to_beat = [], local._inliers_to_beat
+    monkeypatch.setattr(local, "_inliers_to_beat", lambda best, flip: bounds.append(to_beat(best, flip)) or bounds[-1])
+    answers = [[(m.position, m.inliers, m.geometry) for m in index.query(q)] for q in queries]
+    assert sum(bool(a) for a in answers) >= len(queries) - 2
+    assert sum(b > local.FEW_INLIERS for b in bounds) >= 5  # other views that needed more inliers than a first fit
+    monkeypatch.setattr(local, "_inliers_to_beat", lambda best, flip: 0)
+    assert [[(m.position, m.inliers, m.geometry) for m in index.query(q)] for q in queries] == answers

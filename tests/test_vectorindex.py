@@ -11,7 +11,7 @@ from contextlib import contextmanager
 
 import numpy as np
 import pytest
-from PIL import Image, ImageOps
+from PIL import Image, ImageDraw, ImageOps
 
 import provenance
 from provenance import learned, local, localindex, vectorindex
@@ -386,3 +386,70 @@ def test_a_tampered_vector_row_leaves_its_work_to_the_visual_words(many, works_d
     localindex.attach(exact, many, "exact")
     assert target not in exact.local_vectors and len(exact.local_vectors) == len(ids_of(many)) - 1
     assert target in [w for w, _ in exact.local_matches(copy)]
+
+
+def test_a_copy_of_a_work_the_vectors_rank_first_is_answered_by_the_first_look(many, works_dir, monkeypatch):
+    """The FIRST works nearest a copy's upright views (and the nearest centre) are verified first, by their plain
+    keypoints; when that finds the copy's work, its turned views and its views without its bands are never
+    searched, and the answer is the one the whole shortlist's verification gives."""
+    index = open_vectors(many)
+    ids = ids_of(many)
+    searched = []
+    hits = index.hits
+    monkeypatch.setattr(index, "hits", lambda views, k, ef=None: searched.append(len(views)) or hits(views, k, ef))
+    for name in (BRUSH, FIGURE, FLOW, POSTER):
+        q = local.Query(crop(work(works_dir, name), (0.12, 0.1, 0.9, 0.85)))
+        searched.clear()
+        got = index.match(q)
+        assert [w for w, _ in got] == [ids[name]], name
+        assert searched == [vectorindex.UPRIGHT]  # the wholes' upright views only (the centres are searched apart)
+        assert ids[name] in index.last_shortlist and len(index.last_shortlist) <= vectorindex.FIRST + 1
+        whole = index._verify(q, index.shortlist_of(q))
+        assert [(w, m.inliers, m.geometry) for w, m in got] == [(w, m.inliers, m.geometry) for w, m in whole]
+
+
+def test_when_the_first_look_finds_nothing_the_whole_shortlist_is_verified(many, works_dir, monkeypatch):
+    """A first look at works the copy is not of verifies nothing; then the whole shortlist is verified (all passes:
+    plain keypoints, equalised ones, templates) and finds the copy's work."""
+    index = open_vectors(many)
+    ids = ids_of(many)
+    copy = crop(work(works_dir, FLOW), (0.1, 0.12, 0.88, 0.9))
+    others = [ids[n] for n in (BRUSH, FIGURE, POSTER)]
+    whole, look = [], index.first_look
+
+    def first_look(q):
+        def everything():
+            whole.append(True)
+            return look(q)[2]()  # the whole shortlist
+        return others, [], everything
+
+    monkeypatch.setattr(index, "first_look", first_look)
+    assert [w for w, _ in index.query(copy)] == [ids[FLOW]]
+    assert whole == [True] and index.last_shortlist == look(local.Query(copy))[2]()
+    monkeypatch.setattr(index, "first_look", lambda q: ([ids[FLOW]], [], lambda: whole.append(False) or []))
+    assert [w for w, _ in index.query(copy)] == [ids[FLOW]] and whole == [True]  # found at first: no more
+
+
+def test_a_registered_edit_of_the_found_work_is_named_beside_it(many, works_dir, account, tmp_path, monkeypatch):
+    """When the first look finds a work, the other works shortlisted so far whose vectors lie within FAMILY_COSINE
+    of its vector (a registered edit: a small shape added) are verified too and named beside it; works further
+    away are not verified."""
+    flow = work(works_dir, FLOW)
+    edit = flow.copy()
+    ImageDraw.Draw(edit).ellipse((20, 20, 60, 60), fill=(250, 40, 40))
+    (tmp_path / "edit").mkdir()
+    edit.save(tmp_path / "edit" / "flow-edit.png")
+    register(many, tmp_path / "edit", account)
+    index = open_vectors(many)
+    ids = ids_of(many)
+    flow_id, edit_id = ids[FLOW], ids["flow-edit.png"]
+    near = float(index.vector_of([flow_id])[0] @ index.vector_of([edit_id])[0])
+    assert near >= vectorindex.FAMILY_COSINE
+    others = [ids[n] for n in (BRUSH, FIGURE, POSTER)]
+    assert index.family_of([flow_id], others + [edit_id]) == [edit_id]
+    copy = crop(flow, (0.3, 0.3, 0.95, 0.95))  # clear of the shape: the copy fits both versions
+    monkeypatch.setattr(index, "first_look", lambda q: ([flow_id], others + [edit_id], lambda: []))
+    assert sorted(w for w, _ in index.query(copy)) == sorted([flow_id, edit_id])
+    assert index.last_shortlist == [flow_id, edit_id]
+    monkeypatch.setattr(vectorindex, "FAMILY_COSINE", near + 0.01)
+    assert [w for w, _ in index.query(copy)] == [flow_id] and index.last_shortlist == [flow_id]
