@@ -8,6 +8,11 @@ Finding them costs about the same at any registry size that fits: one faiss sear
 turned views with a smaller beam, EF_TURNED). The works' centres (`centre/1`, the network's vector of a work's
 middle) add the CENTRED works nearest them: a crop keeps a work's middle.
 
+Most copies are found at a first look (`first_look`): the FIRST works nearest the copy as it is, and the work whose
+centre lies nearest it, verified by their plain keypoints. Only when that finds nothing are the other views searched
+and the whole shortlist verified: a copy's cost is then that of the few works it is likely of, whatever the size of
+the registry; an image of no registered work pays for the whole shortlist, as before.
+
 Used by `localindex.attach` when every work with local features has a vector (works registered since learned/1
 shipped); a ledger holding older works keeps the visual words, which need only the ORB blobs.
 
@@ -82,6 +87,11 @@ CENTRED, EF_CENTRED = 3, 64
 #: without its bands) and the whole shortlist verified as local.LocalIndex verifies (`first_look`). A copy's own work
 #: is nearly always among the first, and verifying costs in proportion to the works' keypoints: XXX.
 FIRST = 4
+#: The first look searches the copy as it is only (FIRST_VIEWS 1), not mirrored too (2): its keypoints are matched
+#: both ways round anyway, and the vectors of a mirrored crop still rank its work among the first. The 400 copies
+#: of 100 works at 1 M (scripts/experiments/first_look.py, alternating, one thread): 1 view 4.0 - 4.7 ms p50, 2 views
+#: 5.0 - 6.1; the same copies mirrored 4.6 / 4.8; 395 found either way.
+FIRST_VIEWS = 1
 #: When the first look finds a match, the other works found so far whose vectors lie within FAMILY_COSINE of a found
 #: work's are verified too: a registered edit of the copied work is named beside it, as the whole shortlist's
 #: verification would name it.
@@ -221,20 +231,22 @@ class VectorIndex(Vectors, Shortlisted):
         return self.first_look(q)[2]()
 
     def first_look(self, q):
-        """The FIRST works nearest the copy's upright views and the work whose centre lies nearest them; the other
-        works found so far (the rest of the SHORTLIST and CENTRED nearest those views); and the whole shortlist,
-        which searches its turned views and its views without its bands too (`shortlist_of`)."""
+        """The FIRST works nearest the copy's first FIRST_VIEWS views (as it is) and the work whose centre lies
+        nearest them; the other works found so far (the rest of the SHORTLIST and CENTRED nearest those views); and
+        the whole shortlist, which searches its other views and its views without its bands too (`shortlist_of`)."""
         views, unbanded = copy_vectors(q)
-        upright = self.hits(views[:UPRIGHT], SHORTLIST, EF_SEARCH)
-        wholes = [w for w, _ in self.best(upright)]
-        centred = self.centre.hits(views[:UPRIGHT], CENTRED, EF_CENTRED) if self.centre is not None else None
+        looked = self.hits(views[:FIRST_VIEWS], SHORTLIST, EF_SEARCH)
+        wholes = [w for w, _ in self.best(looked)]
+        centred = self.centre.hits(views[:FIRST_VIEWS], CENTRED, EF_CENTRED) if self.centre is not None else None
         centres = [w for w, _ in self.centre.best(centred, k=CENTRED)] if centred is not None else []
 
         def everything() -> list[int]:
-            short = [w for w, _ in self.best(upright, self.hits(views[UPRIGHT:], SHORTLIST, EF_TURNED))]
+            short = [w for w, _ in self.best(looked, self.hits(views[FIRST_VIEWS:UPRIGHT], SHORTLIST, EF_SEARCH),
+                                             self.hits(views[UPRIGHT:], SHORTLIST, EF_TURNED))]
             short += [w for w, _ in self.nearest(unbanded, UNBANDED, EF_UNBANDED)]
             if centred is not None:
-                short += [w for w, _ in self.centre.best(centred, self.centre.hits(unbanded, CENTRED, EF_CENTRED),
+                more = np.concatenate([views[FIRST_VIEWS:UPRIGHT], unbanded])
+                short += [w for w, _ in self.centre.best(centred, self.centre.hits(more, CENTRED, EF_CENTRED),
                                                          k=CENTRED)]
             return list(dict.fromkeys(short))
 
