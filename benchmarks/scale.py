@@ -490,7 +490,8 @@ def _local_stage(ledger: Ledger, real: dict[int, bytes], real_count: int, querie
         t = time.perf_counter()
         bounded.match(q)
         excl.append(time.perf_counter() - t)
-        shortlists.append(bounded.shortlist_of(q))  # the whole shortlist (a query may stop at its first look)
+    for k, (_, _, data) in enumerate(queries):  # the whole shortlist (a query may stop at its first look)
+        shortlists.append(bounded.shortlist_of(_prepared(data, kind_of_index)))
         if exact_short is not None:
             same_short += set(shortlists[-1]) == exact_short[k]
     one = []  # the same again on one thread, as each of a scan's worker processes runs the stage

@@ -121,7 +121,6 @@ class Vectors:
         self.folder, self.manifest = folder, m
         self.ids = np.fromfile(folder / "ids", np.int32, m["rows"])
         self._index, self._index_pid = None, None
-        self._map = None  # the vectors, memory-mapped, once vector_of needs them
         self._sorted = None  # (ids in order, their rows or None if in order already), once vector_of needs them
 
     def __len__(self) -> int:
@@ -130,7 +129,7 @@ class Vectors:
     def __getstate__(self):
         state = dict(super().__getstate__())  # VectorIndex: Shortlisted's (without its connection)
         state["_index"], state["_index_pid"] = None, None  # a faiss index is built again in each process
-        state["_sorted"], state["_map"] = None, None  # and the map of the vectors opened again
+        state["_sorted"] = None
         return state
 
     def vectors(self) -> np.ndarray:
@@ -192,19 +191,22 @@ class Vectors:
         return [(int(self.ids[r]), float(s)) for r, s in zip(rows[order], sims[order])]
 
     def vector_of(self, work_ids: list[int]) -> np.ndarray:
-        """These works' stored vectors as unit vectors ((n, DIM); zeros for a work not here)."""
+        """These works' stored vectors as unit vectors ((n, DIM); zeros for a work not here). Each row is read from
+        the file on its own: a map of the file would keep every page a query touched resident."""
         if self._sorted is None:  # ids grow with the ledger's entries: already in order, unless a file says not
             order = None if np.all(self.ids[1:] > self.ids[:-1]) else np.argsort(self.ids, kind="stable")
             self._sorted = (self.ids, None) if order is None else (self.ids[order], order)
-            self._map = self.vectors()
         ids, order = self._sorted
         work_ids = np.asarray(work_ids, ids.dtype)
         at = np.minimum(np.searchsorted(ids, work_ids), max(len(ids) - 1, 0))
         rows = at if order is None else order[at]
-        here = (self.ids[rows] == work_ids) if len(self.ids) else np.zeros(len(work_ids), bool)
         out = np.zeros((len(work_ids), learned.DIM), np.float32)
-        if here.any():
-            out[here] = unit(self._map[rows[here]])
+        if not len(self.ids):
+            return out
+        with open(self.folder / "vectors", "rb") as f:
+            for k in np.flatnonzero(self.ids[rows] == work_ids):
+                row = os.pread(f.fileno(), learned.DIM, int(rows[k]) * learned.DIM)
+                out[k] = unit(np.frombuffer(row, np.int8)[None])[0]
         return out
 
 
