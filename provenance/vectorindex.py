@@ -82,10 +82,13 @@ UNBANDED, EF_UNBANDED = 5, 64
 #: corpus's 1,988 copies among the same: 1,980 / 1,983 (docs/measurements.md, session 25). Works registered before
 #: centre/1 have no centre and are found by their whole only.
 CENTRED, EF_CENTRED = 3, 64
-#: A copy's FIRST works nearest its upright views and the work whose centre lies nearest them are verified first, by
-#: their plain keypoints alone; only if that finds nothing are the rest searched for (its turned views, its views
-#: without its bands) and the whole shortlist verified as local.LocalIndex verifies (`first_look`). A copy's own work
-#: is nearly always among the first, and verifying costs in proportion to the works' keypoints: XXX.
+#: A copy's FIRST works nearest it (as it is: FIRST_VIEWS) and the work whose centre lies nearest it are verified
+#: first, by their plain keypoints alone; only if that finds nothing are the rest searched for (its mirrored and
+#: turned views, its views without its bands) and the whole shortlist verified as local.LocalIndex verifies
+#: (`first_look`). A copy's own work is nearly always among the first, and verifying costs in proportion to the
+#: works' keypoints. benchmarks/scale.py at 1 M works, one thread: 9.9 -> 5.3 ms p50 for the local stage (995 / 995
+#: found either way); with every shortlisted work's blob verified, 11.1 ms for a copy against 21.7 - 29.2 for the
+#: whole shortlist (scripts/experiments/first_look.py ALL=1), an unrelated image ~60 either way.
 FIRST = 4
 #: The first look searches the copy as it is only (FIRST_VIEWS 1), not mirrored too (2): its keypoints are matched
 #: both ways round anyway, and the vectors of a mirrored crop still rank its work among the first. The 400 copies

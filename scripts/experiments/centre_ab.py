@@ -33,7 +33,7 @@ for run in range(4):
     for (true, _, _), q in zip(lq, qs):
         t = time.perf_counter(); got = b.match(q); lat.append(time.perf_counter() - t)
         if true is not None:
-            found += true in [w for w, _ in got]; short += true in b.last_shortlist
+            found += true in [w for w, _ in got]; short += true in b.shortlist_of(q)  # the whole shortlist
     lat = 1000 * np.array(lat)
     print("centre" if b.centre else "no centre", f"p50 {np.percentile(lat, 50):.2f} p99 {np.percentile(lat, 99):.2f} copies {np.percentile(lat[:1000], 50):.2f} unrelated {np.percentile(lat[1000:], 50):.2f}  found {found} shortlisted {short}", flush=True)
 b.centre = centre
