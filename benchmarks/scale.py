@@ -485,7 +485,7 @@ def _local_stage(ledger: Ledger, real: dict[int, bytes], real_count: int, querie
     bounded._features.clear()
     same_short, shortlists = 0, []
     exact_short = _exact_shortlists(bounded, queries) if kind_of_index == "vectors" else None
-    for k, (_, _, data) in enumerate(queries):
+    for _, _, data in queries:
         q = _prepared(data, kind_of_index)
         t = time.perf_counter()
         bounded.match(q)

@@ -365,18 +365,18 @@ class Shortlisted:
         first, known, everything = self.first_look(q)
         if first:
             self.last_shortlist = list(first)
-            found = self._verify(q, first, plain_only=True)
+            found = self._matches_among(q, first, plain_only=True)
             if found:
                 family = [w for w in dict.fromkeys(self.family_of([w for w, _ in found], known)) if w not in first]
                 if family:
                     self.last_shortlist += family
-                    found = sorted(found + self._verify(q, family, plain_only=True, prefer=0),
+                    found = sorted(found + self._matches_among(q, family, plain_only=True, prefer=0),
                                    key=lambda f: -f[1].inliers)
                 return found
         self.last_shortlist = short = everything()
-        return self._verify(q, short)
+        return self._matches_among(q, short)
 
-    def _verify(self, q: local.Query, short: list[int], plain_only: bool = False, prefer: int | None = None
+    def _matches_among(self, q: local.Query, short: list[int], plain_only: bool = False, prefer: int | None = None
                 ) -> list[tuple[int, local.LocalMatch]]:
         """local.LocalIndex's matches among these works (read from the ledger), as (work id, match): all its passes,
         or the plain keypoints' alone. The first `prefer` (self.prefer) are verified whatever the votes."""

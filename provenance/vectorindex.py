@@ -124,7 +124,6 @@ class Vectors:
         self.folder, self.manifest = folder, m
         self.ids = np.fromfile(folder / "ids", np.int32, m["rows"])
         self._index, self._index_pid = None, None
-        self._sorted = None  # (ids in order, their rows or None if in order already), once vector_of needs them
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -132,7 +131,6 @@ class Vectors:
     def __getstate__(self):
         state = dict(super().__getstate__())  # VectorIndex: Shortlisted's (without its connection)
         state["_index"], state["_index_pid"] = None, None  # a faiss index is built again in each process
-        state["_sorted"] = None
         return state
 
     def vectors(self) -> np.ndarray:
@@ -194,18 +192,14 @@ class Vectors:
         return [(int(self.ids[r]), float(s)) for r, s in zip(rows[order], sims[order])]
 
     def vector_of(self, work_ids: list[int]) -> np.ndarray:
-        """These works' stored vectors as unit vectors ((n, DIM); zeros for a work not here). Each row is read from
-        the file on its own: a map of the file would keep every page a query touched resident."""
-        if self._sorted is None:  # ids grow with the ledger's entries: already in order, unless a file says not
-            order = None if np.all(self.ids[1:] > self.ids[:-1]) else np.argsort(self.ids, kind="stable")
-            self._sorted = (self.ids, None) if order is None else (self.ids[order], order)
-        ids, order = self._sorted
-        work_ids = np.asarray(work_ids, ids.dtype)
-        at = np.minimum(np.searchsorted(ids, work_ids), max(len(ids) - 1, 0))
-        rows = at if order is None else order[at]
+        """These works' stored vectors as unit vectors ((n, DIM); zeros for a work not here). The ids are in order
+        (`sync` appends the ledger's rows by id). Each row is read from the file on its own: a map of the file would
+        keep every page a query touched resident."""
+        work_ids = np.asarray(work_ids, self.ids.dtype)
         out = np.zeros((len(work_ids), learned.DIM), np.float32)
         if not len(self.ids):
             return out
+        rows = np.minimum(np.searchsorted(self.ids, work_ids), len(self.ids) - 1)
         with open(self.folder / "vectors", "rb") as f:
             for k in np.flatnonzero(self.ids[rows] == work_ids):
                 row = os.pread(f.fileno(), learned.DIM, int(rows[k]) * learned.DIM)

@@ -404,7 +404,7 @@ def test_a_copy_of_a_work_the_vectors_rank_first_is_answered_by_the_first_look(m
         assert [w for w, _ in got] == [ids[name]], name
         assert searched == [vectorindex.FIRST_VIEWS]  # the copy as it is (the centres are searched apart)
         assert ids[name] in index.last_shortlist and len(index.last_shortlist) <= vectorindex.FIRST + 1
-        whole = index._verify(q, index.shortlist_of(q))
+        whole = index._matches_among(q, index.shortlist_of(q))
         assert [(w, m.inliers, m.geometry) for w, m in got] == [(w, m.inliers, m.geometry) for w, m in whole]
 
 
