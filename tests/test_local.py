@@ -372,7 +372,7 @@ def test_a_querys_searches_verifications_and_template_fits_run_on_threads_with_o
     captioned crop, a mirrored one, and two unrelated smooth pictures (which reach the template search)."""
     import threading
 
-    from provenance import _parallel
+    from provenance import _hamming_kernel, _parallel
 
     names, index = example_index
     ran_on: dict[str, set] = {"_verify": set(), "_template_fit": set()}
@@ -385,20 +385,14 @@ def test_a_querys_searches_verifications_and_template_fits_run_on_threads_with_o
             monkeypatch.setattr(local, name, recorded)
         else:
             monkeypatch.setattr(local.LocalIndex, name, staticmethod(recorded))
-    searched_with = set()  # (thread, OpenMP threads) of each descriptor search
+    searched_on = set()  # the thread of each descriptor search (the brute-force kernel: few works, as here)
+    nearest = _hamming_kernel.nearest
 
-    class Recorded:
-        def __init__(self, faiss_index):
-            self.faiss_index = faiss_index
+    def recorded_search(des, cols):
+        searched_on.add(threading.current_thread().name)
+        return nearest(des, cols)
 
-        def search(self, des, k):
-            import faiss
-
-            searched_with.add((threading.current_thread().name, faiss.omp_get_max_threads()))
-            return self.faiss_index.search(des, k)
-
-    monkeypatch.setattr(index, "index", Recorded(index.index))
-    monkeypatch.setattr(index, "eq_index", Recorded(index.eq_index))
+    monkeypatch.setattr(_hamming_kernel, "nearest", recorded_search)
     copies = [_barred(works_dir, "brush-abstract.jpg"),
               np.ascontiguousarray(_barred(works_dir, "flow-field.png")[:, ::-1]), _shaded("waves"),
               _jpeg_centre(_shaded("blobs"))]
@@ -414,8 +408,7 @@ def test_a_querys_searches_verifications_and_template_fits_run_on_threads_with_o
     monkeypatch.setattr(_parallel, "threads", lambda: 2)
     assert answers() == alone
     assert all(any(n.startswith("provenance-pool") for n in names) for names in ran_on.values())
-    # OpenMP's thread count is each thread's own: a pool thread's search must not start a team of its own
-    assert any(n.startswith("provenance-pool") for n, _ in searched_with) and {k for _, k in searched_with} == {1}
+    assert any(n.startswith("provenance-pool") for n in searched_on)
 
 
 def test_a_preferred_work_is_verified_whatever_the_votes_say(example_index, works_dir, monkeypatch):
@@ -497,3 +490,31 @@ def test_skipping_the_pixel_check_of_a_view_that_could_not_win_changes_no_answer
     assert sum(b > local.FEW_INLIERS for b in bounds) >= 5  # other views that needed more inliers than a first fit
     monkeypatch.setattr(local, "_inliers_to_beat", lambda best, flip: 0)
     assert [[(m.position, m.inliers, m.geometry) for m in index.query(q)] for q in queries] == answers
+
+
+def test_the_hamming_kernels_give_faiss_brute_force_answers_ties_to_the_lower_index(works_dir):
+    """_hamming_kernel's nearest and two nearest are faiss IndexBinaryFlat's, indices too: real descriptors (a copy's
+    against its work's and two others'), and random ones drawn from 16 codes, so that most distances tie."""
+    import faiss
+
+    from provenance import _hamming_kernel as hk
+
+    def descriptors(name, transform=lambda im: im):
+        return local.Query(transform(decode((works_dir / name).read_bytes()).image)).plain[0][1]
+
+    rng = np.random.default_rng(0)
+    codes = rng.integers(0, 256, (16, 32), dtype=np.uint8)
+    cases = [(descriptors("flow-field.png", lambda im: im.rotate(7)),
+              np.concatenate([descriptors(n) for n in ("flow-field.png", "figure-portrait.jpg", "sunset-hills.jpg")])),
+             (codes[rng.integers(0, 16, 300)], codes[rng.integers(0, 16, 2000)])]
+    for query, db in cases:
+        index = faiss.IndexBinaryFlat(256)
+        index.add(db)
+        want_d, want_i = index.search(query, 2)
+        dist, at = hk.two_nearest(query, hk.columns(db))
+        assert dist.tolist() == want_d.tolist() and at.tolist() == want_i.tolist()
+        dist, at = hk.nearest(query, hk.columns(db))
+        assert dist.tolist() == want_d[:, 0].tolist() and at.tolist() == want_i[:, 0].tolist()
+        assert (want_d[:, 0] == want_d[:, 1]).sum() > 0  # ties were there to break
+    dist, at = hk.two_nearest(codes[:3], hk.columns(codes[5:6]))
+    assert at[:, 1].tolist() == [-1] * 3 and (dist[:, 1] == hk.FAR).all() and at[:, 0].tolist() == [0] * 3
