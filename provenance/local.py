@@ -377,7 +377,7 @@ class LocalIndex:
                 works.append(c)
         if not works:
             return []
-        small = [(flip, _shrink(q), q.shape) for flip, q in views]
+        small = _Windows(views)
         top = works[:TEMPLATE_K]
         fits = sorted(zip(thread_map(lambda c: _template_fit(self.features[c], small), top), top),
                       key=lambda t: -t[0][0])
@@ -522,7 +522,30 @@ def _shrink(q: np.ndarray) -> np.ndarray:
                       interpolation=cv2.INTER_AREA).astype(np.float32)
 
 
-def _template_fit(work: Features, small) -> tuple[float, tuple | None, float]:
+class _Windows:
+    """The copy's template windows (TEMPLATE_WINDOWS of each view, shrunk to TEMPLATE_SIDE; flat ones left out),
+    and their resizings, kept for every candidate work that asks for the same size (works of one aspect ratio)."""
+
+    def __init__(self, views):
+        self.windows = []  # (flip, the view's working shape, shrunk pixels per working pixel, x0, y0, window)
+        for flip, q in views:
+            qs = _shrink(q)
+            for a0, a1 in TEMPLATE_WINDOWS:
+                y0, y1 = round(a0 * qs.shape[0]), round(a1 * qs.shape[0])
+                x0, x1 = round(a0 * qs.shape[1]), round(a1 * qs.shape[1])
+                window = qs[y0:y1, x0:x1]
+                if window.size and window.std() >= TEMPLATE_MIN_STD:
+                    self.windows.append((flip, q.shape, qs.shape[1] / q.shape[1], x0, y0, window))
+        self._resized: dict[tuple[int, int, int], np.ndarray] = {}
+
+    def resized(self, k: int, tw: int, th: int) -> np.ndarray:
+        key = (k, tw, th)
+        if key not in self._resized:  # threads may both compute one: the same pixels
+            self._resized[key] = cv2.resize(self.windows[k][5], (tw, th), interpolation=cv2.INTER_AREA)
+        return self._resized[key]
+
+
+def _template_fit(work: Features, small: _Windows) -> tuple[float, tuple | None, float]:
     """Best zero-mean correlation of the copy (or its central part) with a window of the work's 64x64 thumbnail,
     over TEMPLATE_FRACTIONS of the work's width and both mirrors, the fit that gave it: (flip, work->copy
     transform in working-image pixels, the copy's working shape), or None, and that fit's `_detail`."""
@@ -531,25 +554,18 @@ def _template_fit(work: Features, small) -> tuple[float, tuple | None, float]:
     thumb = work.thumb.astype(np.float32)
     best: tuple[float, tuple | None] = (-1.0, None)
     pair = None
-    for flip, qs, shape in small:
-        f = qs.shape[1] / shape[1]  # shrunk pixels per working pixel
-        for a0, a1 in TEMPLATE_WINDOWS:
-            y0, y1 = round(a0 * qs.shape[0]), round(a1 * qs.shape[0])
-            x0, x1 = round(a0 * qs.shape[1]), round(a1 * qs.shape[1])
-            window = qs[y0:y1, x0:x1]
-            if window.size == 0 or window.std() < TEMPLATE_MIN_STD:
+    for k, (flip, shape, f, x0, y0, window) in enumerate(small.windows):
+        for fx in TEMPLATE_FRACTIONS:
+            tw, th = round(T * fx), round(T * fx * W * window.shape[0] / (window.shape[1] * H))
+            if not (TEMPLATE_MIN_PX <= tw <= T and TEMPLATE_MIN_PX <= th <= T):
                 continue
-            for fx in TEMPLATE_FRACTIONS:
-                tw, th = round(T * fx), round(T * fx * W * window.shape[0] / (window.shape[1] * H))
-                if not (TEMPLATE_MIN_PX <= tw <= T and TEMPLATE_MIN_PX <= th <= T):
-                    continue
-                template = cv2.resize(window, (tw, th), interpolation=cv2.INTER_AREA)
-                _, ncc, _, (lx, ly) = cv2.minMaxLoc(cv2.matchTemplate(thumb, template, cv2.TM_CCOEFF_NORMED))
-                if ncc > best[0]:
-                    scale = window.shape[1] / f / (fx * W)  # copy pixels per work pixel
-                    M = np.array([[scale, 0, x0 / f - scale * lx * W / T], [0, scale, y0 / f - scale * ly * H / T]])
-                    best = (float(ncc), (flip, M, shape))
-                    pair = template, (lx, ly)
+            template = small.resized(k, tw, th)
+            _, ncc, _, (lx, ly) = cv2.minMaxLoc(cv2.matchTemplate(thumb, template, cv2.TM_CCOEFF_NORMED))
+            if ncc > best[0]:
+                scale = window.shape[1] / f / (fx * W)  # copy pixels per work pixel
+                M = np.array([[scale, 0, x0 / f - scale * lx * W / T], [0, scale, y0 / f - scale * ly * H / T]])
+                best = (float(ncc), (flip, M, shape))
+                pair = template, (lx, ly)
     if pair is None:
         return (*best, 0.0)
     template, (lx, ly) = pair

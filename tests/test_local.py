@@ -307,7 +307,7 @@ def test_the_template_search_needs_more_than_a_shared_gradient(monkeypatch, deta
     assert all(abs(a - b) <= 0.02 for a, b in zip(m.geometry.crop, (0.2, 0.2, 0.8, 0.8))), m.geometry
 
     impostor = local.Query(_jpeg_centre(_shaded("waves")))
-    ncc, _, detail = local._template_fit(index.features[0], [(f, local._shrink(v), v.shape) for f, v in impostor.views])
+    ncc, _, detail = local._template_fit(index.features[0], local._Windows(impostor.views))
     assert ncc >= local.TEMPLATE_NCC and detail < bar
     assert (index._templates(impostor.views, voted) == []) == detail_rule
 
