@@ -36,6 +36,15 @@ def nearest(query: np.ndarray, cols: np.ndarray) -> tuple[np.ndarray, np.ndarray
     return dist, at
 
 
+def nearest_each(query: np.ndarray, cols: np.ndarray, starts: np.ndarray) -> np.ndarray:
+    """Each query descriptor's nearest distance within each run of `cols`, runs starting at `starts` (one more entry
+    than runs: the end): (runs, n), FAR for an empty run. One pass over all of them: 21 runs of 500 against 500
+    copy descriptors 4.95 ms at best, `nearest` over the same 5.66, a call of `nearest` per run 6.3."""
+    out = np.empty((len(starts) - 1, len(query)), np.int64)
+    _nearest_each(words(query), cols[0], cols[1], cols[2], cols[3], starts, out)
+    return out
+
+
 def two_nearest(query: np.ndarray, cols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Each query descriptor's two nearest of `cols`: (distances, indices), (n, 2) each, nearest first (FAR, -1
     where `cols` has only one)."""
@@ -76,3 +85,12 @@ def _two_nearest(q, c0, c1, c2, c3, dist, at):
             elif d[j] < b2:
                 b2, j2 = d[j], j
         dist[i, 0], at[i, 0], dist[i, 1], at[i, 1] = b1, j1, b2, j2
+
+
+@numba.njit(cache=True, nogil=True)
+def _nearest_each(q, c0, c1, c2, c3, starts, out):
+    d = np.empty(c0.shape[0], np.int64)
+    for i in range(q.shape[0]):
+        _distances(q, i, c0, c1, c2, c3, d)
+        for r in range(starts.shape[0] - 1):
+            out[r, i] = d[starts[r]:starts[r + 1]].min() if starts[r + 1] > starts[r] else FAR

@@ -290,6 +290,21 @@ class Query:
         g = _prepare(image)
         self.views = [(False, g), (True, np.ascontiguousarray(g[:, ::-1]))]
         self._found: dict[tuple[int, bool], tuple[np.ndarray, np.ndarray]] = {}
+        self._kept: dict[tuple, tuple[np.ndarray, object]] = {}
+
+    def has(self, key: tuple, work: np.ndarray) -> bool:
+        hit = self._kept.get((key, id(work)))
+        return hit is not None and hit[0] is work
+
+    def kept(self, key: tuple, work: np.ndarray, compute):
+        """compute() for this copy and a work's descriptors (`work`, plain or equalised: the array itself, as long
+        as this copy lives), kept: a bounded local stage's first look and its whole shortlist index some works
+        twice, and each index would search and verify them again."""
+        k = (key, id(work))
+        hit = self._kept.get(k)
+        if hit is None or hit[0] is not work:  # the entry holds `work`, so no other array has its id meanwhile
+            hit = self._kept[k] = (work, compute())
+        return hit[1]
 
     def detect(self, view: int, equalised: bool = False) -> tuple[np.ndarray, np.ndarray]:
         """Keypoint positions and descriptors of view `view`, or of its CLAHE-equalised image."""
@@ -314,6 +329,30 @@ class Query:
         return [self._found[v, equalised] for v in views]
 
 
+class _Flat:
+    """Brute force over few works' descriptors (up to EXACT_SEARCH_MAX), in `_hamming_kernel`'s layout: a copy's
+    nearest distances within each work are computed once per copy (`Query.kept`), so a bounded local stage's first
+    look and its whole shortlist, which index some works twice, search them once."""
+
+    def __init__(self, descriptors: list[np.ndarray]):
+        self.descriptors = descriptors
+        self.columns = [_hamming_kernel.columns(d) for d in descriptors]
+
+    def nearest(self, q: "Query", key: tuple, des: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Each of `des`'s (the copy's descriptors `key` names) nearest distance among the works' and the position of
+        the work that has it: the first of those at that distance, as one search over all of them in order gives."""
+        key = ("nearest",) + key
+        missing = [w for w, d in enumerate(self.descriptors) if not q.has(key, d)]
+        if missing:
+            starts = np.cumsum([0] + [len(self.descriptors[w]) for w in missing])
+            found = _hamming_kernel.nearest_each(des, np.concatenate([self.columns[w] for w in missing], 1), starts)
+            for w, row in zip(missing, found):
+                q.kept(key, self.descriptors[w], lambda row=row: row)
+        distances = np.stack([q.kept(key, d, None) for d in self.descriptors])
+        works = distances.argmin(0)
+        return distances[works, np.arange(len(des))], works
+
+
 class LocalIndex:
     """Descriptor index over many works' features: exact below EXACT_SEARCH_MAX descriptors, IVF above."""
 
@@ -331,7 +370,7 @@ class LocalIndex:
         owner = np.concatenate([np.full(len(d), i, np.int32) for i, d in enumerate(descriptors)]) \
             if descriptors else np.zeros(0, np.int32)
         if len(db) <= EXACT_SEARCH_MAX:  # brute force (_hamming_kernel's: faster than faiss's IndexBinaryFlat)
-            return _hamming_kernel.columns(db), owner
+            return _Flat(descriptors), owner
         else:
             nlist = int(min(NLIST_MAX, len(db) // 300))
             index = faiss.IndexBinaryIVF(faiss.IndexBinaryFlat(256), 256, nlist)
@@ -362,9 +401,9 @@ class LocalIndex:
         if those found nothing), and the (votes, view, position) candidates the passes' votes proposed."""
         if not len(self.owner):
             return [], []
-        found, voted = self._pass(q.views, q.plain, self.index, self.owner, False, prefer)
+        found, voted = self._pass(q, False, prefer)
         if not found and not plain_only and len(self.eq_owner):
-            found, more = self._pass(q.views, q.equalised, self.eq_index, self.eq_owner, True, prefer)
+            found, more = self._pass(q, True, prefer)
             voted += more
         return found, voted
 
@@ -400,32 +439,36 @@ class LocalIndex:
                                                         float(_coverage(M, work.size, q_shape))), TEMPLATE))
         return found
 
-    def _pass(self, views, detected, index, owner, eq: bool,
-              prefer: tuple[int, ...] = ()) -> tuple[list[LocalMatch], list]:
+    def _pass(self, q: "Query", eq: bool, prefer: tuple[int, ...] = ()) -> tuple[list[LocalMatch], list]:
         """One pass (plain or equalised keypoints): each view's descriptors vote for their nearest work's, and the
         TOP_K (work, view) pairs with most votes are verified, and each preferred work in the view that voted for it
         most (if at least 2 votes did, as for any candidate). The views' searches and the verifications run on a
         thread each where this process has a core to spare (`_parallel.thread_map`: faiss and OpenCV release the
-        GIL); the answer is the one they give in turn."""
-        def search(des) -> tuple[np.ndarray, np.ndarray] | None:
-            """Each descriptor's nearest (distance, position) among the works'."""
+        GIL); the answer is the one they give in turn. What the copy's query already computed for a work (its
+        distances to the work's descriptors, a verification) is not computed again (`Query.kept`)."""
+        views, detected = q.views, (q.equalised if eq else q.plain)
+        index, owner = (self.eq_index, self.eq_owner) if eq else (self.index, self.owner)
+
+        def search(v: int) -> tuple[np.ndarray, np.ndarray] | None:
+            """Each descriptor's nearest (distance, work position) among the works'."""
+            des = detected[v][1]
             if not len(des):
                 return None
-            if isinstance(index, np.ndarray):
-                return _hamming_kernel.nearest(des, index)
+            if isinstance(index, _Flat):
+                return index.nearest(q, (eq, v), des)
             import faiss
 
             faiss.omp_set_num_threads(1)  # OpenMP's setting is the calling thread's: one each, as on this one
             dist, nn = index.search(des, 1)
-            return dist[:, 0], nn[:, 0]
+            ok = nn[:, 0] >= 0
+            return np.where(ok, dist[:, 0], _hamming_kernel.FAR), owner[np.where(ok, nn[:, 0], 0)]
 
         candidates, preferred = [], {}
-        for v, found in enumerate(thread_map(search, [des for _, des in detected])):
+        for v, found in enumerate(thread_map(search, range(len(detected)))):
             if found is None:
                 continue
-            dist, nn = found
-            ok = (dist < VOTE_MAX_DISTANCE) & (nn >= 0)
-            votes = np.bincount(owner[nn[ok]], minlength=len(self.features))
+            dist, works = found
+            votes = np.bincount(works[dist < VOTE_MAX_DISTANCE], minlength=len(self.features))
             candidates += [(int(votes[c]), v, int(c)) for c in np.argsort(-votes)[:TOP_K] if votes[c] >= 2]
             for c in prefer:
                 preferred[c] = max(preferred.get(c, (-1, v, c)), (int(votes[c]), v, c))
@@ -439,12 +482,13 @@ class LocalIndex:
             could win."""
             best = None
             for _, v, c in group:
-                (flip, q), (qxy, qdes) = views[v], detected[v]
+                (flip, image), (qxy, qdes) = views[v], detected[v]
                 work = self.features[c]
                 # The equalised pass matches equalised keypoints; the pixel check always compares plain grey pixels.
                 wxy, wdes = (work.eq_xy, work.eq_descriptors) if eq else (work.xy, work.descriptors)
                 need = 0 if best is None else _inliers_to_beat(best, flip)
-                m = self._verify(q, qxy, qdes, work, flip, wxy, wdes, need)
+                m = q.kept(("verified", eq, v, need), wdes,
+                           lambda: self._verify(image, qxy, qdes, work, flip, wxy, wdes, need))
                 if m is not None and (best is None or _fits_better(LocalMatch(c, *m), best)):
                     best = LocalMatch(c, *m)
             return best

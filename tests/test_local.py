@@ -386,13 +386,13 @@ def test_a_querys_searches_verifications_and_template_fits_run_on_threads_with_o
         else:
             monkeypatch.setattr(local.LocalIndex, name, staticmethod(recorded))
     searched_on = set()  # the thread of each descriptor search (the brute-force kernel: few works, as here)
-    nearest = _hamming_kernel.nearest
+    nearest_each = _hamming_kernel.nearest_each
 
-    def recorded_search(des, cols):
+    def recorded_search(des, cols, starts):
         searched_on.add(threading.current_thread().name)
-        return nearest(des, cols)
+        return nearest_each(des, cols, starts)
 
-    monkeypatch.setattr(_hamming_kernel, "nearest", recorded_search)
+    monkeypatch.setattr(_hamming_kernel, "nearest_each", recorded_search)
     copies = [_barred(works_dir, "brush-abstract.jpg"),
               np.ascontiguousarray(_barred(works_dir, "flow-field.png")[:, ::-1]), _shaded("waves"),
               _jpeg_centre(_shaded("blobs"))]
@@ -494,7 +494,8 @@ def test_skipping_the_pixel_check_of_a_view_that_could_not_win_changes_no_answer
 
 def test_the_hamming_kernels_give_faiss_brute_force_answers_ties_to_the_lower_index(works_dir):
     """_hamming_kernel's nearest and two nearest are faiss IndexBinaryFlat's, indices too: real descriptors (a copy's
-    against its work's and two others'), and random ones drawn from 16 codes, so that most distances tie."""
+    against its work's and two others'), and random ones drawn from 16 codes, so that most distances tie; the
+    nearest within each of several runs, a search of each."""
     import faiss
 
     from provenance import _hamming_kernel as hk
@@ -516,5 +517,34 @@ def test_the_hamming_kernels_give_faiss_brute_force_answers_ties_to_the_lower_in
         dist, at = hk.nearest(query, hk.columns(db))
         assert dist.tolist() == want_d[:, 0].tolist() and at.tolist() == want_i[:, 0].tolist()
         assert (want_d[:, 0] == want_d[:, 1]).sum() > 0  # ties were there to break
+    runs = [codes[rng.integers(0, 16, n)] for n in (40, 0, 1, 300, 7)]  # an empty run gives FAR
+    each = hk.nearest_each(codes, hk.columns(np.concatenate(runs)), np.cumsum([0] + [len(r) for r in runs]))
+    assert each.tolist() == [hk.nearest(codes, hk.columns(r))[0].tolist() if len(r) else [hk.FAR] * 16 for r in runs]
     dist, at = hk.two_nearest(codes[:3], hk.columns(codes[5:6]))
     assert at[:, 1].tolist() == [-1] * 3 and (dist[:, 1] == hk.FAR).all() and at[:, 0].tolist() == [0] * 3
+
+
+def test_a_copys_distances_and_verifications_are_computed_once_for_works_indexed_again(works_dir, monkeypatch):
+    """A bounded local stage indexes some works twice for one copy (its first look, then its whole shortlist): the
+    second index searches only the works new to it, verifies no (work, view) again, and answers as a fresh copy."""
+    from provenance import _hamming_kernel
+
+    names = ["flow-field.png", "figure-portrait.jpg", "sunset-hills.jpg", "brush-abstract.jpg"]
+    features = [local.extract(decode((works_dir / n).read_bytes()).image) for n in names]
+    copy = _barred(works_dir, "brush-abstract.jpg")
+    searched, verified = [], []
+    each, verify = _hamming_kernel.nearest_each, local.LocalIndex._verify
+    monkeypatch.setattr(_hamming_kernel, "nearest_each", lambda d, c, s: searched.append(len(s) - 1) or each(d, c, s))
+    monkeypatch.setattr(local.LocalIndex, "_verify", staticmethod(  # (work, mirrored, its keypoints, need)
+        lambda *a: verified.append((id(a[3]), a[4], id(a[6]), a[7])) or verify(*a)))
+
+    q = local.Query(copy)
+    first = local.LocalIndex(features[:2]).keypoints(q, plain_only=True)[0]
+    assert first == [] and searched == [2, 2] and verified  # two views; the two works voted for, and refused
+    searched.clear()
+    before = list(verified)
+    again = local.LocalIndex(features).match(q)
+    assert searched == [2, 2] and sorted(set(verified[len(before):]) & set(before)) == []
+    assert [(names[m.position], m.inliers, m.geometry.ncc) for m in again] == \
+        [(names[m.position], m.inliers, m.geometry.ncc) for m in local.LocalIndex(features).match(local.Query(copy))]
+    assert names[again[0].position] == "brush-abstract.jpg"
