@@ -292,19 +292,22 @@ class Query:
         self._found: dict[tuple[int, bool], tuple[np.ndarray, np.ndarray]] = {}
         self._kept: dict[tuple, tuple[np.ndarray, object]] = {}
 
-    def has(self, key: tuple, work: np.ndarray) -> bool:
+    def known(self, key: tuple, work: np.ndarray):
+        """What was kept (`keep`) for this copy, `key` and a work's descriptors (`work`, plain or equalised: the
+        array itself, held as long as this copy lives), or None. A bounded local stage's first look and its whole
+        shortlist index some works twice: each would search and verify them again."""
         hit = self._kept.get((key, id(work)))
-        return hit is not None and hit[0] is work
+        return hit[1] if hit is not None and hit[0] is work else None  # held: no other array has its id meanwhile
+
+    def keep(self, key: tuple, work: np.ndarray, value) -> None:
+        self._kept[key, id(work)] = (work, value)
 
     def kept(self, key: tuple, work: np.ndarray, compute):
-        """compute() for this copy and a work's descriptors (`work`, plain or equalised: the array itself, as long
-        as this copy lives), kept: a bounded local stage's first look and its whole shortlist index some works
-        twice, and each index would search and verify them again."""
+        """`known`, else compute() kept."""
         k = (key, id(work))
-        hit = self._kept.get(k)
-        if hit is None or hit[0] is not work:  # the entry holds `work`, so no other array has its id meanwhile
-            hit = self._kept[k] = (work, compute())
-        return hit[1]
+        if k not in self._kept or self._kept[k][0] is not work:
+            self.keep(key, work, compute())
+        return self._kept[k][1]
 
     def detect(self, view: int, equalised: bool = False) -> tuple[np.ndarray, np.ndarray]:
         """Keypoint positions and descriptors of view `view`, or of its CLAHE-equalised image."""
@@ -342,13 +345,15 @@ class _Flat:
         """Each of `des`'s (the copy's descriptors `key` names) nearest distance among the works' and the position of
         the work that has it: the first of those at that distance, as one search over all of them in order gives."""
         key = ("nearest",) + key
-        missing = [w for w, d in enumerate(self.descriptors) if not q.has(key, d)]
+        rows = [q.known(key, d) for d in self.descriptors]
+        missing = [w for w, row in enumerate(rows) if row is None]
         if missing:
             starts = np.cumsum([0] + [len(self.descriptors[w]) for w in missing])
             found = _hamming_kernel.nearest_each(des, np.concatenate([self.columns[w] for w in missing], 1), starts)
             for w, row in zip(missing, found):
-                q.kept(key, self.descriptors[w], lambda row=row: row)
-        distances = np.stack([q.kept(key, d, None) for d in self.descriptors])
+                q.keep(key, self.descriptors[w], row)
+                rows[w] = row
+        distances = np.stack(rows)
         works = distances.argmin(0)
         return distances[works, np.arange(len(des))], works
 
