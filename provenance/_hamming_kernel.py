@@ -1,5 +1,5 @@
-"""Brute-force nearest ORB descriptors by Hamming distance (`local.LocalIndex`'s votes, `local._two_nearest`),
-compiled by Numba.
+"""Brute-force nearest ORB descriptors by Hamming distance (`local.LocalIndex`'s votes: the nearest within each
+work, `nearest_each`; `local._two_nearest`), compiled by Numba.
 
 The works' descriptors are laid out as four rows of 64-bit words ((4, n): word k of every descriptor side by side),
 so that LLVM computes the distances to several descriptors at once in the processor's vector registers. faiss's
@@ -29,17 +29,10 @@ def words(descriptors: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(descriptors).view(np.uint64)
 
 
-def nearest(query: np.ndarray, cols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Each query descriptor's ((n, 32) uint8) nearest of `cols` (`columns`): (distances, indices), (n,) each."""
-    dist, at = np.empty(len(query), np.int64), np.empty(len(query), np.int64)
-    _nearest(words(query), cols[0], cols[1], cols[2], cols[3], dist, at)
-    return dist, at
-
-
 def nearest_each(query: np.ndarray, cols: np.ndarray, starts: np.ndarray) -> np.ndarray:
     """Each query descriptor's nearest distance within each run of `cols`, runs starting at `starts` (one more entry
     than runs: the end): (runs, n), FAR for an empty run. One pass over all of them: 21 runs of 500 against 500
-    copy descriptors 4.95 ms at best, `nearest` over the same 5.66, a call of `nearest` per run 6.3."""
+    copy descriptors 4.95 ms at best, one nearest-descriptor search over the same 5.66, a search per run 6.3."""
     out = np.empty((len(starts) - 1, len(query)), np.int64)
     _nearest_each(words(query), cols[0], cols[1], cols[2], cols[3], starts, out)
     return out
@@ -61,22 +54,10 @@ def _distances(q, i, c0, c1, c2, c3, d):
 
 
 @numba.njit(cache=True, nogil=True)
-def _nearest(q, c0, c1, c2, c3, dist, at):
-    d = np.empty(c0.shape[0], np.int64)
-    for i in range(q.shape[0]):
-        _distances(q, i, c0, c1, c2, c3, d)  # all at once (vectorised), then the least: the lower index on a tie
-        best, arg = FAR, -1
-        for j in range(d.shape[0]):
-            if d[j] < best:
-                best, arg = d[j], j
-        dist[i], at[i] = best, arg
-
-
-@numba.njit(cache=True, nogil=True)
 def _two_nearest(q, c0, c1, c2, c3, dist, at):
     d = np.empty(c0.shape[0], np.int64)
     for i in range(q.shape[0]):
-        _distances(q, i, c0, c1, c2, c3, d)
+        _distances(q, i, c0, c1, c2, c3, d)  # all at once (vectorised), then the least: the lower index on a tie
         b1, j1, b2, j2 = FAR, -1, FAR, -1
         for j in range(d.shape[0]):
             if d[j] < b1:

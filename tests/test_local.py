@@ -493,9 +493,9 @@ def test_skipping_the_pixel_check_of_a_view_that_could_not_win_changes_no_answer
 
 
 def test_the_hamming_kernels_give_faiss_brute_force_answers_ties_to_the_lower_index(works_dir):
-    """_hamming_kernel's nearest and two nearest are faiss IndexBinaryFlat's, indices too: real descriptors (a copy's
-    against its work's and two others'), and random ones drawn from 16 codes, so that most distances tie; the
-    nearest within each of several runs, a search of each."""
+    """_hamming_kernel's two nearest are faiss IndexBinaryFlat's, indices too, and its nearest distance within each
+    run of descriptors is faiss's search of that run: real descriptors (a copy's against its work's and two
+    others'), and random ones drawn from 16 codes, so that most distances tie."""
     import faiss
 
     from provenance import _hamming_kernel as hk
@@ -514,12 +514,17 @@ def test_the_hamming_kernels_give_faiss_brute_force_answers_ties_to_the_lower_in
         want_d, want_i = index.search(query, 2)
         dist, at = hk.two_nearest(query, hk.columns(db))
         assert dist.tolist() == want_d.tolist() and at.tolist() == want_i.tolist()
-        dist, at = hk.nearest(query, hk.columns(db))
-        assert dist.tolist() == want_d[:, 0].tolist() and at.tolist() == want_i[:, 0].tolist()
         assert (want_d[:, 0] == want_d[:, 1]).sum() > 0  # ties were there to break
+        [each] = hk.nearest_each(query, hk.columns(db), np.array([0, len(db)]))
+        assert each.tolist() == want_d[:, 0].tolist()
     runs = [codes[rng.integers(0, 16, n)] for n in (40, 0, 1, 300, 7)]  # an empty run gives FAR
     each = hk.nearest_each(codes, hk.columns(np.concatenate(runs)), np.cumsum([0] + [len(r) for r in runs]))
-    assert each.tolist() == [hk.nearest(codes, hk.columns(r))[0].tolist() if len(r) else [hk.FAR] * 16 for r in runs]
+    want = []
+    for r in runs:
+        index = faiss.IndexBinaryFlat(256)
+        index.add(r)
+        want.append(index.search(codes, 1)[0][:, 0].tolist() if len(r) else [hk.FAR] * 16)
+    assert each.tolist() == want
     dist, at = hk.two_nearest(codes[:3], hk.columns(codes[5:6]))
     assert at[:, 1].tolist() == [-1] * 3 and (dist[:, 1] == hk.FAR).all() and at[:, 0].tolist() == [0] * 3
 
