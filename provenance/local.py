@@ -371,19 +371,17 @@ class LocalIndex:
 
     @staticmethod
     def _build(faiss, descriptors: list[np.ndarray]):
-        db = np.concatenate(descriptors) if descriptors else np.zeros((0, 32), np.uint8)
         owner = np.concatenate([np.full(len(d), i, np.int32) for i, d in enumerate(descriptors)]) \
             if descriptors else np.zeros(0, np.int32)
-        if len(db) <= EXACT_SEARCH_MAX:  # brute force (_hamming_kernel's: faster than faiss's IndexBinaryFlat)
+        if len(owner) <= EXACT_SEARCH_MAX:  # brute force (_hamming_kernel's: faster than faiss's IndexBinaryFlat)
             return _Flat(descriptors), owner
-        else:
-            nlist = int(min(NLIST_MAX, len(db) // 300))
-            index = faiss.IndexBinaryIVF(faiss.IndexBinaryFlat(256), 256, nlist)
-            sample = np.random.RandomState(0).choice(len(db), min(len(db), nlist * 40), replace=False)
-            index.train(db[sample])
-            index.nprobe = NPROBE
-        if len(db):
-            index.add(db)
+        db = np.concatenate(descriptors)
+        nlist = int(min(NLIST_MAX, len(db) // 300))
+        index = faiss.IndexBinaryIVF(faiss.IndexBinaryFlat(256), 256, nlist)
+        sample = np.random.RandomState(0).choice(len(db), min(len(db), nlist * 40), replace=False)
+        index.train(db[sample])
+        index.nprobe = NPROBE
+        index.add(db)
         return index, owner
 
     def query(self, image) -> list[LocalMatch]:
