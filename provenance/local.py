@@ -279,6 +279,9 @@ def decode(blob: bytes) -> Features:
     return Features((h, w), xy, des, stored if fine is None else _coarse(fine), exy, edes, fine, stable)
 
 
+_NOT_KEPT = object()
+
+
 class Query:
     """A copy as the local stage sees it: its grey working image and mirror (`views`), and their keypoints, each
     detected once, on first use (the equalised ones only if a pass needs them). Views may be detected on threads of
@@ -292,22 +295,23 @@ class Query:
         self._found: dict[tuple[int, bool], tuple[np.ndarray, np.ndarray]] = {}
         self._kept: dict[tuple, tuple[np.ndarray, object]] = {}
 
-    def known(self, key: tuple, work: np.ndarray):
+    def known(self, key: tuple, work: np.ndarray, default=None):
         """What was kept (`keep`) for this copy, `key` and a work's descriptors (`work`, plain or equalised: the
-        array itself, held as long as this copy lives), or None. A bounded local stage's first look and its whole
-        shortlist index some works twice: each would search and verify them again."""
+        array itself, held as long as this copy lives), or `default`. A bounded local stage's first look and its
+        whole shortlist index some works twice: each would search and verify them again."""
         hit = self._kept.get((key, id(work)))
-        return hit[1] if hit is not None and hit[0] is work else None  # held: no other array has its id meanwhile
+        return hit[1] if hit is not None and hit[0] is work else default  # held: no other array has its id meanwhile
 
     def keep(self, key: tuple, work: np.ndarray, value) -> None:
         self._kept[key, id(work)] = (work, value)
 
     def kept(self, key: tuple, work: np.ndarray, compute):
-        """`known`, else compute() kept."""
-        k = (key, id(work))
-        if k not in self._kept or self._kept[k][0] is not work:
-            self.keep(key, work, compute())
-        return self._kept[k][1]
+        """`known`, else compute() kept (a verification that failed is kept too: None)."""
+        value = self.known(key, work, _NOT_KEPT)
+        if value is _NOT_KEPT:
+            value = compute()
+            self.keep(key, work, value)
+        return value
 
     def detect(self, view: int, equalised: bool = False) -> tuple[np.ndarray, np.ndarray]:
         """Keypoint positions and descriptors of view `view`, or of its CLAHE-equalised image."""
