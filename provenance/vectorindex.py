@@ -200,10 +200,10 @@ class Vectors:
         if not len(self.ids):
             return out
         rows = np.minimum(np.searchsorted(self.ids, work_ids), len(self.ids) - 1)
+        here = np.flatnonzero(self.ids[rows] == work_ids)
         with open(self.folder / "vectors", "rb") as f:
-            for k in np.flatnonzero(self.ids[rows] == work_ids):
-                row = os.pread(f.fileno(), learned.DIM, int(rows[k]) * learned.DIM)
-                out[k] = unit(np.frombuffer(row, np.int8)[None])[0]
+            read = b"".join(os.pread(f.fileno(), learned.DIM, int(r) * learned.DIM) for r in rows[here])
+        out[here] = unit(np.frombuffer(read, np.int8).reshape(len(here), learned.DIM))
         return out
 
 
@@ -256,7 +256,8 @@ class VectorIndex(Vectors, Shortlisted):
         """The candidates whose vectors lie within FAMILY_COSINE of a found work's: its registered edits."""
         if not found or not candidates:
             return []
-        near = (self.vector_of(candidates) @ self.vector_of(found).T).max(1)
+        both = self.vector_of(list(candidates) + list(found))  # one read of the file
+        near = (both[:len(candidates)] @ both[len(candidates):].T).max(1)
         return [w for w, c in zip(candidates, near) if c >= FAMILY_COSINE]
 
 
