@@ -408,6 +408,31 @@ def test_a_copy_of_a_work_the_vectors_rank_first_is_answered_by_the_first_look(m
         assert [(w, m.inliers, m.geometry) for w, m in got] == [(w, m.inliers, m.geometry) for w, m in whole]
 
 
+def test_the_whole_shortlist_searches_the_first_looks_views_again_at_the_wider_beams(many, works_dir, monkeypatch):
+    """The first look searches the copy as it is with the narrower FIRST_EF; the whole shortlist searches that view
+    again at EF_SEARCH (wholes) and EF_CENTRED (centres), so it is the shortlist a first look at those beams gives."""
+    monkeypatch.setattr(vectorindex, "GRAPH_MIN", 30)
+    index = open_vectors(many)
+    assert type(index.search_index()).__name__ == "IndexHNSWSQ"
+    searched = []
+    for name, graph in (("whole", index), ("centre", index.centre)):
+        monkeypatch.setattr(graph, "hits", lambda views, k, ef=None, name=name, hits=graph.hits:
+                            searched.append((name, len(views), ef)) or hits(views, k, ef))
+    assert vectorindex.FIRST_EF < min(vectorindex.EF_SEARCH, vectorindex.EF_CENTRED)
+    shortlists = []
+    for im, _ in copies(works_dir).values():
+        q = local.Query(im)
+        searched.clear()
+        first, known, everything = index.first_look(q)
+        assert searched == [("whole", 1, vectorindex.FIRST_EF), ("centre", 1, vectorindex.FIRST_EF)]
+        shortlists.append(everything())
+        assert ("whole", vectorindex.UPRIGHT, vectorindex.EF_SEARCH) in searched[2:]
+        assert searched[-1][0] == "centre" and searched[-1][1:] == (vectorindex.UPRIGHT + len(q.vectors[1]),
+                                                                    vectorindex.EF_CENTRED)
+    monkeypatch.setattr(vectorindex, "FIRST_EF", vectorindex.EF_SEARCH)
+    assert [index.first_look(local.Query(im))[2]() for im, _ in copies(works_dir).values()] == shortlists
+
+
 def test_when_the_first_look_finds_nothing_the_whole_shortlist_is_verified(many, works_dir, monkeypatch):
     """A first look at works the copy is not of verifies nothing; then the whole shortlist is verified (all passes:
     plain keypoints, equalised ones, templates) and finds the copy's work."""
