@@ -2,6 +2,7 @@
 threads one query may use beside it."""
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import threading
@@ -19,6 +20,7 @@ def default_workers() -> int:
 _in_pool = False  # set in imap's worker processes: the batch already keeps every core busy
 _executors: dict[tuple[int, int], ThreadPoolExecutor] = {}  # (pid, threads): a forked child has no parent threads
 _POOL_THREAD = "provenance-pool"  # the executors' thread names start with it: thread_map runs in place there
+_here = threading.local()  # .depth: how many `in_place` blocks this thread is in
 
 
 def threads() -> int:
@@ -40,9 +42,20 @@ def thread_map(func: Callable[[T], R], items: Iterable[T]) -> list[R]:
     thread waiting for the pool's other threads could wait for ever."""
     items = list(items)
     count = min(len(items), threads())
-    if count <= 1 or threading.current_thread().name.startswith(_POOL_THREAD):
+    if count <= 1 or getattr(_here, "depth", 0) or threading.current_thread().name.startswith(_POOL_THREAD):
         return [func(x) for x in items]
     return list(executor(count).map(func, items))
+
+
+@contextlib.contextmanager
+def in_place():
+    """Within this block, `thread_map` runs its items on the calling thread: for work too small to pay for handing
+    it to the pool's threads and back."""
+    _here.depth = getattr(_here, "depth", 0) + 1
+    try:
+        yield
+    finally:
+        _here.depth -= 1
 
 
 def _worker(initializer: Callable | None, initargs: tuple) -> None:

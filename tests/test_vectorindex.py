@@ -433,6 +433,42 @@ def test_the_whole_shortlist_searches_the_first_looks_views_again_at_the_wider_b
     assert [index.first_look(local.Query(im))[2]() for im, _ in copies(works_dir).values()] == shortlists
 
 
+def test_the_first_look_verifies_on_the_calling_thread_and_the_whole_shortlist_on_the_pools(many, works_dir,
+                                                                                            monkeypatch):
+    """With a core to spare, the first look's few works are searched and verified on the calling thread (handing
+    such small tasks to the pool cost more than it saved), the whole shortlist's on the pool's threads; the answers
+    are those of one thread."""
+    import threading
+
+    from provenance import _hamming_kernel, _parallel
+
+    index = open_vectors(many)
+    ids = ids_of(many)
+    ran_on = []
+    verify, nearest_each = local.LocalIndex._verify, _hamming_kernel.nearest_each
+    monkeypatch.setattr(local.LocalIndex, "_verify", staticmethod(
+        lambda *a: ran_on.append(threading.current_thread().name) or verify(*a)))
+    monkeypatch.setattr(_hamming_kernel, "nearest_each",
+                        lambda *a: ran_on.append(threading.current_thread().name) or nearest_each(*a))
+    look = index.first_look
+    copies = [crop(work(works_dir, name), (0.12, 0.1, 0.9, 0.85)) for name in (BRUSH, FLOW, POSTER)]
+
+    def answers(whole: bool):
+        monkeypatch.setattr(index, "first_look", (lambda q: ([], [], look(q)[2])) if whole else look)
+        return [[(w, m.inliers, m.geometry) for w, m in index.match(local.Query(c))] for c in copies]
+
+    monkeypatch.setattr(_parallel, "threads", lambda: 1)
+    alone = [answers(False), answers(True)]
+    assert [[w for w, _, _ in a] for a in alone[0]] == [[ids[n]] for n in (BRUSH, FLOW, POSTER)]
+    monkeypatch.setattr(_parallel, "threads", lambda: 2)
+    ran_on.clear()
+    assert answers(False) == alone[0]
+    assert ran_on and set(ran_on) == {threading.current_thread().name}
+    ran_on.clear()
+    assert answers(True) == alone[1]
+    assert any(n.startswith("provenance-pool") for n in ran_on)
+
+
 def test_when_the_first_look_finds_nothing_the_whole_shortlist_is_verified(many, works_dir, monkeypatch):
     """A first look at works the copy is not of verifies nothing; then the whole shortlist is verified (all passes:
     plain keypoints, equalised ones, templates) and finds the copy's work."""
