@@ -267,8 +267,9 @@ class Index:
         elif tables is not None and max_distance <= SEARCH_RADIUS[algorithm] and \
                 self._tables_cover(algorithm, eligible):
             pos, d, var = mih.search(tables, self.codes[algorithm], q, max_distance)
-            rest = self._scan(codes64, q64, np.arange(self.sealed, len(self)))
-            pos, d, var = (np.concatenate([a, b]) for a, b in zip((pos, d, var), rest))
+            if self.sealed < len(self):  # the works registered since the tables were sealed
+                rest = self._scan(codes64, q64, np.arange(self.sealed, len(self)))
+                pos, d, var = (np.concatenate([a, b]) for a, b in zip((pos, d, var), rest))
         else:
             pos, d, var = self._scan(codes64, q64, np.arange(len(self)))
         keep = d <= max_distance

@@ -68,14 +68,16 @@ def test_multi_index_search_is_exactly_a_scan(seed, nbytes, n, radius, flips):
     assert got == want
 
 
-@pytest.mark.parametrize("n", [500, 30_000])  # a scan only, and tables plus a scanned delta
-def test_nearest_agrees_with_brute_force_for_every_signal(n, monkeypatch):
+@pytest.mark.parametrize("n, delta", [(500, True), (30_000, True), (30_000, False)])  # a scan only, tables plus a
+def test_nearest_agrees_with_brute_force_for_every_signal(n, delta, monkeypatch):  # scanned delta, tables alone
     monkeypatch.setattr(index_module, "DELTA_MAX", 4_000)
     rng = np.random.default_rng(n)
-    index, first = Index(), n - min(3_000, n // 3)
+    index, first = Index(), n - min(3_000, n // 3) if delta else n
     index.add_columns(columns(rng, first))
-    index.add_columns(columns(rng, n - first, start=first + 1))  # rows past the tables, when there are tables
+    if delta:
+        index.add_columns(columns(rng, n - first, start=first + 1))  # rows past the tables, when there are tables
     assert (index.sealed > 0) == (n > index_module.SCAN_MAX)
+    assert (index.sealed == n) == (not delta)
     for alg in (PDQ, PHASH, PDQEQ):
         codes = np.asarray(index.codes[alg])
         radius = SEARCH_RADIUS[alg]
