@@ -97,8 +97,9 @@ FIRST = 4
 FIRST_VIEWS = 1
 #: The first look's beam (both graphs); the whole shortlist searches those views again at EF_SEARCH and EF_CENTRED,
 #: so it is the same as without a first look. The 400 copies of 100 works at 1 M (one thread, each copy run under
-#: both settings in turn, alternating; /work-only paired script): 64 -> 32 saves 0.35 - 0.51 ms p50 a copy, 24
-#: 0.44 - 0.52, 16 0.62 - 0.76 but names other works for 2 copies; 32 and 24 the same answers for all 500 queries.
+#: both settings in turn, alternating: scripts/experiments/paired.py first_ef): 64 -> 32 saves 0.35 - 0.51 ms p50 a
+#: copy, 24 0.44 - 0.52, 16 0.62 - 0.76 but names other works for 2 copies; 32 and 24 the same answers for all 500
+#: queries.
 #: An image the first look does not find pays one more search of each graph (+0.26 - 0.47 ms).
 FIRST_EF = 32
 #: When the first look finds a match, the other works found so far whose vectors lie within FAMILY_COSINE of a found

@@ -451,11 +451,11 @@ def test_the_first_look_verifies_on_the_calling_thread_and_the_whole_shortlist_o
     monkeypatch.setattr(_hamming_kernel, "nearest_each",
                         lambda *a: ran_on.append(threading.current_thread().name) or nearest_each(*a))
     look = index.first_look
-    copies = [crop(work(works_dir, name), (0.12, 0.1, 0.9, 0.85)) for name in (BRUSH, FLOW, POSTER)]
+    crops = [crop(work(works_dir, name), (0.12, 0.1, 0.9, 0.85)) for name in (BRUSH, FLOW, POSTER)]
 
     def answers(whole: bool):
         monkeypatch.setattr(index, "first_look", (lambda q: ([], [], look(q)[2])) if whole else look)
-        return [[(w, m.inliers, m.geometry) for w, m in index.match(local.Query(c))] for c in copies]
+        return [[(w, m.inliers, m.geometry) for w, m in index.match(local.Query(c))] for c in crops]
 
     monkeypatch.setattr(_parallel, "threads", lambda: 1)
     alone = [answers(False), answers(True)]
